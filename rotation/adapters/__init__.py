@@ -1,0 +1,1 @@
+"""Adapters: the only code that knows SDK models and ``azure.core`` errors."""

@@ -1,0 +1,309 @@
+"""Value objects shared by every layer: events, Key Vault versions, APIM entities, reports, audit.
+
+All are frozen, slotted, keyword-only dataclasses; datetimes are tz-aware UTC; collections are
+tuples. Secret material never appears in a ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime  # noqa: TC003  (dataclass fields are resolved at runtime by tools)
+from enum import StrEnum
+
+__all__ = [
+    "ApimBackend",
+    "ApimCertificate",
+    "AuditRecord",
+    "AuditTarget",
+    "CertificateSummary",
+    "CertificateVersion",
+    "DeadLetterInfo",
+    "Decision",
+    "Disposition",
+    "Finding",
+    "FindingCode",
+    "KeyVaultEvent",
+    "SecretMaterial",
+    "Severity",
+    "Strategy",
+    "Trigger",
+    "ValidationReport",
+]
+
+
+class Decision(StrEnum):
+    """The ``decision`` of an audit record (ARCHITECTURE §2)."""
+
+    APPLIED = "applied"
+    ALREADY_CURRENT = "already_current"
+    SUPERSEDED = "superseded"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class Disposition(StrEnum):
+    """What an event asks for: rotate (new version), alert (near expiry/expired), ignore."""
+
+    ROTATE = "rotate"
+    ALERT = "alert"
+    IGNORE = "ignore"
+
+
+class Strategy(StrEnum):
+    """How APIM references are moved (ARCHITECTURE §2 step 6)."""
+
+    PIN = "pin"
+    BLUE_GREEN = "blue-green"
+
+
+class Trigger(StrEnum):
+    """What started a run."""
+
+    EVENTGRID = "eventgrid"
+    TIMER = "timer"
+    CLI = "cli"
+
+
+class Severity(StrEnum):
+    """``error`` rejects a certificate; ``warning`` informs."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class FindingCode(StrEnum):
+    """Stable finding codes (ARCHITECTURE §4); users, tests and audit records depend on them."""
+
+    FORMAT_UNREADABLE = "format.unreadable"
+    CHAIN_UNTRUSTED = "chain.untrusted"
+    CHAIN_BAD_SIGNATURE = "chain.bad_signature"
+    CHAIN_ISSUER_EXPIRED = "chain.issuer_expired"
+    VALIDITY_EXPIRED = "validity.expired"
+    VALIDITY_NOT_YET_VALID = "validity.not_yet_valid"
+    VALIDITY_TOO_SHORT = "validity.too_short"
+    USAGE_CLIENT_AUTH_MISSING = "usage.client_auth_missing"
+    USAGE_LEAF_IS_CA = "usage.leaf_is_ca"
+    KEY_WEAK = "key.weak"
+    SIGNATURE_WEAK_ALGORITHM = "signature.weak_algorithm"
+    KEY_MISSING = "key.missing"
+    KEY_MISMATCH = "key.mismatch"
+    REVOCATION_REVOKED = "revocation.revoked"
+    REVOCATION_UNAVAILABLE = "revocation.unavailable"
+    IDENTITY_CHANGED = "identity.changed"
+    BINDING_VERSIONLESS = "binding.versionless"
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterInfo:
+    """Metadata Event Grid adds to a dead-lettered event."""
+
+    reason: str | None
+    attempts: int | None
+    last_outcome: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyVaultEvent:
+    """One normalised Key Vault event, whatever schema or envelope it arrived in."""
+
+    event_id: str
+    event_type: str
+    schema: str  # "eventgrid" | "cloudevents"
+    vault_name: str
+    vault_url: str  # https://{vault}.vault.azure.net (no trailing slash), lower-cased host
+    object_type: str  # "Certificate" | "Secret" | "Key" | "" for non-Key-Vault events
+    object_name: str
+    version: str
+    not_before: datetime | None
+    expires: datetime | None
+    event_time: datetime | None
+    deadletter: DeadLetterInfo | None
+    disposition: Disposition
+
+
+# --- Key Vault -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateVersion:
+    """Properties of one Key Vault certificate version (no secret material)."""
+
+    vault_url: str
+    name: str
+    version: str
+    enabled: bool
+    created: datetime
+    not_before: datetime | None = None
+    expires: datetime | None = None
+    thumbprint_sha1: str | None = None  # upper-case hex, as APIM shows it
+
+    @property
+    def secret_id(self) -> str:
+        """The versioned secret URL APIM references (``…/secrets/{name}/{version}``)."""
+        return f"{self.vault_url}/secrets/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecretMaterial:
+    """A certificate's secret: PKCS#12 (DER bytes) or PEM text, with the chain and private key.
+
+    The value is excluded from ``repr`` and equality output so it cannot reach a log line.
+    """
+
+    content_type: str  # "application/x-pkcs12" | "application/x-pem-file"
+    value: bytes = field(repr=False)
+    secret_id: str = ""
+
+
+# --- APIM ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApimCertificate:
+    """An APIM certificate entity as read through ARM."""
+
+    service_id: str  # full ARM id of the APIM service
+    certificate_id: str  # entity name (last path segment)
+    secret_identifier: str | None  # keyVault.secretIdentifier; None for uploaded certificates
+    identity_client_id: str | None = None
+    thumbprint: str | None = None  # upper-case SHA-1 hex
+    subject: str | None = None
+    expiration: datetime | None = None
+    last_status_code: str | None = None  # keyVault.lastStatus.code, "Success" when fetched
+    last_status_message: str | None = None
+    etag: str = ""
+
+    @property
+    def resource_id(self) -> str:
+        """The entity's full ARM id, as backends reference it."""
+        return f"{self.service_id}/certificates/{self.certificate_id}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApimBackend:
+    """An APIM backend and the certificate entities it presents (``credentials.certificateIds``)."""
+
+    service_id: str
+    backend_id: str
+    certificate_ids: tuple[str, ...]
+    url: str = ""
+    etag: str = ""
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One thing validation found. ``certificate`` names the certificate it is about."""
+
+    code: FindingCode
+    severity: Severity
+    message: str
+    certificate: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateSummary:
+    """What a person needs to recognise a certificate. Thumbprints are upper-case hex."""
+
+    subject: str
+    issuer: str
+    serial: str
+    thumbprint_sha1: str
+    thumbprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    key_type: str  # "RSA" | "EC" | "Ed25519" | ...
+    key_size: int | None  # bits (RSA size, EC curve size); None where it means nothing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationReport:
+    """The outcome of validating a bundle: findings, the leaf, and the validated chain."""
+
+    findings: tuple[Finding, ...]
+    leaf: CertificateSummary | None
+    chain: tuple[CertificateSummary, ...]  # leaf first, trust anchor last (empty if no path)
+
+    @property
+    def accepted(self) -> bool:
+        """True when no finding is an error."""
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The finding codes, in order, as plain strings (for audit records)."""
+        return tuple(str(f.code) for f in self.findings)
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditTarget:
+    """One APIM target a rotation considered: a certificate entity or a backend."""
+
+    service: str  # APIM service name
+    kind: str  # "certificate" | "backend"
+    name: str  # entity id or backend id
+    from_: str | None  # what it referenced before (secret id or certificate entity id)
+    to: str | None  # what it references now / would reference
+    result: str  # updated | already_current | skipped_dry_run | superseded | failed | created | retired
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """The canonical audit record of one event (ARCHITECTURE §5)."""
+
+    event: str  # dotted name, e.g. "rotation.applied"
+    decision: Decision
+    trigger: Trigger
+    event_id: str | None = None
+    event_type: str | None = None
+    vault: str | None = None
+    certificate: str | None = None
+    version: str | None = None
+    previous_version: str | None = None
+    thumbprint_sha1: str | None = None
+    thumbprint_sha256: str | None = None
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    findings: tuple[str, ...] = ()
+    targets: tuple[AuditTarget, ...] = ()
+    strategy: Strategy | None = None
+    dry_run: bool = False
+    duration_ms: float | None = None
+    correlation_id: str | None = None
+    error: str | None = None  # message only, never a traceback
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready dict with the §5 field names (``targets`` entries use ``from``)."""
+        out: dict[str, object] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "targets":
+                value = [
+                    {
+                        "service": t.service,
+                        "kind": t.kind,
+                        "name": t.name,
+                        "from": t.from_,
+                        "to": t.to,
+                        "result": t.result,
+                    }
+                    for t in value
+                ]
+            elif name == "findings":
+                value = list(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif isinstance(value, StrEnum):
+                value = str(value)
+            out[name] = value
+        return out

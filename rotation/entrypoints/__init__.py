@@ -1,0 +1,1 @@
+"""Entrypoints: the Functions blueprint and the ``certrotate`` CLI."""

@@ -1,0 +1,7 @@
+"""`certrotate` commands: events (to be filled in)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

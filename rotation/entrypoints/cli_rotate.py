@@ -1,0 +1,7 @@
+"""`certrotate` commands: rotate (to be filled in)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,154 @@
+"""Ports: the roles the rotation core needs from the outside world, as ``Protocol``s.
+
+Real implementations live in ``rotation.adapters`` and are built only in ``rotation.bootstrap``;
+fakes with observable state live in ``rotation.testing``. Methods follow the Azure verb table:
+``get_*`` raises when missing, ``list_*`` returns an iterable (possibly empty, never ``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from rotation.domain.model import (
+    ApimBackend,
+    ApimCertificate,
+    AuditRecord,
+    CertificateVersion,
+    KeyVaultEvent,
+    SecretMaterial,
+    Trigger,
+    ValidationReport,
+)
+
+__all__ = [
+    "ApimGateway",
+    "AuditSink",
+    "CertificateSource",
+    "Clock",
+    "EventHandler",
+    "Validator",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The only source of "now" (tz-aware UTC)."""
+
+    def now(self) -> datetime: ...
+
+
+@runtime_checkable
+class CertificateSource(Protocol):
+    """Key Vault certificates and their secrets.
+
+    Raises:
+        CertificateNotFoundError: the certificate or version does not exist.
+        TransientDependencyError: throttled, 5xx, timeout, reset.
+        AuthorizationError: 401/403.
+        DependencyError: anything else.
+    """
+
+    def list_certificate_versions(self, vault_url: str, name: str) -> Iterable[CertificateVersion]:
+        """Every version of certificate ``name`` (all pages), in no particular order."""
+        ...
+
+    def get_certificate_version(self, vault_url: str, name: str, version: str) -> CertificateVersion:
+        """One version's properties."""
+        ...
+
+    def get_secret(self, vault_url: str, name: str, version: str) -> SecretMaterial:
+        """The certificate's secret (PKCS#12 or PEM, chain and private key)."""
+        ...
+
+
+@runtime_checkable
+class ApimGateway(Protocol):
+    """APIM certificate entities and backends through ARM, with ETags.
+
+    ``service_id`` is always the full ARM id of the APIM service.
+
+    Raises:
+        CertificateNotFoundError: ``get_certificate`` on a missing entity.
+        PreconditionFailedError: a write's ETag no longer matches (412).
+        TransientDependencyError / AuthorizationError / DependencyError: as for CertificateSource.
+    """
+
+    def list_certificates(self, service_id: str) -> Iterable[ApimCertificate]:
+        """Every certificate entity in the service (all pages)."""
+        ...
+
+    def list_backends(self, service_id: str) -> Iterable[ApimBackend]:
+        """Every backend in the service (all pages)."""
+        ...
+
+    def get_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
+        """One certificate entity, with its ETag, thumbprint and ``keyVault.lastStatus``."""
+        ...
+
+    def put_certificate(
+        self,
+        service_id: str,
+        certificate_id: str,
+        *,
+        secret_identifier: str,
+        identity_client_id: str | None,
+        etag: str | None,
+    ) -> ApimCertificate:
+        """Create (``etag=None``) or update (``If-Match: etag``) a Key Vault-backed entity."""
+        ...
+
+    def update_backend_certificates(
+        self, service_id: str, backend_id: str, *, certificate_ids: tuple[str, ...], etag: str
+    ) -> ApimBackend:
+        """PATCH ``credentials.certificateIds`` with ``If-Match: etag``."""
+        ...
+
+    def delete_certificate(self, service_id: str, certificate_id: str, *, etag: str) -> None:
+        """Delete an entity (``If-Match: etag``); succeeds if already gone."""
+        ...
+
+
+@runtime_checkable
+class Validator(Protocol):
+    """Decides whether a certificate bundle is fit to present (ARCHITECTURE §4)."""
+
+    def validate(
+        self,
+        material: SecretMaterial,
+        *,
+        at: datetime,
+        expected_identity: tuple[str, str] | None = None,
+    ) -> ValidationReport:
+        """Validate at time ``at``. ``expected_identity`` is (subject, issuer) when pinned.
+
+        Never raises for a bad bundle: that is a ``format.unreadable`` finding.
+        """
+        ...
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Where audit records go (stdout JSON, a durable table, memory in tests)."""
+
+    def write(self, record: AuditRecord) -> None:
+        """Record one audit record. Raises ``DependencyError`` if it could not be stored."""
+        ...
+
+
+@runtime_checkable
+class EventHandler(Protocol):
+    """What the entrypoints hand events to: the rotation service."""
+
+    def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
+        """Handle one event end to end and return its canonical audit record.
+
+        Raises retryable ``RotationError``s for transient/configuration failures (Event Grid
+        redelivers); permanent outcomes (rejected, ignored, ...) are returned, not raised.
+        """
+        ...
+
+    def reconcile(self, *, trigger: Trigger) -> Sequence[AuditRecord]:
+        """Sweep every bound certificate: catch missed versions and alert near expiry."""
+        ...
