@@ -22,8 +22,8 @@ __all__ = [
     "PrivateKey",
     "make_crl",
     "make_key",
-    "mint_chain",
     "mint_certificate",
+    "mint_chain",
     "to_pem_bundle",
     "to_pkcs12",
 ]
@@ -38,7 +38,12 @@ def make_key(kind: str = "rsa", size: int = 2048) -> PrivateKey:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=size)
     if kind == "ec":
-        curve = {256: ec.SECP256R1(), 384: ec.SECP384R1(), 521: ec.SECP521R1(), 192: ec.SECP192R1()}
+        curve = {
+            256: ec.SECP256R1(),
+            384: ec.SECP384R1(),
+            521: ec.SECP521R1(),
+            192: ec.SECP192R1(),
+        }
         return ec.generate_private_key(curve[size])
     if kind == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
@@ -76,7 +81,7 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def mint_certificate(  # noqa: C901, PLR0912
+def mint_certificate(
     common_name: str,
     *,
     issuer: Issued | None = None,
@@ -235,7 +240,9 @@ def make_crl(
     return builder.sign(key, algorithm)  # type: ignore[arg-type]
 
 
-def to_pkcs12(leaf: Issued, chain: list[Issued] | tuple[Issued, ...] = (), password: bytes | None = None) -> bytes:
+def to_pkcs12(
+    leaf: Issued, chain: list[Issued] | tuple[Issued, ...] = (), password: bytes | None = None
+) -> bytes:
     """A PKCS#12 (as Key Vault stores it: empty password unless given) with key, leaf and chain."""
     encryption = (
         serialization.BestAvailableEncryption(password)
@@ -243,11 +250,17 @@ def to_pkcs12(leaf: Issued, chain: list[Issued] | tuple[Issued, ...] = (), passw
         else serialization.NoEncryption()
     )
     return pkcs12.serialize_key_and_certificates(
-        b"certrotate", leaf.key, leaf.cert, [c.cert for c in chain] or None, encryption  # type: ignore[arg-type]
+        b"certrotate",
+        leaf.key,
+        leaf.cert,
+        [c.cert for c in chain] or None,
+        encryption,  # type: ignore[arg-type]
     )
 
 
-def to_pem_bundle(leaf: Issued, chain: list[Issued] | tuple[Issued, ...] = (), *, with_key: bool = True) -> bytes:
+def to_pem_bundle(
+    leaf: Issued, chain: list[Issued] | tuple[Issued, ...] = (), *, with_key: bool = True
+) -> bytes:
     """A PEM bundle as Key Vault's ``application/x-pem-file``: private key, leaf, then chain."""
     parts = [leaf.key_pem] if with_key else []
     parts.append(leaf.pem)

@@ -54,7 +54,9 @@ class CertificateSource(Protocol):
         """Every version of certificate ``name`` (all pages), in no particular order."""
         ...
 
-    def get_certificate_version(self, vault_url: str, name: str, version: str) -> CertificateVersion:
+    def get_certificate_version(
+        self, vault_url: str, name: str, version: str
+    ) -> CertificateVersion:
         """One version's properties."""
         ...
 

@@ -69,7 +69,9 @@ class ConfigError(RotationError):
     def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
         self.problems = tuple(problems)
         listing = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid certrotate settings ({len(self.problems)} problem(s)):\n{listing}")
+        super().__init__(
+            f"invalid certrotate settings ({len(self.problems)} problem(s)):\n{listing}"
+        )
 
 
 class BundleFormatError(RotationError, ValueError):
@@ -127,8 +129,5 @@ class BackendUpdateError(RotationError):
     def __init__(self, message: str, *, results: tuple[object, ...], retryable: bool) -> None:
         super().__init__(message)
         self.results = results
-        self._retryable = retryable
-
-    @property  # type: ignore[override]
-    def retryable(self) -> bool:  # instance-level: depends on which failures occurred
-        return self._retryable
+        # Instance-level on purpose: whether to retry depends on which failures occurred.
+        self.retryable = retryable  # type: ignore[misc]

@@ -7,7 +7,7 @@ tuples. Secret material never appears in a ``repr``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime  # noqa: TC003  (dataclass fields are resolved at runtime by tools)
+from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
