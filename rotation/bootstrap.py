@@ -1,16 +1,55 @@
 """Composition root: the one place SDK clients, credentials and the service are built.
 
-Entrypoints call ``get_handler()``; tests replace it with ``monkeypatch``. Nothing here runs at
-import time, so a wrong setting can never stop the Functions host from indexing the app.
+Entrypoints call ``get_handler()``; tests replace it with ``monkeypatch`` or call
+``build_service(settings, ...)`` with explicit settings and fakes. Nothing here runs at import
+time (the adapters and their SDKs are imported inside the builders), so a wrong setting can never
+stop the Functions host from indexing the app, and ``--help`` stays fast.
+
+Wiring (``build_service``):
+
+- credential: ``build_credential(devstack_token=..., client_id=AZURE_CLIENT_ID)``: a static token
+  for the local stack, else ``DefaultAzureCredential`` (built only when an adapter needs it);
+- ``KeyVaultCertificateSource`` and ``ArmApimGateway`` with ``connection_verify`` = the devstack CA
+  bundle when set (else system trust), ``retry_total`` = ``http_retries``, the ARM endpoint and
+  ``verify_challenge_resource`` from the settings;
+- ``PolicyValidator`` over the trust-anchor bundle with a ``ValidationPolicy`` from the settings
+  and ``require_key=True`` (rotations always need the private key);
+- audit: ``StructlogAuditSink`` (stdout JSON), plus ``TableAuditSink`` when ``audit_table`` and a
+  connection are set, fanned out by ``CompositeAuditSink``;
+- ``RotationService`` with every knob mapped from the settings, a UTC system clock, and the
+  correlation id the entrypoint bound with ``rotation.audit.bind_correlation``.
 """
 
 from __future__ import annotations
 
 import functools
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from rotation.ports import EventHandler
+from rotation.domain.errors import BundleFormatError, ConfigError
 
-__all__ = ["get_handler"]
+if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import on --help
+    from rotation.config import Settings
+    from rotation.ports import (
+        ApimGateway,
+        AuditSink,
+        CertificateSource,
+        Clock,
+        EventHandler,
+        Validator,
+    )
+    from rotation.service import RotationService
+
+__all__ = ["SystemClock", "build_audit_sink", "build_service", "build_validator", "get_handler"]
+
+
+class SystemClock:
+    """The production ``Clock``: the system time in UTC."""
+
+    def now(self) -> datetime:
+        """Now, tz-aware UTC."""
+        return datetime.now(UTC)
 
 
 @functools.cache
@@ -20,4 +59,130 @@ def get_handler() -> EventHandler:
     Raises:
         ConfigError: the settings are invalid (every problem listed).
     """
-    raise NotImplementedError("the rotation service is wired in by the rotation-engine work")
+    from rotation.config import Settings, read_environment  # noqa: PLC0415 - lazy by design
+
+    return build_service(Settings.from_env(read_environment()))
+
+
+def build_service(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    credential: Any = None,
+    source: CertificateSource | None = None,
+    gateway: ApimGateway | None = None,
+    validator: Validator | None = None,
+    audit: AuditSink | None = None,
+) -> RotationService:
+    """A ``RotationService`` for ``settings``; any collaborator given is used as is.
+
+    Raises:
+        ConfigError: the trust-anchor bundle cannot be read or parsed.
+    """
+    from rotation.service import RotationService  # noqa: PLC0415
+
+    if source is None or gateway is None:
+        credential = credential or _credential(settings)
+    return RotationService(
+        source or _source(settings, credential),
+        gateway or _gateway(settings, credential),
+        validator or build_validator(settings),
+        audit or build_audit_sink(settings),
+        clock or SystemClock(),
+        vaults=settings.vaults,
+        apim_services=settings.apim_services,
+        strategy=settings.strategy,
+        dry_run=settings.dry_run,
+        retain_previous=settings.retain_previous,
+        max_attempts=settings.max_attempts,
+        near_expiry_days=settings.near_expiry_days,
+        clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+        pin_identity=settings.pin_identity,
+        correlation=_bound_correlation_id,
+    )
+
+
+def build_validator(settings: Settings) -> Validator:
+    """``PolicyValidator`` over the configured trust anchors (private key always required).
+
+    Raises:
+        ConfigError: the trust-anchor bundle cannot be read or parsed.
+    """
+    from rotation.domain.bundle import parse_certificates  # noqa: PLC0415
+    from rotation.domain.policy import RevocationMode, ValidationPolicy  # noqa: PLC0415
+    from rotation.domain.validation import PolicyValidator  # noqa: PLC0415
+
+    try:
+        anchors = parse_certificates(settings.trust_anchors.read_bytes())
+    except (OSError, BundleFormatError) as exc:
+        raise ConfigError([f"ROTATION_TRUST_ANCHORS: {exc}"]) from exc
+    policy = ValidationPolicy(
+        min_remaining_days=settings.min_valid_days,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        require_eku=settings.require_eku,
+        revocation=RevocationMode(settings.revocation),
+        require_key=True,
+        pin_identity=settings.pin_identity,
+    )
+    # No HTTP CRL fetcher is wired yet: distribution points are then reported by the policy's
+    # revocation mode (soft: warning, hard: error); explicitly given CRLs still count.
+    return PolicyValidator(anchors, policy)
+
+
+def build_audit_sink(settings: Settings) -> AuditSink:
+    """stdout JSON lines, plus the durable table when ``audit_table`` and a connection are set.
+
+    Raises:
+        DependencyError: the storage connection string is malformed.
+    """
+    from rotation.audit import CompositeAuditSink, StructlogAuditSink  # noqa: PLC0415
+
+    stdout = StructlogAuditSink()
+    if not (settings.audit_table and settings.audit_connection):
+        return stdout
+    from rotation.adapters.tables import TableAuditSink  # noqa: PLC0415
+
+    table = TableAuditSink.from_connection_string(settings.audit_connection, settings.audit_table)
+    return CompositeAuditSink(stdout, table)
+
+
+def _credential(settings: Settings) -> Any:
+    from rotation.adapters.credentials import build_credential  # noqa: PLC0415
+
+    return build_credential(
+        devstack_token=settings.devstack_token, client_id=settings.azure_client_id
+    )
+
+
+def _verify(settings: Settings) -> str | bool:
+    return str(settings.devstack_ca_bundle) if settings.devstack_ca_bundle else True
+
+
+def _source(settings: Settings, credential: Any) -> CertificateSource:
+    from rotation.adapters.keyvault import KeyVaultCertificateSource  # noqa: PLC0415
+
+    return KeyVaultCertificateSource(
+        credential,
+        connection_verify=_verify(settings),
+        verify_challenge_resource=settings.verify_challenge_resource,
+        retry_total=settings.http_retries,
+    )
+
+
+def _gateway(settings: Settings, credential: Any) -> ApimGateway:
+    from rotation.adapters.apim import ArmApimGateway  # noqa: PLC0415
+
+    return ArmApimGateway(
+        credential,
+        base_url=settings.arm_endpoint,
+        connection_verify=_verify(settings),
+        retry_total=settings.http_retries,
+    )
+
+
+def _bound_correlation_id() -> str:
+    """The correlation id the entrypoint bound to the log context, else a fresh uuid4."""
+    import structlog  # noqa: PLC0415
+
+    bound = structlog.contextvars.get_contextvars().get("correlation_id")
+    return str(bound) if bound else str(uuid.uuid4())

@@ -281,6 +281,7 @@ class AuditRecord:
     duration_ms: float | None = None
     correlation_id: str | None = None
     error: str | None = None  # message only, never a traceback
+    message: str | None = None  # why (ignored/deferred/alert), for people reading the trail
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict with the §5 field names (``targets`` entries use ``from``)."""

@@ -1,7 +1,328 @@
-"""`certrotate` commands: rotate (to be filled in)."""
+"""`certrotate replay`, `certrotate plan` and `certrotate demo`.
+
+``replay`` streams events (files or an Event Grid dead-letter container) through the same
+``RotationService.handle`` the Functions trigger uses, one event in memory at a time (only the
+decision counts are kept); ``plan`` shows what a rotation would do now; ``demo`` tells the whole
+story on the embedded local stack (the logic lives in ``rotation.demo``). Exit codes: 0 success,
+1 a problem found, 2 usage or configuration error. Diagnostics and audit lines go to stderr, so
+``--json`` output on stdout stays machine-readable.
+"""
 
 from __future__ import annotations
 
-import click
+import dataclasses
+import io
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.console import Console
+from rich.progress import (
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from rotation.domain.errors import ConfigError, DependencyError, InvalidEventError, RotationError
+from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+
+if TYPE_CHECKING:
+    from rotation.config import Settings
+    from rotation.ports import AuditSink, EventHandler
+    from rotation.service import RotationService
+
+__all__ = ["COMMANDS", "MALFORMED", "demo", "plan", "replay"]
+
+MALFORMED = "malformed"
+_Item = tuple[str, KeyVaultEvent | InvalidEventError]
+_ORDER = [*(str(d) for d in Decision), MALFORMED]
+
+
+class _Stderr(io.TextIOBase):
+    """``sys.stderr`` looked up on every write (click's runner and rich's progress swap it)."""
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, AuditSink]:
+    """Settings from the environment, logging to stderr, the audit sink and the service.
+
+    ``--dry-run`` forces dry run. Any configuration problem is a usage error (exit 2).
+    """
+    from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
+    from rotation.config import Settings, read_environment  # noqa: PLC0415
+    from rotation.logconfig import configure_logging  # noqa: PLC0415
+
+    try:
+        settings = Settings.from_env(read_environment())
+        if dry_run:
+            settings = dataclasses.replace(settings, dry_run=True)
+        configure_logging(
+            json=True if as_json else None, level=settings.log_level, stream=_Stderr()
+        )
+        audit = bootstrap.build_audit_sink(settings)
+        return settings, bootstrap.build_service(settings, audit=audit), audit
+    except (ConfigError, DependencyError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+
+def _event_stream(
+    files: tuple[Path, ...],
+    container: str | None,
+    connection: str | None,
+    prefix: str,
+    vaults: tuple[str, ...],
+) -> Iterator[_Item]:
+    """Every (location, event-or-error) from the files, then from the dead-letter container."""
+    from rotation.events import iter_file_events  # noqa: PLC0415
+
+    for path in files:
+        yield from iter_file_events(path, allowed_vault_urls=vaults)
+    if container and connection:
+        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415
+
+        source = DeadLetterBlobSource.from_connection_string(connection, container)
+        yield from source.iter_events(prefix, allowed_vault_urls=vaults)
+
+
+def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:
+    """Audit a malformed event (as the Functions trigger does) and describe it."""
+    from rotation.logconfig import redact  # noqa: PLC0415
+
+    message = str(redact(str(error)))
+    audit.write(
+        AuditRecord(
+            event="event.malformed", decision=Decision.IGNORED, trigger=Trigger.CLI,
+            error=f"InvalidEventError: {message}", message=f"replayed from {location}",
+        )
+    )  # fmt: skip
+    return {
+        "location": location,
+        "decision": MALFORMED,
+        "findings": [],
+        "targets": [],
+        "error": message,
+    }
+
+
+def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
+    """Handle one event. Any error fails this event only (the service has audited it)."""
+    from rotation.audit import bind_correlation  # noqa: PLC0415
+
+    bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
+    try:
+        body = service.handle(event, trigger=Trigger.CLI).as_dict()
+    except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
+        body = {"decision": str(Decision.FAILED), "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "location": location, "event_id": event.event_id or None,
+        "certificate": event.object_name or None, "version": event.version or None,
+        "decision": body["decision"], "findings": body.get("findings", []),
+        "targets": body.get("targets", []), "dry_run": body.get("dry_run"), "error": body.get("error"),
+    }  # fmt: skip
+
+
+def _run_replay(
+    service: EventHandler, audit: AuditSink, items: Iterator[_Item], *, as_json: bool
+) -> Counter[str]:
+    """Replay every item, printing as it goes; returns the decision counts (O(1) memory)."""
+    err = Console(file=_Stderr(), soft_wrap=True, highlight=False)
+    counts: Counter[str] = Counter()
+    columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())
+    show = not as_json and sys.stderr.isatty()
+    with Progress(*columns, console=err, transient=True, disable=not show) as progress:
+        task = progress.add_task("replay", total=None)
+        for location, item in items:
+            if isinstance(item, InvalidEventError):
+                line = _malformed(location, item, audit)
+                err.print(f"malformed event at {location}: {line['error']}", markup=False)
+            else:
+                line = _handled(location, item, service)
+                if line["decision"] in {Decision.FAILED, Decision.REJECTED}:
+                    why = line["error"] or ", ".join(line["findings"]) or "no findings"
+                    err.print(f"{line['decision']} at {location}: {why}", markup=False)
+            counts[str(line["decision"])] += 1
+            if as_json:
+                click.echo(json.dumps(line, separators=(",", ":")))
+            progress.advance(task)
+    return counts
+
+
+def _summary(counts: Counter[str]) -> Table:
+    table = Table("decision", "events", title="replay summary")
+    for decision in sorted(counts, key=lambda d: _ORDER.index(d) if d in _ORDER else len(_ORDER)):
+        table.add_row(decision, str(counts[decision]))
+    table.add_row("total", str(sum(counts.values())), style="bold")
+    return table
+
+
+@click.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Decide and report, but write nothing to APIM.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per event per line on stdout."
+)
+@click.option(
+    "--deadletter-container", metavar="NAME", help="Replay this Event Grid dead-letter container."
+)
+@click.option(
+    "--connection-string-env",
+    metavar="VAR",
+    help="Environment variable holding the storage connection string.",
+)
+@click.option(
+    "--prefix", default="", metavar="P", help="Only dead-letter blobs whose names start with P."
+)
+@click.pass_context
+def replay(
+    ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
+    deadletter_container: str | None, connection_string_env: str | None, prefix: str,
+) -> None:  # fmt: skip
+    """Replay Key Vault events from FILES and/or an Event Grid dead-letter container.
+
+    FILES may hold a JSON array or object, JSON Lines, either schema (Event Grid or CloudEvents),
+    or dead-letter blobs saved as files. Events stream one at a time through the same rotation
+    path as the Functions trigger. A malformed event is reported on stderr (file, index, field)
+    and audited, and the replay goes on; so does an event whose handling fails.
+
+    Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
+    failed OR any input was malformed; 2 on a usage or configuration error.
+    """
+    if not files and not deadletter_container:
+        raise click.UsageError("give at least one FILE or --deadletter-container NAME")
+    connection = None
+    if deadletter_container:
+        if not connection_string_env:
+            raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
+        connection = _read_env(connection_string_env)
+    settings, service, audit = _wire(dry_run=dry_run, as_json=as_json)
+    items = _event_stream(files, deadletter_container, connection, prefix, settings.vaults)
+    try:
+        counts = _run_replay(service, audit, items, as_json=as_json)
+    except RotationError as exc:  # the dead-letter container itself failed (listing, auth)
+        click.echo(f"replay stopped: {exc}", err=True)
+        ctx.exit(1)
+    Console(file=_Stderr() if as_json else None).print(_summary(counts))
+    ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)
+
+
+def _read_env(name: str) -> str:
+    """The value of environment variable ``name``, read through the one environment reader."""
+    from rotation.config import read_environment  # noqa: PLC0415
+
+    value = read_environment().get(name, "").strip()
+    if not value:
+        raise click.UsageError(f"environment variable {name} is not set or empty")
+    return value
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--certificate", required=True, metavar="NAME", help="Key Vault certificate name.")
+@click.option(
+    "--vault", metavar="URL", help="Vault URL (default: the only one in ROTATION_VAULTS)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.pass_context
+def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool) -> None:
+    """Show what rotating certificate NAME would do right now, per APIM target. Writes nothing.
+
+    Exit status: 0 when the plan was made; 1 when the candidate would be rejected or the plan
+    could not be made (Key Vault or APIM unreachable, certificate not found); 2 on a usage or
+    configuration error.
+    """
+    settings, service, _ = _wire(dry_run=True, as_json=as_json)
+    if vault is None:
+        if len(settings.vaults) != 1:
+            raise click.UsageError("several vaults are configured: choose one with --vault URL")
+        vault = settings.vaults[0]
+    try:
+        body = service.plan(vault.rstrip("/"), certificate).as_dict()
+    except RotationError as exc:
+        click.echo(f"cannot plan {certificate}: {type(exc).__name__}: {exc}", err=True)
+        ctx.exit(1)
+    if as_json:
+        click.echo(json.dumps(body, separators=(",", ":")))
+    else:
+        _print_plan(body)
+    ctx.exit(1 if body["decision"] in {Decision.REJECTED, Decision.FAILED} else 0)
+
+
+def _print_plan(body: dict[str, Any]) -> None:
+    console = Console(highlight=False)
+    version = body.get("version") or "-"
+    console.print(
+        f"{body['certificate']} in {body['vault']}: candidate {version}, decision {body['decision']}",
+        markup=False,
+    )
+    for text in (body.get("message"), ", ".join(body.get("findings", []))):
+        if text:
+            console.print(f"  {text}", markup=False)
+    table = Table(
+        "service", "kind", "entity/backend", "from", "to", "action", title="planned changes"
+    )
+    for t in body.get("targets", []):
+        table.add_row(
+            t["service"], t["kind"], t["name"], _tail(t["from"]), _tail(t["to"]), t["result"]
+        )
+    console.print(table)
+
+
+def _tail(reference: str | None) -> str:
+    """The readable end of a secret URL or entity id (``name/version`` or ``id``)."""
+    if not reference:
+        return "-"
+    return (
+        "/".join(reference.rstrip("/").split("/")[-2:])
+        if "/secrets/" in reference
+        else reference.rsplit("/", 1)[-1]
+    )
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--audit-log", type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("certrotate-demo-audit.jsonl"), show_default=True,
+    help="Where to write the audit trail (JSON Lines; overwritten).",
+)  # fmt: skip
+@click.option(
+    "--strategy", type=click.Choice(["pin", "blue-green"]), default="pin", show_default=True,
+    help="How APIM references are moved.",
+)  # fmt: skip
+@click.pass_context
+def demo(ctx: click.Context, audit_log: Path, strategy: str) -> None:
+    """The whole story on an embedded local stack, in seconds.
+
+    A new valid version is applied, a duplicate event is already current, a late event for the
+    old version is superseded, and a version from an untrusted issuer is rejected. Exit status 1
+    if any step's decision or APIM state is not the expected one (it doubles as a smoke test).
+    """
+    from rotation.demo import run_demo  # noqa: PLC0415 - imports the devstack only when asked
+
+    ok = run_demo(audit_log=audit_log, strategy=strategy, console=Console(highlight=False))
+    ctx.exit(0 if ok else 1)
+
+
+COMMANDS: list[click.Command] = [replay, plan, demo]

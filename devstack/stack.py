@@ -1,0 +1,278 @@
+"""``Devstack``: start and stop both stand-ins, seed them directly, and describe them to clients.
+
+    with Devstack.start() as stack:
+        client = CertificateClient(stack.vault_url, StaticTokenCredential(stack.token),
+                                   connection_verify=str(stack.ca_bundle),
+                                   verify_challenge_resource=False)
+
+Seeding helpers (``import_certificate``, ``put_apim_certificate``, ``put_backend``) write the
+state directly (no HTTP) and compute what the HTTP paths compute, so they are fast enough for
+thousands of entities.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack import apim
+from devstack.admin import AdminApi
+from devstack.arm import ArmApp
+from devstack.bundles import PKCS12, parse_bundle
+from devstack.faults import FaultInjector, RequestLog
+from devstack.keyvault import KeyVaultApp
+from devstack.server import StandInServer
+from devstack.state import DevstackState, Entity
+from devstack.tls import mint_server_tls
+
+__all__ = ["Devstack", "StackRequestLog"]
+
+SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000d5ac"
+RESOURCE_GROUP = "rg-devstack"
+TENANT_ID = "00000000-0000-4000-8000-000000007e57"
+VAULT_NAME = "kv-devstack"
+
+
+@dataclass(frozen=True, slots=True)
+class StackRequestLog:
+    """The request logs of both servers."""
+
+    kv: RequestLog
+    arm: RequestLog
+
+    def clear(self) -> None:
+        """Forget every logged request on both servers."""
+        self.kv.clear()
+        self.arm.clear()
+
+
+class Devstack:
+    """A running pair of stand-ins (Key Vault and ARM/APIM) on 127.0.0.1."""
+
+    def __init__(
+        self,
+        state_dir: Path | None,
+        *,
+        ephemeral: bool,
+        port_kv: int,
+        port_arm: int,
+        services: tuple[str, ...],
+        seed: int = 0,
+    ) -> None:
+        self._tempdir = None if state_dir else Path(tempfile.mkdtemp(prefix="devstack-"))
+        self.state_dir = state_dir or self._tempdir
+        assert self.state_dir is not None
+        self.state = DevstackState(None if ephemeral else self.state_dir)
+        self.token = secrets.token_urlsafe(32)
+        self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP
+        self.tenant_id, self.vault_name = TENANT_ID, VAULT_NAME
+        tls = mint_server_tls(self.state_dir)
+        self.ca_bundle = tls.ca_pem
+        self.faults_kv, self.faults_arm = FaultInjector(seed), FaultInjector(seed)
+        self.request_log = StackRequestLog(RequestLog(), RequestLog())
+        for name in services:
+            self.state.ensure_service(name)
+        self.apim_services = tuple(svc.name for svc in self.state.services.values())
+        admin = AdminApi(
+            {
+                "arm": (self.faults_arm, self.request_log.arm),
+                "kv": (self.faults_kv, self.request_log.kv),
+            }
+        )
+        kv_app = KeyVaultApp(self.state, tenant_id=self.tenant_id)
+        self._arm_app = ArmApp(
+            self.state,
+            token=self.token,
+            subscription_id=self.subscription_id,
+            resource_group=self.resource_group,
+            faults=self.faults_arm,
+            admin=admin,
+        )
+        context = tls.server_context()
+        self._kv = StandInServer(
+            kv_app, context, port=port_kv, faults=self.faults_kv, log=self.request_log.kv
+        )
+        try:
+            self._arm = StandInServer(
+                self._arm_app,
+                context,
+                port=port_arm,
+                faults=self.faults_arm,
+                log=self.request_log.arm,
+            )
+        except OSError:
+            self._kv.close()
+            raise
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        state_dir: Path | None = None,
+        *,
+        ephemeral: bool = True,
+        port_kv: int = 0,
+        port_arm: int = 0,
+        services: tuple[str, ...] = ("apim-devstack-1", "apim-devstack-2"),
+        seed: int = 0,
+    ) -> Iterator[Devstack]:
+        """Start both servers; stop them (and save state unless ephemeral) on exit.
+
+        Raises:
+            OSError: a requested port is in use.
+        """
+        stack = cls(
+            state_dir,
+            ephemeral=ephemeral,
+            port_kv=port_kv,
+            port_arm=port_arm,
+            services=services,
+            seed=seed,
+        )
+        stack._kv.start()
+        stack._arm.start()
+        try:
+            yield stack
+        finally:
+            stack.close()
+
+    def close(self) -> None:
+        """Stop both servers, save state, and remove a temporary state directory."""
+        self._kv.stop()
+        self._arm.stop()
+        self.state.save()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+    # --- description ----------------------------------------------------------------------
+
+    @property
+    def vault_url(self) -> str:
+        """``https://127.0.0.1:PORT`` of the Key Vault stand-in."""
+        return self._kv.url
+
+    @property
+    def arm_endpoint(self) -> str:
+        """``https://127.0.0.1:PORT`` of the ARM stand-in."""
+        return self._arm.url
+
+    def service_id(self, name: str) -> str:
+        """The full ARM id of APIM service ``name``."""
+        return self._arm_app.service_id(name)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``devstack.json`` holds."""
+        return {
+            "vault_url": self.vault_url,
+            "vault_name": self.vault_name,
+            "arm_endpoint": self.arm_endpoint,
+            "ca_bundle": str(self.ca_bundle),
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "apim_services": list(self.apim_services),
+            "token": self.token,
+        }
+
+    def env(self) -> dict[str, str]:
+        """Settings that point certrotate at this stack (the ``env`` file)."""
+        return {
+            "ROTATION_VAULTS": self.vault_url,
+            "ROTATION_APIM_SERVICES": ",".join(self.service_id(s) for s in self.apim_services),
+            "ROTATION_ARM_ENDPOINT": self.arm_endpoint,
+            "ROTATION_DEVSTACK_CA_BUNDLE": str(self.ca_bundle),
+            "ROTATION_DEVSTACK_TOKEN": self.token,
+            "ROTATION_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+        }
+
+    def write_files(self, directory: Path) -> None:
+        """Write ``devstack.json`` and ``env`` (mode 0600: they hold the token) into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in (
+            ("devstack.json", json.dumps(self.describe(), indent=2) + "\n"),
+            ("env", "".join(f"{k}={v}\n" for k, v in self.env().items())),
+        ):
+            path = directory / name
+            path.touch(mode=0o600)
+            path.write_text(text)
+
+    # --- direct seeding ---------------------------------------------------------------------
+
+    def import_certificate(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str = PKCS12,
+        password: bytes | None = None,
+        enabled: bool = True,
+    ) -> str:
+        """Add a version of certificate ``name`` from PKCS#12 or PEM bytes; return its version.
+
+        Raises:
+            devstack.bundles.BundleError: the bytes are not a readable bundle.
+        """
+        parsed = parse_bundle(data, password=password)
+        with self.state.lock:
+            entry = self.state.kv.add_version(
+                name, parsed, content_type=content_type, enabled=enabled
+            )
+        return entry.version
+
+    def put_apim_certificate(self, service: str, cert_id: str, secret_identifier: str) -> None:
+        """Create or replace a Key Vault-backed certificate entity, computing it like the PUT.
+
+        Raises:
+            KeyError: the service does not exist.
+            ValueError: the secret cannot be fetched and the entity is new.
+        """
+        entry, why = apim.fetch_from_key_vault(self.state, secret_identifier)
+        now = self.state.clock()
+        with self.state.lock:
+            svc = self._service(service)
+            existing = svc.certificates.get(cert_id.lower())
+            if entry is None and existing is None:
+                raise ValueError(f"cannot fetch {cert_id!r} from Key Vault: {why}")
+            props: dict[str, Any] = dict(existing.properties) if existing else {}
+            if entry is not None:
+                props.update(
+                    subject=entry.subject,
+                    thumbprint=entry.thumbprint,
+                    expirationDate=apim.iso_timestamp(entry.exp)[:19] + "Z",
+                )
+            status = apim.status_success(now) if entry else apim.status_failed(now, why)
+            props["keyVault"] = {
+                "secretIdentifier": secret_identifier,
+                "identityClientId": None,
+                "lastStatus": status,
+            }
+            svc.certificates[cert_id.lower()] = Entity(cert_id, props, self.state.next_etag())
+
+    def put_backend(
+        self, service: str, backend_id: str, *, url: str, certificate_ids: list[str]
+    ) -> None:
+        """Create or replace a backend presenting ``certificate_ids``.
+
+        Raises:
+            KeyError: the service does not exist.
+        """
+        props = {
+            "url": url,
+            "protocol": "http",
+            "credentials": {"certificateIds": list(certificate_ids)},
+        }
+        with self.state.lock:
+            svc = self._service(service)
+            svc.backends[backend_id.lower()] = Entity(backend_id, props, self.state.next_etag())
+
+    def _service(self, name: str) -> Any:
+        svc = self.state.service(name)
+        if svc is None:
+            raise KeyError(f"no APIM service {name!r} in the devstack")
+        return svc

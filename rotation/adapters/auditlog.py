@@ -1,0 +1,47 @@
+"""An ``AuditSink`` that appends one JSON object per audit record to a file (JSON Lines).
+
+Used by ``certrotate demo`` (and available to any CLI run) for a local, greppable audit trail.
+Each record is ``AuditRecord.as_dict()``: the ARCHITECTURE §5 fields, which by construction carry
+no secret material (no keys, bundles, tokens or connection strings).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rotation.domain.errors import DependencyError
+from rotation.domain.model import AuditRecord
+
+__all__ = ["JsonLinesAuditSink"]
+
+
+class JsonLinesAuditSink:
+    """Append audit records to ``path`` as JSON Lines (UTF-8, one record per line).
+
+    The file is opened for each record and closed again, so a crash never loses a written
+    record and no handle outlives a run.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"JsonLinesAuditSink({str(self.path)!r})"
+
+    def write(self, record: AuditRecord) -> None:
+        """Append ``record`` as one JSON line.
+
+        Raises:
+            DependencyError: the file could not be written (missing directory, permissions).
+        """
+        line = json.dumps(record.as_dict(), separators=(",", ":"), sort_keys=False, default=str)
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise DependencyError(
+                f"cannot append to audit log {self.path}: {exc.strerror or exc}",
+                service="auditlog",
+                operation="write",
+            ) from exc

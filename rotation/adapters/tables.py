@@ -1,0 +1,197 @@
+"""The durable audit trail in Azure Tables (or Azurite): ``TableAuditSink`` and its reader.
+
+One entity per ``AuditRecord``: PartitionKey ``{vault}|{certificate}`` (so one certificate's
+history is one partition), RowKey ``{UTC time, sortable}-{uuid4}`` (so rows sort by time and never
+collide), every §5 field as a property (``None`` omitted, ``findings``/``targets`` JSON-encoded)
+and ``recorded_at``. ``azure.core`` errors become the domain's ``DependencyError`` family;
+messages carry status codes and error codes, never the connection string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient
+
+from rotation.audit import AUDIT_FIELDS
+from rotation.domain.errors import AuthorizationError, DependencyError, TransientDependencyError
+from rotation.domain.model import AuditRecord
+from rotation.ports import Clock
+
+__all__ = ["TableAuditSink", "iter_audit_records", "open_table"]
+
+_SERVICE = "audit-table"
+_LIST_FIELDS = ("findings", "targets")
+_TABLE_KEYS = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag"})
+_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_TRANSIENT = frozenset({408, 412, 429, 500, 502, 503, 504})
+
+
+class _UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _translate(exc: AzureError, operation: str) -> DependencyError:
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    message = f"audit table {operation} failed ({detail}{f' {code}' if code else ''})"
+    kwargs: dict[str, Any] = {"service": _SERVICE, "operation": operation, "status_code": status}
+    if isinstance(exc, ClientAuthenticationError) or status in {401, 403}:
+        return AuthorizationError(message, **kwargs)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError) or status in _TRANSIENT:
+        return TransientDependencyError(message, **kwargs)
+    if isinstance(exc, ResourceNotFoundError):
+        return DependencyError(f"{message}: the table does not exist", **kwargs)
+    return DependencyError(message, **kwargs)
+
+
+def open_table(connection_string: str, table_name: str, *, retries: int = 3) -> TableClient:
+    """A ``TableClient`` for ``table_name`` (``UseDevelopmentStorage=true`` works too).
+
+    Raises:
+        DependencyError: the connection string is malformed (its text is never shown).
+    """
+    try:
+        return TableClient.from_connection_string(
+            connection_string, table_name=table_name, retry_total=retries
+        )
+    except (ValueError, AzureError):
+        raise DependencyError(
+            "the audit table connection string is malformed",
+            service=_SERVICE,
+            operation="connect",
+        ) from None
+
+
+def _partition_key(record: AuditRecord) -> str:
+    vault = record.vault or "-"
+    if vault.lower().startswith("https://"):
+        vault = urlsplit(vault).netloc.lower()
+    return _KEY_UNSAFE.sub("_", f"{vault}|{record.certificate or '-'}")
+
+
+def _row_key(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex}"
+
+
+class TableAuditSink:
+    """``AuditSink`` appending each record to an Azure Tables table (created on first write)."""
+
+    def __init__(self, client: TableClient, *, clock: Clock | None = None) -> None:
+        self._client = client
+        self._clock: Clock = clock or _UtcClock()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"TableAuditSink(table={self._client.table_name!r})"
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table_name: str, *, clock: Clock | None = None
+    ) -> TableAuditSink:
+        """Build the sink from a storage connection string.
+
+        Raises:
+            DependencyError: the connection string is malformed.
+        """
+        return cls(open_table(connection_string, table_name), clock=clock)
+
+    def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        try:
+            self._client.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise _translate(exc, "create_table") from exc
+        self._ready = True
+
+    def write(self, record: AuditRecord) -> None:
+        """Store ``record`` as one entity.
+
+        Raises:
+            TransientDependencyError: throttled, 5xx, timeout, unreachable.
+            AuthorizationError: 401/403.
+            DependencyError: anything else.
+        """
+        self._ensure_table()
+        at = self._clock.now()
+        entity: dict[str, object] = {
+            "PartitionKey": _partition_key(record),
+            "RowKey": _row_key(at),
+            "recorded_at": at.astimezone(UTC),
+        }
+        for name, value in record.as_dict().items():
+            if value is None:
+                continue
+            entity[name] = json.dumps(value) if name in _LIST_FIELDS else value
+        try:
+            self._client.create_entity(entity=entity)
+        except AzureError as exc:
+            raise _translate(exc, "create_entity") from exc
+
+
+def _to_record(entity: dict[str, Any]) -> dict[str, object]:
+    out: dict[str, object] = dict.fromkeys((*AUDIT_FIELDS, *AuditRecord.__dataclass_fields__))
+    for name, value in entity.items():
+        if name in _TABLE_KEYS:
+            continue
+        if name in _LIST_FIELDS:
+            out[name] = json.loads(value) if isinstance(value, str) else []
+        elif isinstance(value, datetime):
+            out[name] = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        else:
+            out[name] = value
+    for name in _LIST_FIELDS:
+        out[name] = out[name] if isinstance(out[name], list) else []
+    return out
+
+
+def iter_audit_records(
+    client: TableClient, *, certificate: str | None = None, since: datetime | None = None
+) -> Iterator[dict[str, object]]:
+    """Stream stored records (as ``AuditRecord.as_dict()`` plus ``recorded_at``), page by page.
+
+    Raises:
+        DependencyError (or a subclass): the table cannot be read.
+    """
+    clauses, parameters = [], {}
+    if certificate is not None:
+        clauses.append("certificate eq @certificate")
+        parameters["certificate"] = certificate
+    if since is not None:
+        clauses.append("RowKey ge @since")
+        parameters["since"] = f"{since.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+    try:
+        pages = (
+            client.query_entities(" and ".join(clauses), parameters=parameters)
+            if clauses
+            else client.list_entities()
+        )
+        for entity in pages:
+            yield _to_record(dict(entity))
+    except AzureError as exc:
+        raise _translate(exc, "query") from exc
+    except (TypeError, ValueError):
+        raise DependencyError(
+            "the audit table holds an entity that is not an audit record",
+            service=_SERVICE,
+            operation="query",
+        ) from None

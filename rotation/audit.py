@@ -1,0 +1,102 @@
+"""Audit sinks and correlation: how every decision reaches stdout (and a durable table).
+
+``StructlogAuditSink`` writes one JSON line per ``AuditRecord`` through the ``rotation.audit``
+logger with ``audit=True`` (so audit lines can be queried apart from diagnostics), carrying every
+ARCHITECTURE §5 field. ``CompositeAuditSink`` fans a record out to several sinks and never lets
+one failing sink starve the others. ``bind_correlation`` starts each invocation's log context.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+
+from rotation.domain.model import AuditRecord, Trigger
+from rotation.ports import AuditSink
+
+__all__ = ["AUDIT_FIELDS", "CompositeAuditSink", "StructlogAuditSink", "bind_correlation"]
+
+AUDIT_FIELDS: tuple[str, ...] = (
+    "event", "decision", "event_id", "event_type", "vault", "certificate", "version",
+    "previous_version", "thumbprint_sha1", "thumbprint_sha256", "not_before", "not_after",
+    "findings", "targets", "strategy", "dry_run", "duration_ms", "correlation_id", "trigger",
+)  # fmt: skip
+"""The ARCHITECTURE §5 fields every audit record carries (``None`` where not applicable)."""
+
+
+class StructlogAuditSink:
+    """``AuditSink`` writing one structlog line per record (logger ``rotation.audit``)."""
+
+    def __init__(self, logger: Any = None) -> None:
+        self._log = logger if logger is not None else structlog.get_logger("rotation.audit")
+
+    def __repr__(self) -> str:
+        return "StructlogAuditSink()"
+
+    def write(self, record: AuditRecord) -> None:
+        """Log ``record`` at INFO (WARNING for ``failed``) as one JSON line with ``audit=True``."""
+        fields = record.as_dict()
+        event = str(fields.pop("event"))
+        if fields["correlation_id"] is None:
+            fields["correlation_id"] = structlog.contextvars.get_contextvars().get(
+                "correlation_id"
+            )
+        method = self._log.warning if record.decision == "failed" else self._log.info
+        method(event, audit=True, **fields)
+
+
+class CompositeAuditSink:
+    """Writes each record to every sink; if any fail, the rest still get it, then it raises."""
+
+    def __init__(self, *sinks: AuditSink) -> None:
+        self.sinks = sinks
+
+    def __repr__(self) -> str:
+        return f"CompositeAuditSink({', '.join(map(repr, self.sinks))})"
+
+    def write(self, record: AuditRecord) -> None:
+        """Write to all sinks.
+
+        Raises:
+            Exception: the first sink failure (retryable ones preferred), after every sink ran;
+                the others are attached as notes.
+        """
+        errors: list[Exception] = []
+        for sink in self.sinks:
+            try:
+                sink.write(record)
+            except Exception as exc:  # noqa: BLE001 - every sink must get the record first
+                errors.append(exc)
+        if errors:
+            errors.sort(key=lambda e: not getattr(e, "retryable", False))
+            first = errors[0]
+            for other in errors[1:]:
+                first.add_note(f"another audit sink also failed: {type(other).__name__}: {other}")
+            raise first
+
+
+def bind_correlation(
+    *,
+    trigger: Trigger,
+    eventgrid_event_id: str | None = None,
+    correlation_id: str | None = None,
+) -> str:
+    """Start a fresh log context for one invocation and return its correlation id.
+
+    Clears any context left by a previous invocation on this worker thread, then binds
+    ``correlation_id`` (and the same value as ``rotation_id``), ``trigger`` and, for Event Grid,
+    ``eventgrid_event_id``.
+    """
+    structlog.contextvars.clear_contextvars()
+    cid = correlation_id or str(uuid.uuid4())
+    context: dict[str, object] = {
+        "correlation_id": cid,
+        "rotation_id": cid,
+        "trigger": str(trigger),
+    }
+    if eventgrid_event_id is not None:
+        context["eventgrid_event_id"] = eventgrid_event_id
+    structlog.contextvars.bind_contextvars(**context)
+    return cid

@@ -1,0 +1,343 @@
+"""``certrotate demo``: the whole rotation story on the embedded local stack, in seconds.
+
+It starts the devstack (Key Vault and APIM/ARM stand-ins over TLS on loopback, ephemeral, free
+ports), mints a private CA, imports certificate v1, binds it in two APIM services, and then wires
+the *real* service (real adapters, real SDK clients) through ``bootstrap.build_service``. Four
+real-shaped Event Grid events follow, each parsed by ``rotation.events``:
+
+1. a new valid v2                        -> ``applied`` (every binding moves to v2)
+2. the same event again                  -> ``already_current`` (nothing written)
+3. a late event for v1                   -> ``superseded`` (never roll back)
+4. a v3 from an issuer nobody trusts     -> ``rejected`` (with its finding codes)
+
+Each step checks its decision and what the backends present afterwards, so the demo doubles as
+a smoke test (``run_demo`` returns False if anything differs). The audit trail goes to a JSON
+Lines file. Nothing secret (keys, PFX/PEM bodies, the devstack token) is printed or logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from devstack.pki import Issued, make_key, mint_certificate, to_pkcs12
+from devstack.stack import Devstack
+from rotation.adapters.auditlog import JsonLinesAuditSink
+from rotation.bootstrap import build_service
+from rotation.config import Settings
+from rotation.domain.errors import RotationError
+from rotation.domain.model import Decision, KeyVaultEvent, Trigger
+from rotation.events import parse_payload
+from rotation.service import RotationService
+
+__all__ = ["CERTIFICATE", "DemoStep", "run_demo"]
+
+CERTIFICATE = "partner-mtls"
+OTHER_CERTIFICATE = "billing-mtls"
+_BACKENDS = ("orders-api", "payments-api", "inventory-api")
+_OTHER_BACKEND = "billing-api"
+# (service, backend) -> (entity, version, thumbprint)
+Snapshot = dict[tuple[str, str], tuple[str, str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStep:
+    """One chapter of the story: the event to send and the decision it must produce."""
+
+    title: str
+    story: str
+    version_key: str  # "v1" | "v2" | "v3"
+    expected: Decision
+    changes: bool  # whether the backends must present something new afterwards
+
+
+STEPS = (
+    DemoStep("1. A new, valid version arrives", "Key Vault created v2 (same CA, fresh key).", "v2", Decision.APPLIED, True),
+    DemoStep("2. Event Grid delivers the same event again", "At-least-once delivery: a duplicate.", "v2", Decision.ALREADY_CURRENT, False),
+    DemoStep("3. A late event for v1", "An old event arrives after v2 went live.", "v1", Decision.SUPERSEDED, False),
+    DemoStep("4. v3 from an issuer nobody trusts", "Someone imported a certificate from a rogue CA.", "v3", Decision.REJECTED, False),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Pki:
+    """The demo's certificates (keys stay in memory; only the root's PEM is written)."""
+
+    root: Issued
+    v1: bytes
+    v2: bytes
+    v3: bytes
+    other: bytes
+
+
+def _mint(now: dt.datetime) -> _Pki:
+    """A trusted root + intermediate issuing v1/v2/other, and a rogue root issuing v3."""
+    year = dt.timedelta(days=365)
+    root = mint_certificate(
+        "certrotate Demo Root CA", ca=True, not_before=now - year, not_after=now + 10 * year
+    )
+    inter = mint_certificate(
+        "certrotate Demo Issuing CA", issuer=root, ca=True, path_length=0,
+        not_before=now - year, not_after=now + 5 * year,
+    )  # fmt: skip
+    rogue = mint_certificate(
+        "Rogue Root CA", key=make_key("ec", 256), ca=True, not_before=now - year
+    )
+
+    def leaf(issuer: Issued, chain: list[Issued], age_days: int) -> bytes:
+        start = now - dt.timedelta(days=age_days, hours=1)
+        cert = mint_certificate(
+            "partner-gw.demo.test", issuer=issuer, not_before=start, not_after=start + 0.25 * year
+        )
+        return to_pkcs12(cert, chain)
+
+    return _Pki(
+        root=root,
+        v1=leaf(inter, [inter, root], 60),
+        v2=leaf(inter, [inter, root], 0),
+        v3=leaf(rogue, [rogue], 0),
+        other=leaf(inter, [inter, root], 10),
+    )
+
+
+def _event(
+    stack: Devstack, version: str, when: dt.datetime, event_id: str
+) -> list[dict[str, Any]]:
+    """A CertificateNewVersionCreated event in the Event Grid schema (wire reference A.4)."""
+    topic = (
+        f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
+        f"/providers/Microsoft.KeyVault/vaults/{stack.vault_name}"
+    )
+    data = {
+        "Id": f"{stack.vault_url}/certificates/{CERTIFICATE}/{version}",
+        "VaultName": stack.vault_name,
+        "ObjectType": "Certificate",
+        "ObjectName": CERTIFICATE,
+        "Version": version,
+        "NBF": int(when.timestamp()) - 3600,
+        "EXP": int(when.timestamp()) + 90 * 86400,
+    }
+    return [
+        {
+            "id": event_id,
+            "topic": topic,
+            "subject": CERTIFICATE,
+            "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated",
+            "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
+            "data": data,
+            "dataVersion": "1",
+            "metadataVersion": "1",
+        }
+    ]
+
+
+def _bind(stack: Devstack, versions: Mapping[str, str]) -> None:
+    """Pin both APIM services' entities to v1 (and the unrelated one), and add backends."""
+    for service in stack.apim_services:
+        sid = stack.service_id(service)
+        for name in (CERTIFICATE, OTHER_CERTIFICATE):
+            secret = f"{stack.vault_url}/secrets/{name}/{versions[name]}"
+            stack.put_apim_certificate(service, name, secret)
+        for backend in _BACKENDS:
+            stack.put_backend(
+                service, backend, url=f"https://{backend}.demo.test",
+                certificate_ids=[f"{sid}/certificates/{CERTIFICATE}"],
+            )  # fmt: skip
+        stack.put_backend(
+            service, _OTHER_BACKEND, url="https://billing.demo.test",
+            certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
+        )  # fmt: skip
+
+
+def _snapshot(stack: Devstack) -> Snapshot:
+    """What every backend presents, read from the APIM stand-in's own state (not via certrotate)."""
+    view: Snapshot = {}
+    with stack.state.lock:
+        for name in stack.apim_services:
+            service = stack.state.service(name)
+            if service is None:
+                continue
+            for backend in service.backends.values():
+                for ref in backend.properties.get("credentials", {}).get("certificateIds", []):
+                    entity_id = str(ref).rsplit("/", 1)[-1]
+                    entity = service.certificates.get(entity_id.lower())
+                    props = entity.properties if entity else {}
+                    secret = str(props.get("keyVault", {}).get("secretIdentifier") or "")
+                    path = secret.split("/secrets/", 1)[-1].split("/")
+                    version = path[1] if len(path) > 1 else "(versionless)"
+                    thumbprint = str(props.get("thumbprint", "?"))
+                    view[(name, backend.name)] = (entity_id, version, thumbprint)
+    return view
+
+
+def _table(title: str, view: Snapshot, before: Snapshot | None = None) -> Table:
+    """One row per backend, grouped by APIM service; rows that changed since ``before`` in green."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in ("service / backend", "entity", "version", "thumbprint (SHA-1)"):
+        table.add_column(column, no_wrap=True)
+    current = None
+    for (service, backend), (entity, version, thumb) in sorted(view.items()):
+        if service != current:
+            if current is not None:
+                table.add_section()
+            table.add_row(service, style="bold")
+            current = service
+        changed = before is not None and before.get((service, backend)) != (entity, version, thumb)
+        style = "bold green" if changed else None
+        table.add_row(f"  {backend}", entity, version[:8], f"{thumb[:12]}…", style=style)
+    return table
+
+
+@dataclass(slots=True)
+class _Run:
+    """State shared by the steps of one demo run."""
+
+    stack: Devstack
+    service: RotationService
+    vaults: tuple[str, ...]
+    versions: dict[str, str]
+    pki: _Pki
+    console: Console
+    now: Callable[[], dt.datetime]
+
+    def version(self, key: str) -> str:
+        """The Key Vault version id of ``key`` (v1/v2/v3), importing it on first use."""
+        if key not in self.versions:
+            self.versions[key] = self.stack.import_certificate(CERTIFICATE, getattr(self.pki, key))
+        return self.versions[key]
+
+    def snapshot(self) -> Snapshot:
+        """What every backend presents now."""
+        return _snapshot(self.stack)
+
+
+def _moved_correctly(before: Snapshot, after: Snapshot, version: str) -> bool:
+    """Every backend of the rotated certificate now presents ``version``; the rest did not move."""
+    for key, (entity, _, _) in before.items():
+        if entity.startswith(CERTIFICATE):
+            if after.get(key, ("", "", ""))[1] != version:
+                return False
+        elif after.get(key) != before[key]:
+            return False
+    return True
+
+
+def _handle(run: _Run, payload: list[dict[str, Any]]) -> tuple[Decision, tuple[str, ...], str]:
+    """Parse the payload with the intake and hand the event to the real service."""
+    try:
+        events: list[KeyVaultEvent] = list(parse_payload(payload, allowed_vault_urls=run.vaults))
+        record = run.service.handle(events[0], trigger=Trigger.CLI)
+    except RotationError as exc:
+        return Decision.FAILED, (), f"{type(exc).__name__}: {exc}"
+    return record.decision, tuple(record.findings), record.error or ""
+
+
+def _play(run: _Run, step: DemoStep, event_id: str) -> bool:
+    """Tell one chapter: send its event, show the decision and what the backends present now."""
+    console = run.console
+    console.rule(step.title, align="left")
+    version = run.version(step.version_key)
+    console.print(f"{step.story} Event for {CERTIFICATE} version {version[:12]}…", markup=False)
+    before = run.snapshot()
+    decision, findings, error = _handle(run, _event(run.stack, version, run.now(), event_id))
+    after = run.snapshot()
+    moved = _moved_correctly(before, after, version) if step.changes else after == before
+    ok = decision is step.expected and moved
+    mark = "[green]✓[/]" if ok else "[bold red]✗[/]"
+    console.print(f"{mark} decision: [bold]{decision}[/] (expected {step.expected})")
+    if findings:
+        console.print(f"  findings: {', '.join(findings)}", markup=False)
+    if error:
+        console.print(f"  error: {error}", markup=False)
+    if step.changes:
+        console.print(
+            _table("After: what each backend presents (changed rows in green)", after, before)
+        )
+    else:
+        console.print(
+            "  APIM unchanged." if after == before else "  [red]APIM changed unexpectedly![/]"
+        )
+    return ok
+
+
+def _system_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def _stage(
+    console: Console, strategy: str, audit_log: Path, now: Callable[[], dt.datetime]
+) -> Iterator[_Run]:
+    """Start the devstack, seed v1 and the bindings, and wire the real service against it."""
+    pki = _mint(now())
+    with (
+        tempfile.TemporaryDirectory(prefix="certrotate-demo-") as tmp,
+        Devstack.start(None, ephemeral=True) as stack,
+    ):
+        anchors = Path(tmp) / "trust-anchors.pem"
+        anchors.write_bytes(pki.root.pem)
+        versions = {
+            "v1": stack.import_certificate(CERTIFICATE, pki.v1),
+            OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
+        }
+        _bind(stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]})
+        mapping = {
+            **stack.env(),
+            "ROTATION_TRUST_ANCHORS": str(anchors),
+            "ROTATION_STRATEGY": strategy,
+        }
+        settings = Settings.from_env(mapping)
+        service = build_service(settings, audit=JsonLinesAuditSink(audit_log))
+        run = _Run(stack, service, settings.vaults, versions, pki, console, now)
+        console.print(
+            f"Local stack: Key Vault {stack.vault_url}, APIM services {', '.join(stack.apim_services)}; "
+            f"strategy {strategy}; trust anchor: the demo root CA ({anchors.name}).",
+            markup=False,
+        )
+        console.print(_table("Before: what each backend presents", run.snapshot()))
+        yield run
+
+
+def run_demo(
+    *,
+    audit_log: Path,
+    strategy: str = "pin",
+    console: Console | None = None,
+    now: Callable[[], dt.datetime] = _system_now,
+) -> bool:
+    """Run the story; True when every step produced the expected decision and APIM state.
+
+    Raises:
+        RotationError: the stack could not be set up (e.g. a port could not be bound).
+    """
+    console = console or Console(highlight=False)
+    audit_log.write_text("", encoding="utf-8")
+    results: list[bool] = []
+    with _stage(console, strategy, audit_log, now) as run:
+        first_id = str(uuid.uuid4())  # steps 1 and 2 deliver the very same event
+        for step in STEPS:
+            event_id = first_id if step.version_key == "v2" else str(uuid.uuid4())
+            results.append(_play(run, step, event_id))
+    events = [json.loads(line)["event"] for line in audit_log.read_text("utf-8").splitlines()]
+    targets = events.count("rotation.target")
+    console.rule()
+    if all(results):
+        console.print("[green]All four decisions as expected.[/]")
+    else:
+        console.print("[bold red]Some steps did not go as expected.[/]")
+    console.print(
+        f"Audit log: {audit_log} ({len(events) - targets} decision records + {targets} "
+        "per-target records, JSON Lines)",
+        markup=False,
+    )
+    return all(results)

@@ -1,0 +1,141 @@
+"""The actions a rotation plan is made of (``rotation.domain.planning`` returns a tuple of them).
+
+Plain frozen values: ``RotationService`` applies them in order, and ``plan``/dry runs print them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rotation.domain.model import AuditTarget
+
+__all__ = [
+    "Action",
+    "AlreadyCurrent",
+    "CreateEntity",
+    "MoveBackend",
+    "PinEntity",
+    "RetireEntity",
+    "Superseded",
+    "describe",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PinEntity:
+    """Point an existing entity's ``secretIdentifier`` at the candidate's versioned secret URL."""
+
+    service_id: str
+    certificate_id: str
+    from_secret: str | None
+    to_secret: str
+    identity_client_id: str | None
+    etag: str
+    versionless: bool = False  # the entity was versionless: conversion is audited
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateEntity:
+    """Blue-green: create ``{base}--{version[:8]}`` pinned to the candidate."""
+
+    service_id: str
+    certificate_id: str
+    to_secret: str
+    identity_client_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoveBackend:
+    """Blue-green: replace a backend's references to the group with the new entity."""
+
+    service_id: str
+    backend_id: str
+    from_ids: tuple[str, ...]
+    to_ids: tuple[str, ...]
+    etag: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetireEntity:
+    """Blue-green: delete an entity beyond the retention count that no backend references."""
+
+    service_id: str
+    certificate_id: str
+    secret: str | None
+    etag: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlreadyCurrent:
+    """The target already uses the candidate: nothing to do."""
+
+    service_id: str
+    kind: str  # "certificate" | "backend"
+    name: str
+    reference: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Superseded:
+    """The target uses a version newer than the candidate: never roll back."""
+
+    service_id: str
+    kind: str
+    name: str
+    in_use: str | None
+    candidate: str
+
+
+Action = PinEntity | CreateEntity | MoveBackend | RetireEntity | AlreadyCurrent | Superseded
+
+_CHANGE_RESULT = {
+    "PinEntity": "updated",
+    "CreateEntity": "created",
+    "MoveBackend": "updated",
+    "RetireEntity": "retired",
+}
+_PLANNED_RESULT = {
+    "PinEntity": "update",
+    "CreateEntity": "create",
+    "MoveBackend": "move",
+    "RetireEntity": "retire",
+}
+
+
+def _service_name(service_id: str) -> str:
+    return service_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _tail(ids: tuple[str, ...]) -> str:
+    return ",".join(i.rstrip("/").rsplit("/", 1)[-1] for i in ids)
+
+
+def describe(action: Action, result: str | None = None, *, planned: bool = False) -> AuditTarget:
+    """The audit target of an action; ``result`` defaults to what applying it records."""
+    default = (_PLANNED_RESULT if planned else _CHANGE_RESULT).get(type(action).__name__)
+    svc = _service_name(action.service_id)
+    if isinstance(action, PinEntity | CreateEntity):
+        old = action.from_secret if isinstance(action, PinEntity) else None
+        return AuditTarget(
+            service=svc, kind="certificate", name=action.certificate_id, from_=old, to=action.to_secret,
+            result=result or default or "",
+        )  # fmt: skip
+    if isinstance(action, MoveBackend):
+        return AuditTarget(
+            service=svc, kind="backend", name=action.backend_id, from_=_tail(action.from_ids),
+            to=_tail(action.to_ids), result=result or default or "",
+        )  # fmt: skip
+    if isinstance(action, RetireEntity):
+        return AuditTarget(
+            service=svc, kind="certificate", name=action.certificate_id, from_=action.secret, to=None,
+            result=result or default or "",
+        )  # fmt: skip
+    if isinstance(action, AlreadyCurrent):
+        return AuditTarget(
+            service=svc, kind=action.kind, name=action.name, from_=action.reference,
+            to=action.reference, result=result or "already_current",
+        )  # fmt: skip
+    return AuditTarget(
+        service=svc, kind=action.kind, name=action.name, from_=action.in_use, to=action.candidate,
+        result=result or "superseded",
+    )  # fmt: skip

@@ -1,0 +1,344 @@
+"""``RotationService``: the rotation core over the ports (ARCHITECTURE §2, §3, §5, §7).
+
+It implements ``rotation.ports.EventHandler``: ``handle`` (one event), ``reconcile`` (the timer
+sweep) and ``plan`` (what a rotation would do now, no writes). Each certificate is converged by
+a ``rotation.rollout.Rollout``; this module decides what to run, and turns each outcome into
+one canonical audit record plus one ``rotation.target`` record per target. See
+``docs/rotation.md`` for the semantics.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from rotation.domain.actions import describe
+from rotation.domain.errors import BackendUpdateError, RotationError
+from rotation.domain.model import (
+    ApimBackend,
+    ApimCertificate,
+    AuditRecord,
+    AuditTarget,
+    CertificateVersion,
+    Decision,
+    Disposition,
+    KeyVaultEvent,
+    Strategy,
+    Trigger,
+)
+from rotation.domain.planning import Action, bound_certificates, parse_secret_identifier, vault_key
+from rotation.ports import ApimGateway, AuditSink, CertificateSource, Clock, Validator
+from rotation.rollout import Inventory, Outcome, Rollout, Settings
+
+__all__ = ["RotationPlan", "RotationService"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationPlan:
+    """What a rotation of one certificate would do right now (``RotationService.plan``)."""
+
+    vault: str
+    certificate: str
+    decision: Decision  # what handling a new-version event would decide now
+    candidate: CertificateVersion | None
+    previous_version: str | None
+    actions: tuple[Action, ...]
+    findings: tuple[str, ...] = ()
+    message: str | None = None
+
+    @property
+    def targets(self) -> tuple[AuditTarget, ...]:
+        """One target per action; ``result`` is the planned verb (update, create, move, retire,
+        already_current, superseded)."""
+        return tuple(describe(a, planned=True) for a in self.actions)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready view with the audit record's names (``version`` is the candidate's)."""
+        return {
+            "vault": self.vault,
+            "certificate": self.certificate,
+            "version": self.candidate.version if self.candidate else None,
+            "previous_version": self.previous_version,
+            "decision": str(self.decision),
+            "findings": list(self.findings),
+            "message": self.message,
+            "targets": [
+                {
+                    "service": t.service,
+                    "kind": t.kind,
+                    "name": t.name,
+                    "from": t.from_,
+                    "to": t.to,
+                    "result": t.result,
+                }
+                for t in self.targets
+            ],
+        }
+
+    def keys(self) -> list[str]:
+        """Mapping protocol, so ``dict(plan)`` gives ``as_dict()`` (what the CLI prints)."""
+        return list(self.as_dict())
+
+    def __getitem__(self, key: str) -> object:
+        return self.as_dict()[key]
+
+
+class RotationService:
+    """Handles Key Vault events and reconcile sweeps; the only place rotations are decided."""
+
+    def __init__(
+        self,
+        source: CertificateSource,
+        gateway: ApimGateway,
+        validator: Validator,
+        audit: AuditSink,
+        clock: Clock,
+        *,
+        vaults: Sequence[str],
+        apim_services: Sequence[str],
+        strategy: Strategy = Strategy.PIN,
+        dry_run: bool = False,
+        retain_previous: int = 2,
+        max_attempts: int = 3,
+        near_expiry_days: int = 30,
+        clock_skew: timedelta = timedelta(seconds=300),
+        pin_identity: bool = False,
+        correlation: Callable[[], str] | None = None,
+    ) -> None:
+        """``correlation`` returns the id for the next invocation's records (default: uuid4;
+        bootstrap passes the id the entrypoint bound to the log context).
+
+        Raises:
+            ValueError: a knob is out of range (bootstrap passes validated settings).
+        """
+        if retain_previous < 1 or max_attempts < 1 or near_expiry_days < 1:
+            raise ValueError("retain_previous, max_attempts and near_expiry_days must be >= 1")
+        self._audit = audit
+        self._correlation = correlation or (lambda: uuid.uuid4().hex)
+        self._clock = clock
+        self._vaults = {vault_key(v): v.rstrip("/") for v in vaults if vault_key(v)}
+        self._dry_run = dry_run
+        self._strategy = strategy
+        self._near_expiry = timedelta(days=near_expiry_days)
+        self._settings = Settings(
+            source=source, gateway=gateway, validator=validator, clock=clock,
+            apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
+            max_attempts=max_attempts, clock_skew=clock_skew, pin_identity=pin_identity,
+        )  # fmt: skip
+
+    # --- EventHandler ------------------------------------------------------------------------
+
+    def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
+        """Handle one event end to end and return its canonical audit record.
+
+        Raises:
+            RotationError: after recording a ``failed`` record, the error that failed the run
+                (``retryable`` says whether Event Grid should redeliver). Permanent outcomes
+                (rejected, ignored, superseded, ...) are returned, not raised.
+        """
+        started, correlation = time.perf_counter(), self._correlation()
+        reason = self._ignore_reason(event)
+        if reason is not None:
+            outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
+        else:
+            vault = self._vaults[vault_key(event.vault_url)]
+            rollout = Rollout(self._settings, vault, event.object_name, event=event)
+            outcome = rollout.run(write=not self._dry_run)
+        record = self._record(
+            outcome, event=event, trigger=trigger, started=started, correlation=correlation
+        )
+        if outcome.error is not None:
+            raise outcome.error
+        return record
+
+    def reconcile(self, *, trigger: Trigger = Trigger.TIMER) -> Sequence[AuditRecord]:
+        """Converge every certificate an APIM entity references in a configured vault, and
+        record near-expiry alerts for in-use versions; one failure does not stop the sweep.
+
+        Raises:
+            BackendUpdateError: (retryable) after the sweep, if any certificate or service
+                failed with a retryable error; every record was written first.
+        """
+        correlation = self._correlation()
+        records: list[AuditRecord] = []
+        failures: list[RotationError] = []
+        inventory = self._inventory(trigger, correlation, records, failures)
+        entities = [c for certs, _ in inventory.values() for c in certs]
+        for vault, name in bound_certificates(list(self._vaults.values()), entities):
+            started = time.perf_counter()
+            outcome = Rollout(self._settings, vault, name, inventory=inventory).run(
+                write=not self._dry_run
+            )
+            records.append(
+                self._record(
+                    outcome, event=None, trigger=trigger, started=started, correlation=correlation
+                )
+            )
+            if outcome.error is not None:
+                failures.append(outcome.error)
+            alert = self._expiry_alert(outcome, trigger=trigger, correlation=correlation)
+            if alert is not None:
+                self._audit.write(alert)
+                records.append(alert)
+        if any(f.retryable for f in failures):
+            raise BackendUpdateError(
+                f"reconcile: {len(failures)} certificate(s) or service(s) failed",
+                results=tuple(failures), retryable=True,
+            )  # fmt: skip
+        return records
+
+    def plan(self, vault_url: str, certificate_name: str) -> RotationPlan:
+        """What a rotation of ``certificate_name`` would do now: reads only, nothing recorded.
+
+        Raises:
+            RotationError: a Key Vault or APIM read failed.
+        """
+        vault = self._vaults.get(vault_key(vault_url))
+        if vault is None:
+            return RotationPlan(
+                vault=vault_url, certificate=certificate_name, decision=Decision.IGNORED,
+                candidate=None, previous_version=None, actions=(),
+                message=f"vault {vault_url} is not in ROTATION_VAULTS",
+            )  # fmt: skip
+        out = Rollout(self._settings, vault, certificate_name).run(write=False)
+        if out.error is not None:
+            raise out.error
+        return RotationPlan(
+            vault=vault, certificate=certificate_name, decision=out.decision, candidate=out.candidate,
+            previous_version=out.previous_version, actions=out.actions, findings=tuple(out.findings),
+            message=out.message,
+        )  # fmt: skip
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _ignore_reason(self, event: KeyVaultEvent) -> str | None:
+        if event.disposition is Disposition.IGNORE or event.object_type.lower() != "certificate":
+            return f"{event.event_type} for a {event.object_type or 'non-Key Vault'} object does not act"
+        if vault_key(event.vault_url) not in self._vaults:
+            return f"vault {event.vault_url} is not in ROTATION_VAULTS"
+        return None
+
+    def _inventory(
+        self,
+        trigger: Trigger,
+        correlation: str,
+        records: list[AuditRecord],
+        failures: list[RotationError],
+    ) -> Inventory:
+        """Every service's entities (and backends where an entity names a configured vault)."""
+        gateway = self._settings.gateway
+        inventory: Inventory = {}
+        for service_id in self._settings.apim_services:
+            try:
+                certs = tuple(gateway.list_certificates(service_id))
+                ours = any(self._references_vault(c) for c in certs)
+                backends: tuple[ApimBackend, ...] = (
+                    tuple(gateway.list_backends(service_id)) if ours else ()
+                )
+            except RotationError as exc:
+                failures.append(exc)
+                record = AuditRecord(
+                    event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
+                    correlation_id=correlation, error=_error_text(exc), strategy=self._strategy,
+                    message=f"could not list APIM service {service_id}",
+                )  # fmt: skip
+                self._audit.write(record)
+                records.append(record)
+                continue
+            inventory[service_id] = (certs, backends)
+        return inventory
+
+    def _references_vault(self, entity: ApimCertificate) -> bool:
+        ref = parse_secret_identifier(entity.secret_identifier)
+        return ref is not None and ref.vault in self._vaults
+
+    def _record(
+        self,
+        outcome: Outcome,
+        *,
+        event: KeyVaultEvent | None,
+        trigger: Trigger,
+        started: float,
+        correlation: str,
+    ) -> AuditRecord:
+        """Write one record per target, then the canonical record; return the canonical one."""
+        candidate = outcome.candidate
+        about_candidate = candidate is not None and outcome.decision not in {
+            Decision.SUPERSEDED, Decision.IGNORED,
+        }  # fmt: skip
+        leaf = outcome.report.leaf if outcome.report and about_candidate else None
+        chosen = candidate if about_candidate else None
+        record = AuditRecord(
+            event=_event_name(outcome, event, dry_run=self._dry_run),
+            decision=outcome.decision, trigger=trigger,
+            event_id=event.event_id if event else None, event_type=event.event_type if event else None,
+            vault=outcome.vault, certificate=outcome.certificate,
+            version=chosen.version if chosen else event.version if event else None,
+            previous_version=outcome.previous_version,
+            thumbprint_sha1=leaf.thumbprint_sha1 if leaf else chosen.thumbprint_sha1 if chosen else None,
+            thumbprint_sha256=leaf.thumbprint_sha256 if leaf else None,
+            not_before=leaf.not_before if leaf else chosen.not_before if chosen else None,
+            not_after=leaf.not_after if leaf else chosen.expires if chosen else None,
+            findings=tuple(outcome.findings), targets=tuple(outcome.targets.values()),
+            strategy=self._strategy, dry_run=self._dry_run,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3), correlation_id=correlation,
+            error=_error_text(outcome.error) if outcome.error else None, message=outcome.message,
+        )  # fmt: skip
+        for target in record.targets:
+            self._audit.write(replace(record, event="rotation.target", targets=(target,)))
+        self._audit.write(record)
+        return record
+
+    def _expiry_alert(
+        self, outcome: Outcome, *, trigger: Trigger, correlation: str
+    ) -> AuditRecord | None:
+        """A ``certificate.near_expiry`` (or ``.expired``) record when what the bindings present
+        after this run expires within ``near_expiry_days``."""
+        now = self._clock.now()
+        applied = outcome.decision is Decision.APPLIED and not self._dry_run
+        presented = (outcome.candidate,) if applied and outcome.candidate else outcome.in_use
+        expiring = [
+            v for v in presented if v.expires is not None and v.expires <= now + self._near_expiry
+        ]
+        if not expiring:
+            return None
+        soonest = min(expiring, key=lambda v: (v.expires, v.version))
+        assert soonest.expires is not None  # noqa: S101 - filtered above
+        expired = soonest.expires <= now
+        newer = (
+            ""
+            if outcome.decision is Decision.ALREADY_CURRENT
+            else f" (this run: {outcome.decision})"
+        )
+        return AuditRecord(
+            event="certificate.expired" if expired else "certificate.near_expiry",
+            decision=outcome.decision, trigger=trigger, vault=outcome.vault,
+            certificate=outcome.certificate, version=soonest.version,
+            thumbprint_sha1=soonest.thumbprint_sha1, not_before=soonest.not_before,
+            not_after=soonest.expires, strategy=self._strategy, dry_run=self._dry_run,
+            correlation_id=correlation,
+            message=f"version {soonest.version} in use {'expired' if expired else 'expires'} at "
+            f"{soonest.expires.isoformat()}; no newer valid version is bound{newer}",
+        )  # fmt: skip
+
+
+def _event_name(outcome: Outcome, event: KeyVaultEvent | None, *, dry_run: bool) -> str:
+    if dry_run and outcome.decision is Decision.APPLIED:
+        return "rotation.planned"
+    alert = event is not None and event.disposition is Disposition.ALERT
+    if alert and outcome.decision not in {Decision.APPLIED, Decision.FAILED}:
+        assert event is not None  # noqa: S101 - narrowed by ``alert``
+        return (
+            "certificate.expired"
+            if event.event_type.endswith("Expired")
+            else "certificate.near_expiry"
+        )
+    return f"rotation.{outcome.decision}"
+
+
+def _error_text(exc: BaseException) -> str:
+    """Type and message only (adapters build messages from names and status codes)."""
+    return f"{type(exc).__name__}: {exc}"

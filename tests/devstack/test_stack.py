@@ -1,0 +1,144 @@
+"""``Devstack``: description files, persistence, direct seeding, and the `certrotate devstack` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devstack.stack import Devstack
+
+
+class TestDescription:
+    def test_devstack_json_and_env_point_at_the_stack(self, devstack, tmp_path):
+        """devstack.json has the documented keys; env has the ROTATION_* lines; both 0600."""
+        devstack.write_files(tmp_path)
+
+        described = json.loads((tmp_path / "devstack.json").read_text())
+        env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
+
+        assert set(described) == {
+            "vault_url", "vault_name", "arm_endpoint", "ca_bundle",
+            "subscription_id", "resource_group", "apim_services", "token",
+        }  # fmt: skip
+        assert described["vault_url"] == devstack.vault_url
+        assert len(described["apim_services"]) >= 2
+        assert env["ROTATION_VAULTS"] == devstack.vault_url
+        assert env["ROTATION_APIM_SERVICES"].split(",") == [
+            devstack.service_id(s) for s in devstack.apim_services
+        ]
+        assert env["ROTATION_ARM_ENDPOINT"] == devstack.arm_endpoint
+        assert env["ROTATION_DEVSTACK_CA_BUNDLE"] == str(devstack.ca_bundle)
+        assert env["ROTATION_DEVSTACK_TOKEN"] == devstack.token
+        assert env["ROTATION_KEYVAULT_VERIFY_CHALLENGE_RESOURCE"] == "false"
+        for name in ("devstack.json", "env"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+    def test_urls_are_loopback_https(self, devstack):
+        """Both stand-ins listen on https://127.0.0.1 only."""
+        assert devstack.vault_url.startswith("https://127.0.0.1:")
+        assert devstack.arm_endpoint.startswith("https://127.0.0.1:")
+
+
+class TestPersistence:
+    def test_state_survives_a_restart(self, tmp_path, devstack_pki):
+        """Non-ephemeral state (versions, entities, ETags) is reloaded from the state dir."""
+        with Devstack.start(tmp_path, ephemeral=False) as stack:
+            version = stack.import_certificate("c", devstack_pki.pfx())
+            stack.put_backend(
+                stack.apim_services[0], "b", url="https://x.test", certificate_ids=[]
+            )
+            etag = stack.state.service(stack.apim_services[0]).backends["b"].etag
+
+        with Devstack.start(tmp_path, ephemeral=False) as stack:
+            assert stack.state.kv.get("c").version == version
+            assert stack.state.service(stack.apim_services[0]).backends["b"].etag == etag
+            assert stack.state.next_etag() != etag
+
+    def test_ephemeral_writes_no_state(self, tmp_path, devstack_pki):
+        """--ephemeral keeps everything in memory."""
+        with Devstack.start(tmp_path, ephemeral=True) as stack:
+            stack.import_certificate("c", devstack_pki.pfx())
+
+        assert not (tmp_path / "state.json").exists()
+
+
+class TestSeeding:
+    def test_two_thousand_backends_seed_quickly(self, devstack):
+        """Direct seeding is O(1) per entity: 2,000 backends well under a second."""
+        service = devstack.apim_services[0]
+        start = time.perf_counter()
+
+        for i in range(2000):
+            devstack.put_backend(service, f"b{i}", url="https://x.test", certificate_ids=[])
+
+        assert time.perf_counter() - start < 1.0
+        assert len(devstack.state.service(service).backends) == 2000
+
+    def test_put_apim_certificate_refuses_an_unfetchable_new_entity(self, devstack):
+        """Seeding an entity whose secret does not exist fails loudly."""
+        with pytest.raises(ValueError, match="cannot fetch"):
+            devstack.put_apim_certificate(
+                devstack.apim_services[0], "c", f"{devstack.vault_url}/secrets/none"
+            )
+
+    def test_unknown_service_is_a_key_error(self, devstack):
+        """Seeding into a service the stack does not have names it."""
+        with pytest.raises(KeyError, match="nope"):
+            devstack.put_backend("nope", "b", url="https://x.test", certificate_ids=[])
+
+
+class TestCli:
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    def test_runs_in_foreground_writes_files_and_stops_cleanly(self, tmp_path, sig):
+        """`certrotate devstack --state DIR` prints where it listens, writes files, stops on a signal."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rotation", "devstack", "--state", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        lines = []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if "listening" in line:
+                    break
+            described = json.loads((tmp_path / "devstack.json").read_text())
+            proc.send_signal(sig)
+            rest, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+        assert proc.returncode == 0, err
+        assert any(described["vault_url"] in line for line in lines)
+        assert any(described["arm_endpoint"] in line for line in lines)
+        assert described["token"] not in "".join(lines) + rest + err
+        assert (tmp_path / "env").exists()
+        assert (tmp_path / "state.json").exists()
+        assert "stopped" in rest
+
+    def test_port_in_use_is_a_clear_error(self, devstack, tmp_path):
+        """A busy port gives a one-line error, not a traceback."""
+        from click.testing import CliRunner
+
+        from rotation.entrypoints.cli import cli
+
+        port = int(devstack.vault_url.rsplit(":", 1)[1])
+
+        result = CliRunner().invoke(
+            cli, ["devstack", "--state", str(tmp_path), "--port-kv", str(port)]
+        )
+
+        assert result.exit_code == 1
+        assert "cannot start the devstack" in result.output
+        assert "Traceback" not in result.output

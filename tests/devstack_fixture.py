@@ -1,0 +1,103 @@
+"""Devstack fixtures for every suite: a fresh stack per test on free ports, minted PKIs, clients.
+
+Registered from ``tests/conftest.py`` (``pytest_plugins``). A stack starts in milliseconds (EC
+TLS keys), so each test gets its own: nothing leaks between tests. The Key Vault SDK challenge
+caches are cleared around every test that uses a stack.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from azure.keyvault.certificates._shared import http_challenge_cache as certificates_cache
+from azure.keyvault.secrets._shared import http_challenge_cache as secrets_cache
+
+from devstack.pki import Issued, mint_chain, to_pem_bundle, to_pkcs12
+from devstack.stack import Devstack
+from rotation.adapters.apim import ArmApimGateway
+from rotation.adapters.credentials import StaticTokenCredential
+from rotation.adapters.keyvault import KeyVaultCertificateSource
+
+
+@dataclass(frozen=True)
+class DevstackPki:
+    """Two independent EC chains ``[leaf, intermediate, root]`` (minted once per session)."""
+
+    first: list[Issued]
+    second: list[Issued]
+
+    def pfx(self, which: str = "first") -> bytes:
+        """PKCS#12 (empty password) with key, leaf and chain."""
+        chain = getattr(self, which)
+        return to_pkcs12(chain[0], chain[1:])
+
+    def pem(self, which: str = "first") -> bytes:
+        """PEM bundle: key, leaf, chain."""
+        chain = getattr(self, which)
+        return to_pem_bundle(chain[0], chain[1:])
+
+
+@pytest.fixture(scope="session", name="devstack_pki")
+def _devstack_pki() -> DevstackPki:
+    return DevstackPki(
+        first=mint_chain(depth=3, kind="ec", size=256, leaf_name="first.devstack.test"),
+        second=mint_chain(depth=3, kind="ec", size=256, leaf_name="second.devstack.test"),
+    )
+
+
+def _clear_challenge_caches() -> None:
+    certificates_cache.clear()
+    secrets_cache.clear()
+
+
+@pytest.fixture(name="devstack")
+def _devstack() -> Iterator[Devstack]:
+    _clear_challenge_caches()
+    with Devstack.start() as stack:
+        yield stack
+    _clear_challenge_caches()
+
+
+@pytest.fixture(name="devstack_http")
+def _devstack_http(devstack: Devstack) -> Iterator[httpx.Client]:
+    """A plain REST client trusting the stack's CA (no auth header by default)."""
+    context = ssl.create_default_context(cafile=str(devstack.ca_bundle))
+    with httpx.Client(verify=context, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(name="devstack_credential")
+def _devstack_credential(devstack: Devstack) -> StaticTokenCredential:
+    return StaticTokenCredential(devstack.token)
+
+
+@pytest.fixture(name="kv_source")
+def _kv_source(
+    devstack: Devstack, devstack_credential: StaticTokenCredential
+) -> KeyVaultCertificateSource:
+    """The Key Vault adapter against the stand-in, with one quick retry."""
+    return KeyVaultCertificateSource(
+        devstack_credential,
+        connection_verify=str(devstack.ca_bundle),
+        verify_challenge_resource=False,
+        retry_total=1,
+        retry_backoff_factor=0,
+    )
+
+
+@pytest.fixture(name="apim_gateway")
+def _apim_gateway(
+    devstack: Devstack, devstack_credential: StaticTokenCredential
+) -> ArmApimGateway:
+    """The APIM adapter against the ARM stand-in, with one quick retry."""
+    return ArmApimGateway(
+        devstack_credential,
+        base_url=devstack.arm_endpoint,
+        connection_verify=str(devstack.ca_bundle),
+        retry_total=1,
+        retry_backoff_factor=0,
+    )

@@ -1,0 +1,204 @@
+"""Settings: one ConfigError listing every problem, normalised values, secrets kept out of repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.pki import mint_certificate
+from rotation.config import (
+    Settings,
+    log_level_from_env,
+    normalize_vault_url,
+    vault_urls_from_env,
+)
+from rotation.domain.errors import ConfigError
+from rotation.domain.model import Strategy
+
+APIM = (
+    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg"
+    "/providers/Microsoft.ApiManagement/service/apim-demo"
+)
+
+
+@pytest.fixture(name="anchors", scope="module")
+def _anchors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = mint_certificate("config test root", ca=True)
+    path = tmp_path_factory.mktemp("anchors") / "roots.pem"
+    path.write_bytes(root.pem)
+    return path
+
+
+@pytest.fixture(name="env")
+def _env(anchors: Path) -> dict[str, str]:
+    return {
+        "ROTATION_VAULTS": "https://KV-Rotation-Demo.vault.azure.net/, https://127.0.0.1:8443",
+        "ROTATION_APIM_SERVICES": APIM,
+        "ROTATION_TRUST_ANCHORS": str(anchors),
+    }
+
+
+class TestFromEnv:
+    def test_minimal_settings_take_the_documented_defaults(self, env):
+        """Only the three required settings are needed; the rest default as documented."""
+        settings = Settings.from_env(env)
+
+        assert settings.vaults == (
+            "https://kv-rotation-demo.vault.azure.net",
+            "https://127.0.0.1:8443",
+        )
+        assert settings.apim_services == (APIM,)
+        assert settings.strategy is Strategy.PIN
+        assert (settings.dry_run, settings.min_valid_days, settings.clock_skew_seconds) == (
+            False,
+            14,
+            300,
+        )
+        assert (settings.revocation, settings.retain_previous, settings.max_attempts) == (
+            "soft",
+            2,
+            3,
+        )
+        assert settings.reconcile_schedule == "0 */30 * * * *"
+        assert (settings.audit_table, settings.audit_connection) == (None, None)
+        assert settings.arm_endpoint == "https://management.azure.com"
+        assert (settings.http_retries, settings.crl_timeout_seconds, settings.crl_max_bytes) == (
+            3,
+            5.0,
+            1048576,
+        )
+        assert (settings.verify_challenge_resource, settings.log_level) == (True, "INFO")
+
+    def test_every_setting_is_read(self, env, anchors):
+        """Each ROTATION_* variable lands in its field, converted."""
+        env |= {
+            "ROTATION_STRATEGY": "Blue-Green", "ROTATION_DRY_RUN": "yes",
+            "ROTATION_MIN_VALID_DAYS": "0", "ROTATION_CLOCK_SKEW_SECONDS": "60",
+            "ROTATION_REVOCATION": "HARD", "ROTATION_REQUIRE_EKU": "1", "ROTATION_PIN_IDENTITY": "true",
+            "ROTATION_RETAIN_PREVIOUS": "4", "ROTATION_MAX_ATTEMPTS": "5",
+            "ROTATION_NEAR_EXPIRY_DAYS": "10", "ROTATION_RECONCILE_SCHEDULE": "0  0 * * * *",
+            "ROTATION_AUDIT_TABLE": "certrotateaudit", "ROTATION_AUDIT_CONNECTION": "UseDevelopmentStorage=true",
+            "ROTATION_ARM_ENDPOINT": "https://127.0.0.1:9443/", "ROTATION_DEVSTACK_CA_BUNDLE": str(anchors),
+            "ROTATION_DEVSTACK_TOKEN": "tok", "ROTATION_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "no",
+            "ROTATION_HTTP_RETRIES": "0", "ROTATION_CRL_TIMEOUT_SECONDS": "2.5",
+            "ROTATION_CRL_MAX_BYTES": "2048", "AZURE_CLIENT_ID": "client-id", "ROTATION_LOG_LEVEL": "debug",
+        }  # fmt: skip
+
+        s = Settings.from_env(env)
+
+        assert (s.strategy, s.dry_run, s.min_valid_days, s.clock_skew_seconds) == (
+            Strategy.BLUE_GREEN,
+            True,
+            0,
+            60,
+        )
+        assert (s.revocation, s.require_eku, s.pin_identity) == ("hard", True, True)
+        assert (s.retain_previous, s.max_attempts, s.near_expiry_days) == (4, 5, 10)
+        assert s.reconcile_schedule == "0 0 * * * *"
+        assert (s.audit_table, s.audit_connection) == (
+            "certrotateaudit",
+            "UseDevelopmentStorage=true",
+        )
+        assert (s.arm_endpoint, s.devstack_ca_bundle, s.devstack_token) == (
+            "https://127.0.0.1:9443",
+            anchors,
+            "tok",
+        )
+        assert (s.verify_challenge_resource, s.http_retries, s.crl_timeout_seconds) == (
+            False,
+            0,
+            2.5,
+        )
+        assert (s.crl_max_bytes, s.azure_client_id, s.log_level) == (2048, "client-id", "DEBUG")
+
+    def test_audit_connection_falls_back_to_azure_webjobs_storage(self, env):
+        """Without ROTATION_AUDIT_CONNECTION the Functions storage account is used."""
+        env["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+
+        assert Settings.from_env(env).audit_connection == "UseDevelopmentStorage=true"
+
+    def test_error_lists_every_problem_at_once(self, tmp_path):
+        """Missing and invalid settings are all reported in one ConfigError."""
+        empty = tmp_path / "empty.pem"
+        empty.write_text("no certificates here")
+        env = {
+            "ROTATION_APIM_SERVICES": "/subscriptions/x/nope",
+            "ROTATION_TRUST_ANCHORS": str(empty),
+            "ROTATION_STRATEGY": "sideways",
+            "ROTATION_DRY_RUN": "maybe",
+            "ROTATION_MIN_VALID_DAYS": "-1",
+            "ROTATION_RECONCILE_SCHEDULE": "*/5 * * * *",
+            "ROTATION_CRL_TIMEOUT_SECONDS": "0",
+        }
+
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+
+        names = [p.split(":")[0] for p in info.value.problems]
+        assert names == [
+            "ROTATION_VAULTS", "ROTATION_APIM_SERVICES", "ROTATION_TRUST_ANCHORS",
+            "ROTATION_STRATEGY", "ROTATION_DRY_RUN", "ROTATION_MIN_VALID_DAYS",
+            "ROTATION_RECONCILE_SCHEDULE", "ROTATION_CRL_TIMEOUT_SECONDS",
+        ]  # fmt: skip
+        assert "7 problem" not in str(info.value)
+        assert "8 problem(s)" in str(info.value)
+
+    def test_missing_trust_anchor_file(self, env, tmp_path):
+        """A trust-anchor path that does not exist is a problem naming the setting."""
+        env["ROTATION_TRUST_ANCHORS"] = str(tmp_path / "missing.pem")
+
+        with pytest.raises(ConfigError, match="ROTATION_TRUST_ANCHORS: cannot read"):
+            Settings.from_env(env)
+
+    @pytest.mark.parametrize(
+        "url", ["http://kv.vault.azure.net", "https://kv.vault.azure.net/certificates", "kv"]
+    )
+    def test_vault_must_be_a_bare_https_url(self, env, url):
+        """ROTATION_VAULTS entries are bare https URLs."""
+        env["ROTATION_VAULTS"] = url
+
+        with pytest.raises(ConfigError, match="ROTATION_VAULTS"):
+            Settings.from_env(env)
+
+    def test_secrets_are_not_in_repr(self, env):
+        """The connection string and devstack token never appear in repr or str."""
+        env |= {
+            "ROTATION_AUDIT_CONNECTION": "AccountKey=c2VjcmV0",
+            "ROTATION_DEVSTACK_TOKEN": "tok-123",
+        }
+
+        text = repr(Settings.from_env(env))
+
+        assert "c2VjcmV0" not in text
+        assert "tok-123" not in text
+
+    def test_secret_values_are_not_echoed_in_errors(self, env):
+        """Problems name the setting; a secret setting's value is never quoted."""
+        env |= {"ROTATION_AUDIT_CONNECTION": "AccountKey=c2VjcmV0", "ROTATION_HTTP_RETRIES": "x"}
+
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+
+        assert "c2VjcmV0" not in str(info.value)
+
+
+class TestHelpers:
+    def test_normalize_vault_url(self):
+        """Host lower-cased, trailing slash dropped, port kept."""
+        assert normalize_vault_url(" https://KV.Vault.Azure.NET/ ") == "https://kv.vault.azure.net"
+        assert normalize_vault_url("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+
+    def test_vault_urls_from_env_unset_is_empty(self):
+        """No ROTATION_VAULTS means no extra allowed vaults."""
+        assert vault_urls_from_env({}) == ()
+
+    def test_vault_urls_from_env_invalid_raises(self):
+        """A bad entry is a ConfigError naming the setting."""
+        with pytest.raises(ConfigError, match="ROTATION_VAULTS"):
+            vault_urls_from_env({"ROTATION_VAULTS": "ftp://x"})
+
+    def test_log_level_from_env_falls_back_to_info(self):
+        """Logging must start even with a bad level."""
+        assert log_level_from_env({"ROTATION_LOG_LEVEL": "loud"}) == "INFO"
+        assert log_level_from_env({"ROTATION_LOG_LEVEL": "warning"}) == "WARNING"

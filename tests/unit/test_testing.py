@@ -1,0 +1,143 @@
+"""The fakes in rotation.testing: port conformance (mypy + runtime) and observable behaviour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devstack.pki import Issued, make_key, mint_certificate, to_pem_bundle, to_pkcs12
+from rotation.domain.errors import CertificateNotFoundError, PreconditionFailedError
+from rotation.domain.model import SecretMaterial
+from rotation.ports import ApimGateway, AuditSink, CertificateSource, Clock, Validator
+from rotation.testing import (
+    FakeApimGateway,
+    FakeCertificateSource,
+    FakeValidator,
+    FrozenClock,
+    MemoryAuditSink,
+)
+
+AT = datetime(2026, 3, 1, tzinfo=UTC)
+VAULT = "https://kv.vault.azure.net"
+SVC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim"
+
+
+@pytest.fixture(name="leaf", scope="module")
+def _leaf() -> Issued:
+    return mint_certificate(
+        "client.test", key=make_key("ec", 256), not_before=AT - timedelta(days=1)
+    )
+
+
+class TestPortConformance:
+    def test_each_fake_satisfies_its_port(self) -> None:
+        """Assigning to port-typed names lets mypy check conformance; isinstance checks it at runtime."""
+        source = FakeCertificateSource()
+        clock: Clock = FrozenClock(AT)
+        certificates: CertificateSource = source
+        gateway: ApimGateway = FakeApimGateway(source)
+        validator: Validator = FakeValidator()
+        audit: AuditSink = MemoryAuditSink()
+
+        ports = [
+            (clock, Clock),
+            (certificates, CertificateSource),
+            (gateway, ApimGateway),
+            (validator, Validator),
+            (audit, AuditSink),
+        ]
+        assert all(isinstance(fake, port) for fake, port in ports)
+
+
+class TestFrozenClock:
+    def test_advance_moves_time_only_when_told(self) -> None:
+        """now() is stable until advance()."""
+        clock = FrozenClock(AT)
+
+        clock.advance(hours=1)
+
+        assert clock.now() == AT + timedelta(hours=1)
+
+    def test_naive_datetime_is_refused(self) -> None:
+        """Time is always tz-aware."""
+        with pytest.raises(ValueError, match="tz-aware"):
+            FrozenClock(datetime(2026, 1, 1))
+
+
+class TestFakeCertificateSource:
+    def test_counts_calls_and_derives_properties_from_the_leaf(self, leaf: Issued) -> None:
+        """add_version fills thumbprint/dates from the leaf; every port call is counted."""
+        source = FakeCertificateSource()
+        added = source.add_version(
+            VAULT, "c", "v1", created=AT, secret=to_pkcs12(leaf), leaf=leaf.cert
+        )
+
+        listed = list(source.list_certificate_versions(VAULT + ":443", "C"))
+        source.get_secret(VAULT, "c", "v1")
+
+        assert listed == [added]
+        assert added.not_before == leaf.cert.not_valid_before_utc
+        assert source.calls == {"list_certificate_versions": 1, "get_secret": 1}
+
+    def test_missing_is_certificate_not_found(self) -> None:
+        """get_* raise CertificateNotFoundError as the port says."""
+        with pytest.raises(CertificateNotFoundError):
+            FakeCertificateSource().get_certificate_version(VAULT, "c", "v")
+
+
+class TestFakeApimGateway:
+    def test_etag_changes_on_every_write_and_stale_etag_is_412(self, leaf: Issued) -> None:
+        """Writes change the ETag; a write with an old one fails 412; thumbprint follows the secret."""
+        source = FakeCertificateSource()
+        v1 = source.add_version(
+            VAULT, "c", "v1", created=AT, secret=to_pkcs12(leaf), leaf=leaf.cert
+        )
+        gateway = FakeApimGateway(source)
+        seeded = gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c")
+
+        updated = gateway.put_certificate(
+            SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None, etag=seeded.etag
+        )
+
+        assert updated.etag != seeded.etag
+        assert updated.thumbprint == v1.thumbprint_sha1 == seeded.thumbprint
+        assert [w.op for w in gateway.updates] == ["put_certificate"]
+        with pytest.raises(PreconditionFailedError):
+            gateway.put_certificate(
+                SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None, etag=seeded.etag
+            )
+
+    def test_injected_conflict_and_delete(self) -> None:
+        """conflict_on_write simulates a concurrent writer; delete of a missing entity succeeds."""
+        gateway = FakeApimGateway()
+        backend = gateway.add_backend(SVC, "b", ["/certificates/e"])
+        gateway.conflict_on_write(1)
+
+        with pytest.raises(PreconditionFailedError):
+            gateway.update_backend_certificates(SVC, "b", certificate_ids=(), etag=backend.etag)
+        gateway.delete_certificate(SVC, "gone", etag="*")
+
+        assert gateway.backend(SVC, "b").etag != backend.etag
+        assert gateway.updates == []
+
+
+class TestFakeValidator:
+    def test_reports_configured_findings_and_missing_key(self, leaf: Issued) -> None:
+        """Unreadable bundles and keyless PEMs produce the matching finding codes."""
+        validator = FakeValidator()
+
+        keyless = validator.validate(
+            SecretMaterial(
+                content_type="application/x-pem-file", value=to_pem_bundle(leaf, with_key=False)
+            ),
+            at=AT,
+        )
+        junk = validator.validate(
+            SecretMaterial(content_type="application/x-pkcs12", value=b"junk"), at=AT
+        )
+
+        assert keyless.codes == ("key.missing",)
+        assert junk.codes == ("format.unreadable",)
+        assert keyless.leaf is not None
+        assert keyless.leaf.subject == leaf.cert.subject.rfc4514_string()
