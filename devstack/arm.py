@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from devstack import arm_certificates as certs
 from devstack import arm_entities as ops
 from devstack.admin import AdminApi
 from devstack.arm_entities import arm_error
@@ -167,10 +168,12 @@ class ArmApp:
         if kind == "policies":
             return {"GET": ops.get, "HEAD": ops.head, "PUT": ops.put_policy, "DELETE": ops.delete}
         if match.groupdict().get("action"):
-            return {"POST": ops.refresh_secret}
+            return {"POST": certs.refresh_secret}
         if not key:
-            return {"GET": ops.list_certificates if kind == "certificates" else ops.list_backends}
-        put = ops.put_certificate if kind == "certificates" else ops.put_backend
+            return {
+                "GET": certs.list_certificates if kind == "certificates" else ops.list_backends
+            }
+        put = certs.put_certificate if kind == "certificates" else ops.put_backend
         handlers = {"GET": ops.get, "HEAD": ops.head, "PUT": put, "DELETE": ops.delete}
         if kind == "backends":
             handlers["PATCH"] = ops.patch_backend

@@ -1,4 +1,4 @@
-"""Operations on APIM entities for the ARM stand-in: GET/HEAD/PUT/PATCH/DELETE, lists, refresh.
+"""Operations on APIM entities for the ARM stand-in: GET/HEAD/PUT/PATCH/DELETE, lists, policies.
 
 Each handler takes ``(app, request, service, store, key, match)`` as routed by ``devstack.arm``.
 ETags change on every write; a mismatching ``If-Match`` gets 412 without ``Retry-After``.
@@ -6,8 +6,6 @@ ETags change on every write; a mismatching ``If-Match`` gets 412 without ``Retry
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
@@ -15,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devstack import apim
-from devstack.bundles import BundleError, parse_bundle, subject_string, thumbprint_hex
 from devstack.server import Request, Response, json_response
 from devstack.state import ApimService, Entity
 
@@ -41,12 +38,6 @@ class Call:
         return self.app, self.request, self.service, self.store, self.key, self.match
 
 
-CERT_FIELDS: dict[str, Callable[[Entity], str | None]] = {
-    "name": lambda e: e.name,
-    "subject": lambda e: e.properties.get("subject"),
-    "thumbprint": lambda e: e.properties.get("thumbprint"),
-    "expirationDate": lambda e: e.properties.get("expirationDate"),
-}
 BACKEND_FIELDS: dict[str, Callable[[Entity], str | None]] = {
     "name": lambda e: e.name,
     "title": lambda e: e.properties.get("title"),
@@ -92,15 +83,15 @@ def entity_json(
     }
 
 
-def _with_etag(status: int, payload: Any, entity: Entity) -> Response:
+def with_etag(status: int, payload: Any, entity: Entity) -> Response:
     return json_response(status, payload, {"ETag": entity.etag})
 
 
-def _not_found(match: re.Match[str]) -> Response:
+def not_found(match: re.Match[str]) -> Response:
     return arm_error(404, "ResourceNotFound", f"The {_kind(match)} entity was not found.")
 
 
-def _precondition(request: Request, existing: Entity | None, *, required: bool) -> Response | None:
+def precondition(request: Request, existing: Entity | None, *, required: bool) -> Response | None:
     header = request.headers.get("if-match")
     if header is None:
         if required:
@@ -117,7 +108,7 @@ def _precondition(request: Request, existing: Entity | None, *, required: bool) 
     )
 
 
-def _body_properties(request: Request) -> dict[str, Any] | Response:
+def body_properties(request: Request) -> dict[str, Any] | Response:
     try:
         body = request.json()
     except ValueError:
@@ -136,11 +127,11 @@ def get(call: Call) -> Response:
     with app.state.lock:
         entity = store.get(key)
         if entity is None:
-            return _not_found(match)
+            return not_found(match)
         payload = entity_json(app, service, entity, match)
         if _kind(match) == "policies" and request.query.get("format"):
             payload["properties"] = {**payload["properties"], "format": request.query["format"]}
-        return _with_etag(200, payload, entity)
+        return with_etag(200, payload, entity)
 
 
 def head(call: Call) -> Response:
@@ -148,7 +139,7 @@ def head(call: Call) -> Response:
     app, _, _, store, key, match = call.unpack()
     with app.state.lock:
         entity = store.get(key)
-        return _not_found(match) if entity is None else Response(200, b"", {"ETag": entity.etag})
+        return not_found(match) if entity is None else Response(200, b"", {"ETag": entity.etag})
 
 
 def delete(call: Call) -> Response:
@@ -162,14 +153,14 @@ def delete(call: Call) -> Response:
         existing = store.get(key)
         if existing is None:
             return Response(204)
-        failed = _precondition(request, existing, required=True)
+        failed = precondition(request, existing, required=True)
         if failed is not None:
             return failed
         del store[key]
         return Response(200)
 
 
-def _store(
+def store_entity(
     app: ArmApp, store: Store, key: str, name: str, properties: dict[str, Any]
 ) -> tuple[Entity, int]:
     existing = store.get(key)
@@ -178,105 +169,7 @@ def _store(
     return entity, 200 if existing else 201
 
 
-def put_certificate(call: Call) -> Response:
-    """PUT from a Key Vault reference (fetched like APIM's identity would) or from data+password."""
-    app, request, service, store, key, match = call.unpack()
-    props = _body_properties(request)
-    if isinstance(props, Response):
-        return props
-    with app.state.lock:
-        existing = store.get(key)
-        failed = _precondition(request, existing, required=False)
-        if failed is not None:
-            return failed
-        if isinstance(props.get("keyVault"), dict) and props["keyVault"].get("secretIdentifier"):
-            computed = _from_key_vault(app, request, props["keyVault"], existing)
-        elif props.get("data"):
-            computed = _from_data(str(props["data"]), props.get("password"))
-        else:
-            return arm_error(
-                400, "ValidationError", "Either keyVault.secretIdentifier or data is required."
-            )
-        if isinstance(computed, Response):
-            return computed
-        entity, status = _store(app, store, key, match["id"], computed)
-        return _with_etag(status, entity_json(app, service, entity, match), entity)
-
-
-def _from_key_vault(
-    app: ArmApp, request: Request, key_vault: dict[str, Any], existing: Entity | None
-) -> dict[str, Any] | Response:
-    identifier = str(key_vault["secretIdentifier"])
-    entry, why = apim.fetch_from_key_vault(app.state, identifier)
-    if app.refresh_fault(request):
-        entry, why = None, "Injected fault: Key Vault could not be reached."
-    now = app.state.clock()
-    if entry is None and existing is None:
-        return arm_error(
-            400, "ValidationError", f"Cannot fetch the certificate from Key Vault: {why}"
-        )
-    if entry is None:
-        assert existing is not None
-        kept = {
-            k: v
-            for k, v in existing.properties.items()
-            if k in ("subject", "thumbprint", "expirationDate")
-        }
-        status = apim.status_failed(now, why)
-    else:
-        kept = {
-            "subject": entry.subject,
-            "thumbprint": entry.thumbprint,
-            "expirationDate": _iso(entry.exp),
-        }
-        status = apim.status_success(now)
-    client_id = key_vault.get("identityClientId")
-    return {
-        **kept,
-        "keyVault": {
-            "secretIdentifier": identifier,
-            "identityClientId": client_id,
-            "lastStatus": status,
-        },
-    }
-
-
-def _from_data(data: str, password: Any) -> dict[str, Any] | Response:
-    try:
-        raw = base64.b64decode(data, validate=True)
-        bundle = parse_bundle(raw, password=str(password).encode() if password else None)
-    except (ValueError, BundleError):
-        return arm_error(400, "ValidationError", "The certificate data or password is invalid.")
-    leaf = bundle.leaf
-    return {
-        "subject": subject_string(leaf),
-        "thumbprint": thumbprint_hex(leaf),
-        "expirationDate": _iso(int(leaf.not_valid_after_utc.timestamp())),
-    }
-
-
-def _iso(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def refresh_secret(call: Call) -> Response:
-    """POST refreshSecret: re-fetch from Key Vault; a failure shows in ``lastStatus`` only."""
-    app, request, service, store, key, match = call.unpack()
-    with app.state.lock:
-        existing = store.get(key)
-        if existing is None:
-            return _not_found(match)
-        key_vault = existing.properties.get("keyVault")
-        if not isinstance(key_vault, dict):
-            return arm_error(400, "ValidationError", "The certificate is not backed by Key Vault.")
-        computed = _from_key_vault(app, request, key_vault, existing)
-        assert isinstance(computed, dict)
-        existing.properties = computed
-        existing.etag = app.state.next_etag()
-        return _with_etag(200, entity_json(app, service, existing, match), existing)
-
-
-def _list(call: Call, fields: Any) -> Response:
+def list_entities(call: Call, fields: Any) -> Response:
     app, request, service, store, _, match = call.unpack()
     with app.state.lock:
         items = list(store.values())
@@ -305,14 +198,9 @@ def _refresh_failed(entity: Entity) -> bool:
     return bool(key_vault) and (key_vault.get("lastStatus") or {}).get("code") != "Success"
 
 
-def list_certificates(call: Call) -> Response:
-    """GET the certificate collection (filters: name, subject, thumbprint, expirationDate)."""
-    return _list(call, CERT_FIELDS)
-
-
 def list_backends(call: Call) -> Response:
     """GET the backend collection (filters: name, title, url)."""
-    return _list(call, BACKEND_FIELDS)
+    return list_entities(call, BACKEND_FIELDS)
 
 
 def _check_backend(props: dict[str, Any]) -> Response | None:
@@ -331,31 +219,31 @@ def _check_backend(props: dict[str, Any]) -> Response | None:
 def put_backend(call: Call) -> Response:
     """PUT a backend: full replace of ``properties``; 201 created, 200 updated."""
     app, request, service, store, key, match = call.unpack()
-    props = _body_properties(request)
+    props = body_properties(request)
     if isinstance(props, Response):
         return props
     invalid = _check_backend(props)
     if invalid is not None:
         return invalid
     with app.state.lock:
-        failed = _precondition(request, store.get(key), required=False)
+        failed = precondition(request, store.get(key), required=False)
         if failed is not None:
             return failed
-        entity, status = _store(app, store, key, match["id"], props)
-        return _with_etag(status, entity_json(app, service, entity, match), entity)
+        entity, status = store_entity(app, store, key, match["id"], props)
+        return with_etag(status, entity_json(app, service, entity, match), entity)
 
 
 def patch_backend(call: Call) -> Response:
     """PATCH a backend (``If-Match`` required): properties merge like a JSON merge patch."""
     app, request, service, store, key, match = call.unpack()
-    props = _body_properties(request)
+    props = body_properties(request)
     if isinstance(props, Response):
         return props
     with app.state.lock:
         existing = store.get(key)
         if existing is None:
-            return _not_found(match)
-        failed = _precondition(request, existing, required=True)
+            return not_found(match)
+        failed = precondition(request, existing, required=True)
         if failed is not None:
             return failed
         merged = apim.merge_patch(existing.properties, props)
@@ -364,13 +252,13 @@ def patch_backend(call: Call) -> Response:
             return invalid
         existing.properties = merged
         existing.etag = app.state.next_etag()
-        return _with_etag(200, entity_json(app, service, existing, match), existing)
+        return with_etag(200, entity_json(app, service, existing, match), existing)
 
 
 def put_policy(call: Call) -> Response:
     """PUT a policy (``xml`` or ``rawxml``; the text is stored as written)."""
     app, request, service, store, key, match = call.unpack()
-    props = _body_properties(request)
+    props = body_properties(request)
     if isinstance(props, Response):
         return props
     fmt = props.get("format") or "xml"
@@ -379,10 +267,10 @@ def put_policy(call: Call) -> Response:
             400, "ValidationError", "A policy needs a string 'value' and format xml or rawxml."
         )
     with app.state.lock:
-        failed = _precondition(request, store.get(key), required=False)
+        failed = precondition(request, store.get(key), required=False)
         if failed is not None:
             return failed
-        entity, status = _store(
+        entity, status = store_entity(
             app, store, key, "policy", {"value": props["value"], "format": fmt}
         )
-        return _with_etag(status, entity_json(app, service, entity, match), entity)
+        return with_etag(status, entity_json(app, service, entity, match), entity)

@@ -24,6 +24,7 @@ __all__ = [
     "make_key",
     "mint_certificate",
     "mint_chain",
+    "resign_weak",
     "to_pem_bundle",
     "to_pkcs12",
 ]
@@ -266,3 +267,31 @@ def to_pem_bundle(
     parts.append(leaf.pem)
     parts.extend(c.pem for c in chain)
     return b"".join(parts)
+
+
+_SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+_WEAK_WITH_RSA = {
+    "sha1": (bytes.fromhex("06092a864886f70d010105"), hashes.SHA1()),
+    "md5": (bytes.fromhex("06092a864886f70d010104"), hashes.MD5()),
+}
+
+
+def resign_weak(issued: Issued, issuer: Issued, algorithm: str = "sha1") -> Issued:
+    """Re-sign an RSA/SHA-256-signed certificate with SHA-1 or MD5 (``cryptography`` refuses to).
+
+    The signature OID is swapped in place (same length) and the TBS is signed again by
+    ``issuer``'s RSA key, so the result is a genuinely weak-but-valid signature.
+    """
+    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+
+    oid, digest = _WEAK_WITH_RSA[algorithm]
+    der = issued.cert.public_bytes(serialization.Encoding.DER)
+    tbs = issued.cert.tbs_certificate_bytes
+    weak_tbs = tbs.replace(_SHA256_WITH_RSA, oid, 1)
+    signature = issuer.key.sign(weak_tbs, padding.PKCS1v15(), digest)  # type: ignore[call-arg, arg-type]
+    head = der[: der.index(tbs)] + weak_tbs
+    tail = der[der.index(tbs) + len(tbs) :].replace(_SHA256_WITH_RSA, oid, 1)
+    if len(signature) != len(issued.cert.signature):
+        raise ValueError("re-signing changed the signature length")
+    weak = head + tail[: -len(signature)] + signature
+    return Issued(x509.load_der_x509_certificate(weak), issued.key)

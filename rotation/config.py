@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from cryptography import x509
-
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Strategy
 
@@ -185,6 +183,9 @@ def _apim_services(raw: str) -> tuple[str, ...]:
 
 
 def _trust_anchors(raw: str) -> Path:
+    # Imported here, not at module level: function_app's cold start must not pay for it.
+    from cryptography import x509  # noqa: PLC0415
+
     path = Path(raw)
     try:
         data = path.read_bytes()

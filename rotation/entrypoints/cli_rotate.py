@@ -11,13 +11,12 @@ story on the embedded local stack (the logic lives in ``rotation.demo``). Exit c
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import click
 from rich.console import Console
@@ -45,10 +44,10 @@ _Item = tuple[str, KeyVaultEvent | InvalidEventError]
 _ORDER = [*(str(d) for d in Decision), MALFORMED]
 
 
-class _Stderr(io.TextIOBase):
+class _Stderr:
     """``sys.stderr`` looked up on every write (click's runner and rich's progress swap it)."""
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         return sys.stderr.write(text)
 
     def flush(self) -> None:
@@ -56,6 +55,10 @@ class _Stderr(io.TextIOBase):
 
     def isatty(self) -> bool:
         return sys.stderr.isatty()
+
+
+def _stderr() -> TextIO:
+    return cast("TextIO", _Stderr())
 
 
 def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, AuditSink]:
@@ -72,7 +75,7 @@ def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, A
         if dry_run:
             settings = dataclasses.replace(settings, dry_run=True)
         configure_logging(
-            json=True if as_json else None, level=settings.log_level, stream=_Stderr()
+            json=True if as_json else None, level=settings.log_level, stream=_stderr()
         )
         audit = bootstrap.build_audit_sink(settings)
         return settings, bootstrap.build_service(settings, audit=audit), audit
@@ -143,7 +146,7 @@ def _run_replay(
     service: EventHandler, audit: AuditSink, items: Iterator[_Item], *, as_json: bool
 ) -> Counter[str]:
     """Replay every item, printing as it goes; returns the decision counts (O(1) memory)."""
-    err = Console(file=_Stderr(), soft_wrap=True, highlight=False)
+    err = Console(file=_stderr(), soft_wrap=True, highlight=False)
     counts: Counter[str] = Counter()
     columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())
     show = not as_json and sys.stderr.isatty()
@@ -219,7 +222,7 @@ def replay(
     except RotationError as exc:  # the dead-letter container itself failed (listing, auth)
         click.echo(f"replay stopped: {exc}", err=True)
         ctx.exit(1)
-    Console(file=_Stderr() if as_json else None).print(_summary(counts))
+    Console(file=_stderr() if as_json else None).print(_summary(counts))
     ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)
 
 
@@ -288,14 +291,13 @@ def _print_plan(body: dict[str, Any]) -> None:
 
 
 def _tail(reference: str | None) -> str:
-    """The readable end of a secret URL or entity id (``name/version`` or ``id``)."""
+    """A short form of a secret URL (its version, or ``(versionless)``) or an entity id."""
     if not reference:
         return "-"
-    return (
-        "/".join(reference.rstrip("/").split("/")[-2:])
-        if "/secrets/" in reference
-        else reference.rsplit("/", 1)[-1]
-    )
+    parts = reference.rstrip("/").split("/")
+    if "secrets" in parts[:-1]:
+        return "(versionless)" if parts[-2] == "secrets" else parts[-1][:12]
+    return parts[-1]
 
 
 # --- demo ---------------------------------------------------------------------------------------

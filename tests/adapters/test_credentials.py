@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from azure.identity import DefaultAzureCredential
 
 from rotation.adapters.credentials import StaticTokenCredential, build_credential
 
@@ -39,8 +40,6 @@ class TestBuildCredential:
 
     def test_otherwise_default_azure_credential_with_client_id(self):
         """Without a devstack token: DefaultAzureCredential for the user-assigned identity."""
-        from azure.identity import DefaultAzureCredential
-
         credential = build_credential(client_id="11111111-2222-3333-4444-555555555555")
 
         assert isinstance(credential, DefaultAzureCredential)

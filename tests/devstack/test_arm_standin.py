@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+
+from devstack.pki import to_pkcs12
 
 API = {"api-version": "2024-05-01"}
 ETAG = re.compile(r'^"[A-Za-z0-9+/=]+"$')
@@ -34,8 +38,6 @@ def _kv_cert(devstack, devstack_pki, which="first"):
 
 
 def _thumbprint(issued):
-    from cryptography.hazmat.primitives import hashes
-
     return issued.cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
@@ -179,10 +181,6 @@ class TestCertificates:
 
     def test_put_from_data_and_password(self, devstack_pki, arm):
         """Uploading PKCS#12 bytes with a password computes the same fields, no keyVault."""
-        import base64
-
-        from devstack.pki import to_pkcs12
-
         chain = devstack_pki.first
         data = base64.b64encode(to_pkcs12(chain[0], chain[1:], password=b"pw")).decode()
 

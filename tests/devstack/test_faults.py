@@ -7,7 +7,14 @@ import time
 import httpx
 import pytest
 
-from devstack.faults import FaultInjector, FaultKind, FaultRule, RequestLog, make_rule
+from devstack.faults import (
+    FaultInjector,
+    FaultKind,
+    FaultRule,
+    LoggedRequest,
+    RequestLog,
+    make_rule,
+)
 
 API = {"api-version": "2024-05-01"}
 
@@ -253,8 +260,6 @@ class TestRuleValidation:
 
     def test_request_log_count_matches_globs(self):
         """RequestLog.count filters by method and path glob."""
-        from devstack.faults import LoggedRequest
-
         log = RequestLog()
         log.append(LoggedRequest("GET", "/a/backends/x", 200))
         log.append(LoggedRequest("PATCH", "/a/backends/x", 200))

@@ -11,8 +11,10 @@ import sys
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from devstack.stack import Devstack
+from rotation.entrypoints.cli import cli
 
 
 class TestDescription:
@@ -129,10 +131,6 @@ class TestCli:
 
     def test_port_in_use_is_a_clear_error(self, devstack, tmp_path):
         """A busy port gives a one-line error, not a traceback."""
-        from click.testing import CliRunner
-
-        from rotation.entrypoints.cli import cli
-
         port = int(devstack.vault_url.rsplit(":", 1)[1])
 
         result = CliRunner().invoke(

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import re
+import tracemalloc
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner
 
-from devstack.pki import make_key, mint_certificate
+from devstack.pki import Issued, make_key, mint_certificate, mint_chain, to_pkcs12
+from devstack.stack import Devstack
 from rotation import bootstrap
+from rotation.audit import AUDIT_FIELDS
 from rotation.domain.errors import TransientDependencyError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.entrypoints.cli import cli
+from rotation.testing import (
+    FakeApimGateway,
+    FakeCertificateSource,
+    FakeValidator,
+    FrozenClock,
+    MemoryAuditSink,
+)
 
 VAULT = "https://kv-replay.vault.azure.net"
-REQUIRED_KEYS = {"location", "event_id", "certificate", "version", "decision", "findings", "targets"}
+SERVICE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim-a"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+V1 = "11111111aaaaaaaaaaaaaaaaaaaaaaaa"
+V2 = "22222222bbbbbbbbbbbbbbbbbbbbbbbb"
+REQUIRED_KEYS = {
+    "location",
+    "event_id",
+    "certificate",
+    "version",
+    "decision",
+    "findings",
+    "targets",
+}
 
 
 def eg_event(version: str, event_id: str | None = None, *, name: str = "partner-mtls") -> dict:
@@ -98,13 +127,34 @@ def _anchors(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _env(anchors: Path) -> dict[str, str]:
     return {
         "ROTATION_VAULTS": VAULT,
-        "ROTATION_APIM_SERVICES": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim-a",
+        "ROTATION_APIM_SERVICES": SERVICE,
         "ROTATION_TRUST_ANCHORS": str(anchors),
     }
 
 
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """The CLI configures structlog and the `rotation` logger; leave no trace for other tests."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    logger = logging.getLogger("rotation")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(name="audit")
+def _audit(monkeypatch: pytest.MonkeyPatch) -> MemoryAuditSink:
+    """The audit sink the CLI wires (and hands the service)."""
+    sink = MemoryAuditSink()
+    monkeypatch.setattr(bootstrap, "build_audit_sink", lambda _settings: sink)
+    return sink
+
+
 @pytest.fixture(name="scripted")
-def _scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedService:
+def _scripted(monkeypatch: pytest.MonkeyPatch, audit: MemoryAuditSink) -> ScriptedService:
     """Replace the composition root's service factory with a scripted service."""
     service = ScriptedService()
     service.settings = None  # type: ignore[attr-defined]
@@ -113,7 +163,7 @@ def _scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedService:
         service.settings = settings  # type: ignore[attr-defined]
         return service
 
-    monkeypatch.setattr(bootstrap, "build_service", build, raising=False)
+    monkeypatch.setattr(bootstrap, "build_service", build)
     return service
 
 
@@ -124,7 +174,8 @@ def write_array(path: Path, events: list) -> Path:
 
 def write_lines(path: Path, lines: list) -> Path:
     path.write_text(
-        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8"
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
+        encoding="utf-8",
     )
     return path
 
@@ -143,7 +194,7 @@ class TestReplayShapes:
         lines = json_lines(result.stdout)
         assert result.exit_code == 0, result.output
         assert [x["version"] for x in lines] == ["a1", "b2"]
-        assert all(REQUIRED_KEYS <= x.keys() for x in lines)
+        assert all(x.keys() >= REQUIRED_KEYS for x in lines)
         assert lines[0]["location"] == "batch.json[0]"
         assert lines[0]["decision"] == "applied"
 
@@ -177,7 +228,9 @@ class TestReplayOutcomes:
         """A malformed event names file, index and field on stderr; later events still run; exit 1."""
         bad = eg_event("b2")
         bad["data"]["Id"] = "https://evil.example.com/certificates/partner-mtls/b2"
-        path = write_lines(tmp_path / "mixed.jsonl", [eg_event("a1"), bad, "{not json", eg_event("c3")])
+        path = write_lines(
+            tmp_path / "mixed.jsonl", [eg_event("a1"), bad, "{not json", eg_event("c3")]
+        )
 
         result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
 
@@ -188,6 +241,23 @@ class TestReplayOutcomes:
         assert "mixed.jsonl[1]" in result.stderr
         assert "data.Id" in result.stderr
         assert "mixed.jsonl[2]" in result.stderr
+
+    def test_malformed_event_is_audited_without_echoing_the_payload(
+        self, tmp_path, env, scripted, audit
+    ):
+        """A malformed event leaves an `event.malformed` audit record naming where it was."""
+        bad = eg_event("b2")
+        bad["data"]["Version"] = "not/a-version"
+        path = write_lines(tmp_path / "bad.jsonl", [bad])
+
+        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+
+        assert result.exit_code == 1
+        assert [r.event for r in audit.records] == ["event.malformed"]
+        assert audit.records[0].decision is Decision.IGNORED
+        assert "bad.jsonl[0]" in (audit.records[0].message or "")
+        assert "data.Version" in (audit.records[0].error or "")
+        assert "not/a-version" not in (audit.records[0].error or "")
 
     def test_rejection_is_a_correct_outcome(self, tmp_path, env, scripted):
         """Only rejections and already-current decisions exit 0."""
@@ -276,3 +346,260 @@ class TestReplayUsage:
         assert result.exit_code == 0
         assert "malformed" in result.output
         assert "Exit status" in result.output
+
+
+# --- the real service over the fakes -------------------------------------------------------------
+
+
+@dataclass
+class FakeWorld:
+    """The real RotationService over rotation.testing fakes: v1 bound, v2 newest in the vault."""
+
+    source: FakeCertificateSource
+    gateway: FakeApimGateway
+    audit: MemoryAuditSink
+
+
+@pytest.fixture(name="chain", scope="session")
+def _chain() -> list[Issued]:
+    return mint_chain(depth=3, kind="ec", size=256, not_before=NOW - timedelta(days=60))
+
+
+@pytest.fixture(name="world")
+def _world(
+    monkeypatch: pytest.MonkeyPatch, chain: list[Issued], audit: MemoryAuditSink
+) -> FakeWorld:
+    """Wire the CLI's service to fakes through bootstrap.build_service's own keywords."""
+    leaf, inter = chain[0], chain[1]
+    source = FakeCertificateSource()
+    for version, days in ((V1, 50), (V2, 1)):
+        source.add_version(
+            VAULT, "partner-mtls", version, created=NOW - timedelta(days=days),
+            secret=to_pkcs12(leaf, [inter]), leaf=leaf.cert,
+        )  # fmt: skip
+    gateway = FakeApimGateway(source)
+    gateway.add_certificate(
+        SERVICE, "partner-mtls", secret_identifier=f"{VAULT}/secrets/partner-mtls/{V1}"
+    )
+    gateway.add_backend(SERVICE, "orders-api", [f"{SERVICE}/certificates/partner-mtls"])
+    real_build = bootstrap.build_service
+
+    def build(settings, **kwargs):
+        return real_build(
+            settings, source=source, gateway=gateway, validator=FakeValidator(),
+            clock=FrozenClock(NOW), **kwargs,
+        )  # fmt: skip
+
+    monkeypatch.setattr(bootstrap, "build_service", build)
+    return FakeWorld(source, gateway, audit)
+
+
+def duplicates_file(path: Path, count: int) -> Path:
+    """`count` events for v2 as JSON Lines: one new event and count-1 redeliveries."""
+    line = json.dumps(eg_event(V2, "same-event"))
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(count):
+            out.write(line + "\n")
+    return path
+
+
+class TestReplayWithTheService:
+    def test_thousand_duplicates_write_apim_once(self, tmp_path, env, world):
+        """1,000 deliveries of one event: one applied, 999 already current, one APIM write."""
+        path = duplicates_file(tmp_path / "dupes.jsonl", 1000)
+
+        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+
+        assert result.exit_code == 0, result.output
+        assert [w.op for w in world.gateway.updates] == ["put_certificate"]
+        decisions = [r.decision for r in world.audit.records if r.event != "rotation.target"]
+        assert decisions.count(Decision.APPLIED) == 1
+        assert decisions.count(Decision.ALREADY_CURRENT) == 999
+
+    def test_dry_run_writes_nothing_and_reports_the_targets(self, tmp_path, env, world):
+        """--dry-run decides and lists the targets but makes no APIM write."""
+        path = write_array(tmp_path / "e.json", [eg_event(V2)])
+
+        result = CliRunner(env=env).invoke(cli, ["replay", "--dry-run", "--json", str(path)])
+
+        (line,) = json_lines(result.stdout)
+        assert result.exit_code == 0, result.output
+        assert world.gateway.updates == []
+        assert line["dry_run"] is True
+        assert line["targets"][0]["to"] == f"{VAULT}/secrets/partner-mtls/{V2}"
+
+    def test_late_event_is_superseded(self, tmp_path, env, world):
+        """After v2 is applied, a late v1 event is superseded and changes nothing."""
+        path = write_array(tmp_path / "e.json", [eg_event(V2), eg_event(V1)])
+
+        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+
+        assert result.exit_code == 0, result.output
+        assert [x["decision"] for x in json_lines(result.stdout)] == ["applied", "superseded"]
+        assert len(world.gateway.updates) == 1
+
+
+class TestPlan:
+    def test_plan_lists_targets_and_writes_nothing(self, env, world):
+        """plan shows per target what would move from v1 to v2, and writes nothing."""
+        result = CliRunner(env=env).invoke(
+            cli, ["plan", "--certificate", "partner-mtls", "--json"]
+        )
+
+        body = json.loads(result.stdout)
+        assert result.exit_code == 0, result.output
+        assert body["version"] == V2
+        assert body["targets"][0]["service"] == "apim-a"
+        assert body["targets"][0]["from"].endswith(V1)
+        assert body["targets"][0]["to"].endswith(V2)
+        assert world.gateway.updates == []
+        assert world.audit.records == []
+
+    def test_plan_table(self, env, world):
+        """Without --json plan prints a table with service, entity, from, to and action."""
+        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+
+        assert result.exit_code == 0, result.output
+        assert "apim-a" in result.stdout
+        assert V1[:12] in result.stdout
+        assert V2[:12] in result.stdout
+        assert "update" in result.stdout
+        assert "planned changes" in result.stdout
+
+    def test_unbound_certificate_is_ignored(self, env, world):
+        """A certificate no APIM entity references plans to `ignored`, exit 0."""
+        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "nope", "--json"])
+
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["decision"] == "ignored"
+
+    def test_unreachable_key_vault_exits_1(self, env, world):
+        """A failing read is reported on stderr, without a traceback, exit 1."""
+        world.source.fail["list_certificate_versions"] = TransientDependencyError(
+            "Key Vault said 503", service="keyvault", operation="list_versions"
+        )
+
+        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+
+        assert result.exit_code == 1
+        assert "503" in result.stderr
+        assert "Traceback" not in result.output
+
+    def test_several_vaults_need_vault_option(self, env, world):
+        """With several vaults configured, --vault is required (exit 2)."""
+        two = env | {"ROTATION_VAULTS": f"{VAULT},https://kv-other.vault.azure.net"}
+
+        result = CliRunner(env=two).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+
+        assert result.exit_code == 2
+        assert "--vault" in result.stderr
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+_DECISIONS = ["applied", "already_current", "superseded", "rejected"]
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
+
+
+@pytest.fixture(name="demo_run", scope="module")
+def _demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """One `certrotate demo` run, with the stack's token and imported bundles captured."""
+    seen: dict[str, object] = {"bundles": []}
+    original = Devstack.start
+
+    @contextmanager
+    def spy(*args, **kwargs):
+        with original(*args, **kwargs) as stack:
+            seen["token"] = stack.token
+            importer = stack.import_certificate
+
+            def capture(name, data, **kw):
+                seen["bundles"].append(data)  # type: ignore[union-attr]
+                return importer(name, data, **kw)
+
+            stack.import_certificate = capture  # type: ignore[method-assign]
+            yield stack
+
+    log = tmp_path_factory.mktemp("demo") / "audit.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Devstack, "start", spy)
+        result = CliRunner().invoke(cli, ["demo", "--audit-log", str(log)])
+    structlog.reset_defaults()
+    return result, log, seen
+
+
+class TestDemo:
+    def test_tells_the_four_decisions_in_order_and_exits_0(self, demo_run):
+        """The demo shows applied, already_current, superseded, rejected, in that order."""
+        result, _, _ = demo_run
+
+        positions = [result.stdout.find(f"decision: {d}") for d in _DECISIONS]
+        assert result.exit_code == 0, result.output
+        assert -1 not in positions
+        assert positions == sorted(positions)
+        assert "chain.untrusted" in result.stdout
+        assert "All four decisions as expected" in result.stdout
+
+    def test_audit_log_has_one_record_per_decision_with_section_5_fields(self, demo_run):
+        """The JSON Lines log holds one canonical record per step, each with every §5 field."""
+        _, log, _ = demo_run
+
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        canonical = [r for r in records if r["event"] != "rotation.target"]
+        assert [r["decision"] for r in canonical] == _DECISIONS
+        assert all(set(AUDIT_FIELDS) <= r.keys() for r in records)
+        assert canonical[3]["findings"] == ["chain.untrusted"]
+        assert str(log) in demo_run[0].stdout
+
+    def test_no_secret_reaches_screen_or_log(self, demo_run):
+        """No private key, devstack token or PFX body appears in the output or the audit log."""
+        result, log, seen = demo_run
+        texts = [result.output, log.read_text()]
+
+        pfx_heads = [base64.b64encode(b).decode()[:40] for b in seen["bundles"]]
+        assert len(pfx_heads) >= 4
+        for text in texts:
+            assert "PRIVATE KEY" not in text
+            assert seen["token"] not in text
+            assert not any(head in text for head in pfx_heads)
+            assert not _BASE64_RUN.search(text)
+
+
+class CountingSink:
+    """An audit sink that keeps nothing but a count (so memory measures the replay itself)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, record: AuditRecord) -> None:
+        self.count += 1
+
+
+@pytest.mark.slow
+class TestReplayMemory:
+    def test_ten_thousand_events_stream_in_constant_memory(
+        self, tmp_path, env, world, monkeypatch
+    ):
+        """Replaying 10,000 events peaks no higher than replaying 1,000 (tracemalloc), with one write."""
+        sink = CountingSink()
+        monkeypatch.setattr(bootstrap, "build_audit_sink", lambda _settings: sink)
+        runner = CliRunner(env=env)
+        runner.invoke(cli, ["replay", str(duplicates_file(tmp_path / "warm.jsonl", 10))])
+        small = duplicates_file(tmp_path / "small.jsonl", 1_000)
+        large = duplicates_file(tmp_path / "large.jsonl", 10_000)
+        peaks = []
+
+        tracemalloc.start()
+        try:
+            for path in (small, large):
+                tracemalloc.reset_peak()
+                before = tracemalloc.get_traced_memory()[0]
+                result = runner.invoke(cli, ["replay", str(path)])
+                assert result.exit_code == 0, result.output
+                peaks.append(tracemalloc.get_traced_memory()[1] - before)
+        finally:
+            tracemalloc.stop()
+
+        assert peaks[1] < peaks[0] * 1.5 + 256 * 1024, peaks
+        assert [w.op for w in world.gateway.updates] == ["put_certificate"]
+        assert sink.count >= 11_010

@@ -17,10 +17,12 @@ from azure.functions.timer import TimerRequest
 
 from function_app import app
 from rotation import bootstrap
+from rotation.audit import StructlogAuditSink
 from rotation.domain.errors import (
     AuthorizationError,
     ChainValidationError,
     ConfigError,
+    RotationError,
     TransientDependencyError,
 )
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
@@ -47,7 +49,11 @@ PEM_KEY = (
 
 
 class MemoryHandler:
-    """An EventHandler that records what it was given and answers as told."""
+    """An EventHandler that records what it was given and answers as told.
+
+    Like the real service, it audits a ``RotationError`` before raising it; anything else is a
+    bug escaping the service, which only the entrypoint can put on record.
+    """
 
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
@@ -57,14 +63,29 @@ class MemoryHandler:
     def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
         self.handled.append((event, trigger))
         if self.error:
+            self._audit_error(trigger, event.object_name)
             raise self.error
         return AuditRecord(event="rotation.applied", decision=Decision.APPLIED, trigger=trigger)
 
     def reconcile(self, *, trigger: Trigger) -> Sequence[AuditRecord]:
         self.reconciled.append(trigger)
         if self.error:
+            self._audit_error(trigger, None)
             raise self.error
         return [AuditRecord(event="reconcile.alert", decision=Decision.IGNORED, trigger=trigger)]
+
+    def _audit_error(self, trigger: Trigger, certificate: str | None) -> None:
+        if isinstance(self.error, RotationError):
+            decision = Decision.FAILED if self.error.retryable else Decision.REJECTED
+            StructlogAuditSink().write(
+                AuditRecord(
+                    event=f"rotation.{decision}",
+                    decision=decision,
+                    trigger=trigger,
+                    certificate=certificate,
+                    error=str(self.error),
+                )
+            )
 
 
 def eventgrid_event(data: dict[str, object] | None = None) -> func.EventGridEvent:
@@ -222,14 +243,15 @@ class TestEventGridTrigger:
     def test_retryable_and_unexpected_errors_raise_so_event_grid_redelivers(
         self, use_handler, capsys, error
     ):
-        """Transient, authorization and unknown failures propagate (host 500 → retry) and are audited."""
+        """Transient, authorization and unknown failures propagate (host 500 → retry), on record once."""
         use_handler(MemoryHandler(error))
 
         with pytest.raises(type(error)):
             trigger(eventgrid_event())
 
         (record,) = audit_lines(capsys)
-        assert (record["event"], record["decision"]) == ("event.failed", "failed")
+        expected = "event.failed" if isinstance(error, RuntimeError) else "rotation.failed"
+        assert (record["event"], record["decision"]) == (expected, "failed")
         assert record["certificate"] == "partner-mtls"
 
     def test_permanent_failure_is_audited_and_returns(self, use_handler, capsys):
@@ -239,7 +261,7 @@ class TestEventGridTrigger:
         trigger(eventgrid_event())
 
         (record,) = audit_lines(capsys)
-        assert (record["event"], record["decision"]) == ("event.refused", "ignored")
+        assert (record["event"], record["decision"]) == ("rotation.rejected", "rejected")
 
     def test_config_error_at_invocation_is_raised_and_audited_loudly(self, monkeypatch, capsys):
         """Broken settings fail the invocation (retryable) with the clear message on record."""
@@ -306,4 +328,17 @@ class TestReconcileTrigger:
         with pytest.raises(TransientDependencyError):
             timer_fn(TimerRequest())
 
-        assert audit_lines(capsys)[0]["event"] == "reconcile.failed"
+        (record,) = audit_lines(capsys)
+        assert (record["event"], record["decision"]) == ("rotation.failed", "failed")
+
+    def test_unexpected_timer_failure_is_put_on_record_by_the_entrypoint(
+        self, use_handler, capsys
+    ):
+        """A bug escaping the service still leaves exactly one audit line."""
+        use_handler(MemoryHandler(RuntimeError("boom")))
+
+        with pytest.raises(RuntimeError):
+            timer_fn(TimerRequest())
+
+        (record,) = audit_lines(capsys)
+        assert (record["event"], record["decision"]) == ("reconcile.failed", "failed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,20 @@ class TestHelpers:
         """Logging must start even with a bad level."""
         assert log_level_from_env({"ROTATION_LOG_LEVEL": "loud"}) == "INFO"
         assert log_level_from_env({"ROTATION_LOG_LEVEL": "warning"}) == "WARNING"
+
+
+class TestDocumentation:
+    def test_example_settings_and_docs_name_every_setting(self):
+        """local.settings.example.json and docs/settings.md list every setting config reads."""
+        root = Path(__file__).resolve().parents[2]
+        read = set(
+            re.findall(
+                r'"((?:ROTATION_[A-Z_]+)|AZURE_CLIENT_ID)"',
+                (root / "rotation/config.py").read_text(),
+            )
+        )
+        example = json.loads((root / "local.settings.example.json").read_text())["Values"]
+        docs = (root / "docs/settings.md").read_text()
+
+        assert read <= set(example)
+        assert {name for name in read if f"`{name}`" not in docs} == set()

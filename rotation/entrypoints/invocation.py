@@ -1,0 +1,118 @@
+"""What one Functions invocation does, behind the thin triggers in ``functions.py``.
+
+Configure logging, parse, bind correlation, hand the event to ``bootstrap.get_handler()``, and map
+the outcome to what Event Grid should do (ARCHITECTURE §3):
+
+- retryable ``RotationError`` (transient dependency, configuration, authorization) and any
+  unexpected exception: audited, then raised, so the host answers 500 and Event Grid redelivers;
+- non-retryable ``RotationError`` (malformed or forged event, rejected certificate, ...):
+  audited and swallowed, because redelivering the same event cannot help.
+
+Every outcome leaves exactly one canonical audit record: the service records what it handles
+(failures included, before it re-raises); this module records only what never reached it
+(malformed events, invalid settings) and unexpected exceptions.
+
+It is imported by the triggers on first invocation, not by ``function_app``, so indexing stays
+as cheap as importing ``azure.functions`` (ARCHITECTURE §7 cold-start budget).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from rotation import bootstrap
+from rotation.audit import StructlogAuditSink, bind_correlation
+from rotation.config import log_level_from_env, read_environment, vault_urls_from_env
+from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
+from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+from rotation.events import from_function_event
+from rotation.logconfig import configure_logging, redact
+
+if TYPE_CHECKING:
+    import azure.functions as func
+
+__all__ = ["handle_event", "run_reconcile"]
+
+_log = structlog.get_logger("rotation.entrypoints.functions")
+
+
+def handle_event(event: func.EventGridEvent | func.CloudEvent) -> None:
+    """Handle one Key Vault event delivered by Event Grid (either schema)."""
+    env = read_environment()
+    configure_logging(level=log_level_from_env(env))
+    event_id = str(event.id)
+    correlation_id = bind_correlation(trigger=Trigger.EVENTGRID, eventgrid_event_id=event_id)
+    parsed: KeyVaultEvent | None = None
+    try:
+        parsed = from_function_event(event, allowed_vault_urls=vault_urls_from_env(env))
+        handler = bootstrap.get_handler()
+    except Exception as exc:  # noqa: BLE001 - every failure is audited, then mapped
+        _audit_failure(exc, Trigger.EVENTGRID, correlation_id, event_id, parsed)
+        _raise_if_retryable(exc)
+        return
+    try:
+        record = handler.handle(parsed, trigger=Trigger.EVENTGRID)
+    except RotationError as exc:  # already on record: the service audits before it raises
+        _raise_if_retryable(exc)
+        return
+    except Exception as exc:
+        _audit_failure(exc, Trigger.EVENTGRID, correlation_id, event_id, parsed)
+        raise
+    _log.info("event_handled", decision=str(record.decision), event_name=record.event)
+
+
+def run_reconcile(*, past_due: bool) -> None:
+    """Sweep every bound certificate: catch missed versions, alert on near expiry."""
+    configure_logging(level=log_level_from_env(read_environment()))
+    correlation_id = bind_correlation(trigger=Trigger.TIMER)
+    try:
+        handler = bootstrap.get_handler()
+        records = handler.reconcile(trigger=Trigger.TIMER)
+    except Exception as exc:  # noqa: BLE001 - every failure is audited, then mapped
+        if not isinstance(exc, RotationError) or isinstance(exc, ConfigError):
+            _audit_failure(exc, Trigger.TIMER, correlation_id, None, None)
+        _raise_if_retryable(exc)
+        return
+    decisions = [str(r.decision) for r in records]
+    counts = {d: decisions.count(d) for d in sorted(set(decisions))}
+    _log.info("reconcile_finished", records=len(records), counts=counts, past_due=past_due)
+
+
+def _raise_if_retryable(exc: Exception) -> None:
+    if not isinstance(exc, RotationError) or exc.retryable:
+        raise exc
+
+
+def _audit_failure(
+    exc: Exception,
+    trigger: Trigger,
+    correlation_id: str,
+    event_id: str | None,
+    parsed: KeyVaultEvent | None,
+) -> None:
+    """Leave an audit line for an invocation that did not produce its own record."""
+    if isinstance(exc, InvalidEventError):
+        name, decision = "event.malformed", Decision.IGNORED
+    elif isinstance(exc, ConfigError):
+        name, decision = "config.invalid", Decision.FAILED
+    elif isinstance(exc, RotationError) and not exc.retryable:
+        name, decision = "event.refused", Decision.IGNORED
+    else:
+        name = f"{'event' if trigger is Trigger.EVENTGRID else 'reconcile'}.failed"
+        decision = Decision.FAILED
+    message = str(redact(f"{type(exc).__name__}: {exc}"))
+    record = AuditRecord(
+        event=name,
+        decision=decision,
+        trigger=trigger,
+        event_id=event_id,
+        event_type=parsed.event_type if parsed else None,
+        vault=parsed.vault_url or None if parsed else None,
+        certificate=parsed.object_name or None if parsed else None,
+        version=parsed.version or None if parsed else None,
+        correlation_id=correlation_id,
+        error=message,
+    )
+    StructlogAuditSink().write(record)
