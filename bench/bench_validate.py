@@ -83,7 +83,8 @@ def main() -> int:
     )
     for bundle in bundles:
         report = validate_bundle(bundle, trust_anchors=anchors, policy=policy, at=at)
-        assert report.accepted and len(report.chain) == 3, report.findings
+        assert report.accepted, report.findings
+        assert len(report.chain) == 3
     pairs = itertools.cycle([(b.leaf, list(b.others)) for b in bundles])
     cycle = itertools.cycle(bundles)
     material = SecretMaterial(content_type="application/x-pkcs12", value=p12)

@@ -238,7 +238,7 @@ def make_crl(
         )
     key = signer or issuer.key
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return builder.sign(key, algorithm)
 
 
 def to_pkcs12(
@@ -255,7 +255,7 @@ def to_pkcs12(
         leaf.key,
         leaf.cert,
         [c.cert for c in chain] or None,
-        encryption,  # type: ignore[arg-type]
+        encryption,
     )
 
 

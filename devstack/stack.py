@@ -67,7 +67,7 @@ class Devstack:
         seed: int = 0,
     ) -> None:
         self._tempdir = None if state_dir else Path(tempfile.mkdtemp(prefix="devstack-"))
-        self.state_dir = state_dir or self._tempdir
+        self.state_dir = state_dir.resolve() if state_dir else self._tempdir
         assert self.state_dir is not None
         self.state = DevstackState(None if ephemeral else self.state_dir)
         self.token = secrets.token_urlsafe(32)

@@ -21,9 +21,9 @@ import datetime as dt
 import json
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,38 +110,25 @@ def _mint(now: dt.datetime) -> _Pki:
     )
 
 
-def _event(
-    stack: Devstack, version: str, when: dt.datetime, event_id: str
-) -> list[dict[str, Any]]:
-    """A CertificateNewVersionCreated event in the Event Grid schema (wire reference A.4)."""
-    topic = (
-        f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
-        f"/providers/Microsoft.KeyVault/vaults/{stack.vault_name}"
-    )
+def _event(stack: Devstack, version: str, when: dt.datetime) -> list[dict[str, Any]]:
+    """A CertificateNewVersionCreated delivery in the Event Grid schema (wire reference A.4)."""
+    vault = f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
     data = {
         "Id": f"{stack.vault_url}/certificates/{CERTIFICATE}/{version}",
-        "VaultName": stack.vault_name,
-        "ObjectType": "Certificate",
-        "ObjectName": CERTIFICATE,
-        "Version": version,
-        "NBF": int(when.timestamp()) - 3600,
+        "VaultName": stack.vault_name, "ObjectType": "Certificate", "ObjectName": CERTIFICATE,
+        "Version": version, "NBF": int(when.timestamp()) - 3600,
         "EXP": int(when.timestamp()) + 90 * 86400,
-    }
-    return [
-        {
-            "id": event_id,
-            "topic": topic,
-            "subject": CERTIFICATE,
-            "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated",
-            "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
-            "data": data,
-            "dataVersion": "1",
-            "metadataVersion": "1",
-        }
-    ]
+    }  # fmt: skip
+    event = {
+        "id": str(uuid.uuid4()), "topic": f"{vault}/providers/Microsoft.KeyVault/vaults/{stack.vault_name}",
+        "subject": CERTIFICATE, "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated",
+        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"), "data": data,
+        "dataVersion": "1", "metadataVersion": "1",
+    }  # fmt: skip
+    return [event]
 
 
-def _bind(stack: Devstack, versions: Mapping[str, str]) -> None:
+def _bind(stack: Devstack, versions: dict[str, str]) -> None:
     """Pin both APIM services' entities to v1 (and the unrelated one), and add backends."""
     for service in stack.apim_services:
         sid = stack.service_id(service)
@@ -209,12 +196,19 @@ class _Run:
     pki: _Pki
     console: Console
     now: Callable[[], dt.datetime]
+    sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def version(self, key: str) -> str:
         """The Key Vault version id of ``key`` (v1/v2/v3), importing it on first use."""
         if key not in self.versions:
             self.versions[key] = self.stack.import_certificate(CERTIFICATE, getattr(self.pki, key))
         return self.versions[key]
+
+    def payload(self, key: str) -> list[dict[str, Any]]:
+        """The delivery for version ``key``; asking twice redelivers the very same event."""
+        if key not in self.sent:
+            self.sent[key] = _event(self.stack, self.version(key), self.now())
+        return self.sent[key]
 
     def snapshot(self) -> Snapshot:
         """What every backend presents now."""
@@ -242,14 +236,14 @@ def _handle(run: _Run, payload: list[dict[str, Any]]) -> tuple[Decision, tuple[s
     return record.decision, tuple(record.findings), record.error or ""
 
 
-def _play(run: _Run, step: DemoStep, event_id: str) -> bool:
+def _play(run: _Run, step: DemoStep) -> bool:
     """Tell one chapter: send its event, show the decision and what the backends present now."""
     console = run.console
     console.rule(step.title, align="left")
     version = run.version(step.version_key)
-    console.print(f"{step.story} Event for {CERTIFICATE} version {version[:12]}…", markup=False)
+    console.print(f"{step.story} Event: {CERTIFICATE} version {version[:8]}.", markup=False)
     before = run.snapshot()
-    decision, findings, error = _handle(run, _event(run.stack, version, run.now(), event_id))
+    decision, findings, error = _handle(run, run.payload(step.version_key))
     after = run.snapshot()
     moved = _moved_correctly(before, after, version) if step.changes else after == before
     ok = decision is step.expected and moved
@@ -291,12 +285,11 @@ def _stage(
             OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
         }
         _bind(stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]})
-        mapping = {
-            **stack.env(),
+        anchors_and_strategy = {
             "ROTATION_TRUST_ANCHORS": str(anchors),
             "ROTATION_STRATEGY": strategy,
         }
-        settings = Settings.from_env(mapping)
+        settings = Settings.from_env(stack.env() | anchors_and_strategy)
         service = build_service(settings, audit=JsonLinesAuditSink(audit_log))
         run = _Run(stack, service, settings.vaults, versions, pki, console, now)
         console.print(
@@ -318,23 +311,23 @@ def run_demo(
     """Run the story; True when every step produced the expected decision and APIM state.
 
     Raises:
-        RotationError: the stack could not be set up (e.g. a port could not be bound).
+        OSError: the audit log cannot be written, or the stack could not bind its ports.
+        RotationError: the service could not be wired (e.g. ``ConfigError``).
     """
     console = console or Console(highlight=False)
     audit_log.write_text("", encoding="utf-8")
     results: list[bool] = []
     with _stage(console, strategy, audit_log, now) as run:
-        first_id = str(uuid.uuid4())  # steps 1 and 2 deliver the very same event
-        for step in STEPS:
-            event_id = first_id if step.version_key == "v2" else str(uuid.uuid4())
-            results.append(_play(run, step, event_id))
+        results.extend(_play(run, step) for step in STEPS)
     events = [json.loads(line)["event"] for line in audit_log.read_text("utf-8").splitlines()]
     targets = events.count("rotation.target")
     console.rule()
-    if all(results):
-        console.print("[green]All four decisions as expected.[/]")
-    else:
-        console.print("[bold red]Some steps did not go as expected.[/]")
+    verdict = (
+        "[green]All four decisions as expected.[/]"
+        if all(results)
+        else "[bold red]Some steps did not go as expected.[/]"
+    )
+    console.print(verdict)
     console.print(
         f"Audit log: {audit_log} ({len(events) - targets} decision records + {targets} "
         "per-target records, JSON Lines)",

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import TypeVar, cast
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -23,11 +23,13 @@ from rotation.domain.model import CertificateSummary, Finding, FindingCode, Seve
 from rotation.domain.policy import ValidationPolicy
 
 __all__ = [
+    "identity_findings",
     "is_weak_signature",
     "key_findings",
     "key_problem",
     "leaf_findings",
     "name_of",
+    "signed_by",
     "summarize",
     "summarize_issuer",
     "weak_signature_finding",
@@ -42,10 +44,23 @@ def name_of(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-@functools.lru_cache(maxsize=128)
+_ISSUER_SUMMARIES: dict[int, tuple[x509.Certificate, CertificateSummary]] = {}
+_MAX_CACHED = 256
+
+
 def summarize_issuer(cert: x509.Certificate) -> CertificateSummary:
-    """``summarize``, memoised: CA certificates recur in every validation against them."""
-    return summarize(cert)
+    """``summarize``, memoised per certificate object: the same CA objects (the trust anchors,
+    a validator's configured chain) recur in every validation. Keyed by identity, which is
+    cheaper than hashing a certificate; the entry holds the object so its id cannot be reused.
+    """
+    entry = _ISSUER_SUMMARIES.get(id(cert))
+    if entry is not None and entry[0] is cert:
+        return entry[1]
+    summary = summarize(cert)
+    if len(_ISSUER_SUMMARIES) >= _MAX_CACHED:
+        _ISSUER_SUMMARIES.clear()
+    _ISSUER_SUMMARIES[id(cert)] = (cert, summary)
+    return summary
 
 
 def summarize(cert: x509.Certificate, *, issuer: str | None = None) -> CertificateSummary:
@@ -103,17 +118,15 @@ def key_problem(cert: x509.Certificate, policy: ValidationPolicy) -> str | None:
     kind = _kind_of(type(key))
     if kind == "RSA":
         size = cast("rsa.RSAPublicKey", key).key_size
-        if policy.min_rsa_bits <= size <= policy.max_rsa_bits:
-            return None
-        return f"RSA {size}-bit key is outside the allowed {policy.min_rsa_bits}..{policy.max_rsa_bits} bits"  # fmt: skip
-    if kind == "EC":
+        if not policy.min_rsa_bits <= size <= policy.max_rsa_bits:
+            return f"RSA {size}-bit key is outside the allowed {policy.min_rsa_bits}..{policy.max_rsa_bits} bits"  # fmt: skip
+    elif kind == "EC":
         curve = cast("ec.EllipticCurvePublicKey", key).curve.name
-        if curve in policy.allowed_ec_curves:
-            return None
-        return f"EC curve {curve} is not allowed (allowed: {', '.join(sorted(policy.allowed_ec_curves))})"  # fmt: skip
-    if kind == "Ed25519" and policy.allow_ed25519:
-        return None
-    return f"{kind} keys are not allowed by the policy"
+        if curve not in policy.allowed_ec_curves:
+            return f"EC curve {curve} is not allowed (allowed: {', '.join(sorted(policy.allowed_ec_curves))})"  # fmt: skip
+    elif kind != "Ed25519" or not policy.allow_ed25519:
+        return f"{kind} keys are not allowed by the policy"
+    return None
 
 
 def is_weak_signature(cert: x509.Certificate) -> bool:
@@ -184,6 +197,41 @@ def _weak_message(cert: x509.Certificate) -> str:
 def weak_signature_finding(cert: x509.Certificate) -> Finding:
     """A ``signature.weak_algorithm`` finding for ``cert``."""
     return _finding(FindingCode.SIGNATURE_WEAK_ALGORITHM, _weak_message(cert), name_of(cert))
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Signature check that, unlike the verifier, also works for SHA-1/MD5 (to name them)."""
+    try:
+        key = issuer.public_key()
+        data, signature = cert.tbs_certificate_bytes, cert.signature
+        if isinstance(key, rsa.RSAPublicKey):
+            pad = cert.signature_algorithm_parameters or padding.PKCS1v15()
+            key.verify(signature, data, pad, cert.signature_hash_algorithm)  # type: ignore[arg-type]
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def identity_findings(
+    leaf: x509.Certificate, policy: ValidationPolicy, expected: tuple[str, str] | None
+) -> list[Finding]:
+    """``identity.changed`` when the policy pins identity and (subject, issuer) differ."""
+    if not policy.pin_identity or expected is None:
+        return []
+    actual = (name_of(leaf), leaf.issuer.rfc4514_string())
+    if actual == tuple(expected):
+        return []
+    message = (
+        f"subject/issuer {actual[0]!r} / {actual[1]!r} differ from the version in use "
+        f"({expected[0]!r} / {expected[1]!r})"
+    )
+    return [_finding(FindingCode.IDENTITY_CHANGED, message, name_of(leaf))]
 
 
 def _extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:

@@ -22,23 +22,22 @@ parsed: the path is rebuilt here, signature by signature, to name the reason
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import verification as xv
 
 from rotation.domain.bundle import Bundle, parse_bundle
 from rotation.domain.checks import (
+    identity_findings,
     is_weak_signature,
     key_findings,
     key_problem,
     leaf_findings,
     name_of,
+    signed_by,
     summarize,
     summarize_issuer,
     weak_signature_finding,
@@ -86,7 +85,7 @@ def validate_bundle(
     findings += path_findings
     if path:
         findings += revocation_findings(path, policy=policy, at=at, crls=crls, fetcher=crl_fetcher)
-    findings += _identity_findings(leaf, policy, expected_identity)
+    findings += identity_findings(leaf, policy, expected_identity)
     issuers = tuple(summarize_issuer(c) for c in path[1:])  # path[0] is always the leaf
     summary = summarize(leaf, issuer=issuers[0].subject if issuers else None)
     return ValidationReport(
@@ -139,9 +138,20 @@ class PolicyValidator:
         )
 
 
-@functools.lru_cache(maxsize=16)
+_STORES: dict[tuple[int, ...], tuple[tuple[x509.Certificate, ...], xv.Store]] = {}
+
+
 def _store(anchors: tuple[x509.Certificate, ...]) -> xv.Store:
-    return xv.Store(list(anchors))
+    """One ``Store`` per set of anchor objects (keyed by identity; entries pin the objects)."""
+    key = tuple(map(id, anchors))
+    entry = _STORES.get(key)
+    if entry is not None and all(a is b for a, b in zip(entry[0], anchors, strict=True)):
+        return entry[1]
+    store = xv.Store(list(anchors))
+    if len(_STORES) >= 16:  # noqa: PLR2004 - a handful of anchor sets per process
+        _STORES.clear()
+    _STORES[key] = (anchors, store)
+    return store
 
 
 def _validate_path(
@@ -207,7 +217,7 @@ class _Search:
             if issuer.subject != cert.issuer or issuer in path or self.budget <= 0:
                 continue
             self.budget -= 1
-            if _signed_by(cert, issuer):
+            if signed_by(cert, issuer):
                 found = True
                 self.walk((*path, issuer))
             elif cert not in self.forged:
@@ -273,40 +283,6 @@ def _no_path(leaf: x509.Certificate, search: _Search) -> Finding:
         "(missing intermediate or unknown CA)"
     )
     return _error(FindingCode.CHAIN_UNTRUSTED, message, leaf)
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Signature check that, unlike the verifier, also works for SHA-1/MD5 (to name them)."""
-    try:
-        key = issuer.public_key()
-        data, signature = cert.tbs_certificate_bytes, cert.signature
-        if isinstance(key, rsa.RSAPublicKey):
-            pad = cert.signature_algorithm_parameters or padding.PKCS1v15()
-            key.verify(signature, data, pad, cert.signature_hash_algorithm)  # type: ignore[arg-type]
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _identity_findings(
-    leaf: x509.Certificate, policy: ValidationPolicy, expected: tuple[str, str] | None
-) -> list[Finding]:
-    if not policy.pin_identity or expected is None:
-        return []
-    actual = (name_of(leaf), leaf.issuer.rfc4514_string())
-    if actual == tuple(expected):
-        return []
-    message = (
-        f"subject/issuer {actual[0]!r} / {actual[1]!r} differ from the version in use "
-        f"({expected[0]!r} / {expected[1]!r})"
-    )
-    return [_error(FindingCode.IDENTITY_CHANGED, message, leaf)]
 
 
 def _error(code: FindingCode, message: str, cert: x509.Certificate) -> Finding:

@@ -117,23 +117,22 @@ def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dic
         )
     )  # fmt: skip
     return {
-        "location": location,
-        "decision": MALFORMED,
-        "findings": [],
-        "targets": [],
-        "error": message,
-    }
+        "location": location, "event_id": None, "certificate": None, "version": None,
+        "decision": MALFORMED, "findings": [], "targets": [], "dry_run": None, "error": message,
+    }  # fmt: skip
 
 
 def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
     """Handle one event. Any error fails this event only (the service has audited it)."""
     from rotation.audit import bind_correlation  # noqa: PLC0415
+    from rotation.logconfig import redact  # noqa: PLC0415
 
     bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
     try:
         body = service.handle(event, trigger=Trigger.CLI).as_dict()
     except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
-        body = {"decision": str(Decision.FAILED), "error": f"{type(exc).__name__}: {exc}"}
+        error = str(redact(f"{type(exc).__name__}: {exc}"))
+        body = {"decision": str(Decision.FAILED), "error": error}
     return {
         "location": location, "event_id": event.event_id or None,
         "certificate": event.object_name or None, "version": event.version or None,
@@ -146,7 +145,7 @@ def _run_replay(
     service: EventHandler, audit: AuditSink, items: Iterator[_Item], *, as_json: bool
 ) -> Counter[str]:
     """Replay every item, printing as it goes; returns the decision counts (O(1) memory)."""
-    err = Console(file=_stderr(), soft_wrap=True, highlight=False)
+    err = Console(file=sys.stderr, soft_wrap=True, highlight=False)  # the real stream: see _Stderr
     counts: Counter[str] = Counter()
     columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())
     show = not as_json and sys.stderr.isatty()
@@ -219,10 +218,10 @@ def replay(
     items = _event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
         counts = _run_replay(service, audit, items, as_json=as_json)
-    except RotationError as exc:  # the dead-letter container itself failed (listing, auth)
-        click.echo(f"replay stopped: {exc}", err=True)
+    except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
+        click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)
-    Console(file=_stderr() if as_json else None).print(_summary(counts))
+    Console(file=sys.stderr if as_json else None).print(_summary(counts))
     ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)
 
 
@@ -271,22 +270,21 @@ def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool)
 
 
 def _print_plan(body: dict[str, Any]) -> None:
+    """The plan as a header line and one table row per target, grouped by APIM service."""
     console = Console(highlight=False)
-    version = body.get("version") or "-"
-    console.print(
-        f"{body['certificate']} in {body['vault']}: candidate {version}, decision {body['decision']}",
-        markup=False,
-    )
+    head = f"{body['certificate']} in {body['vault']}: candidate {body.get('version') or '-'}"
+    console.print(f"{head}, decision {body['decision']}", markup=False)
     for text in (body.get("message"), ", ".join(body.get("findings", []))):
         if text:
             console.print(f"  {text}", markup=False)
-    table = Table(
-        "service", "kind", "entity/backend", "from", "to", "action", title="planned changes"
-    )
-    for t in body.get("targets", []):
-        table.add_row(
-            t["service"], t["kind"], t["name"], _tail(t["from"]), _tail(t["to"]), t["result"]
-        )
+    table = Table("service / target", "from", "to", "action", title="planned changes")
+    service = None
+    for t in sorted(body.get("targets", []), key=lambda t: t["service"]):
+        if t["service"] != service:
+            service = t["service"]
+            table.add_row(service, style="bold")
+        target = f"  {t['kind']} {t['name']}"
+        table.add_row(target, _tail(t["from"]), _tail(t["to"]), t["result"])
     console.print(table)
 
 
@@ -323,7 +321,11 @@ def demo(ctx: click.Context, audit_log: Path, strategy: str) -> None:
     """
     from rotation.demo import run_demo  # noqa: PLC0415 - imports the devstack only when asked
 
-    ok = run_demo(audit_log=audit_log, strategy=strategy, console=Console(highlight=False))
+    try:
+        ok = run_demo(audit_log=audit_log, strategy=strategy, console=Console(highlight=False))
+    except (OSError, RotationError) as exc:
+        click.echo(f"the demo could not run: {type(exc).__name__}: {exc}", err=True)
+        ctx.exit(1)
     ctx.exit(0 if ok else 1)
 
 

@@ -32,7 +32,7 @@ def record(decision: Decision = Decision.APPLIED, version: str = "v2") -> AuditR
                 to="https://kv/secrets/partner-mtls/v2",
                 result="updated",
             ),
-        ),  # fmt: skip
+        ),
         strategy=Strategy.PIN,
     )
 
@@ -62,5 +62,5 @@ class TestJsonLinesAuditSink:
         """A missing directory is a DependencyError naming the file, not an OSError."""
         sink = JsonLinesAuditSink(tmp_path / "missing" / "audit.jsonl")
 
-        with pytest.raises(DependencyError, match="audit.jsonl"):
+        with pytest.raises(DependencyError, match=r"audit\.jsonl"):
             sink.write(record())

@@ -501,10 +501,8 @@ _DECISIONS = ["applied", "already_current", "superseded", "rejected"]
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
 
 
-@pytest.fixture(name="demo_run", scope="module")
-def _demo_run(tmp_path_factory: pytest.TempPathFactory):
-    """One `certrotate demo` run, with the stack's token and imported bundles captured."""
-    seen: dict[str, object] = {"bundles": []}
+def spying_start(seen: dict, configure=None):
+    """A Devstack.start that records the stack's token and every imported bundle."""
     original = Devstack.start
 
     @contextmanager
@@ -514,15 +512,24 @@ def _demo_run(tmp_path_factory: pytest.TempPathFactory):
             importer = stack.import_certificate
 
             def capture(name, data, **kw):
-                seen["bundles"].append(data)  # type: ignore[union-attr]
+                seen.setdefault("bundles", []).append(data)
                 return importer(name, data, **kw)
 
             stack.import_certificate = capture  # type: ignore[method-assign]
+            if configure is not None:
+                configure(stack)
             yield stack
 
+    return spy
+
+
+@pytest.fixture(name="demo_run", scope="module")
+def _demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """One `certrotate demo` run, with the stack's token and imported bundles captured."""
+    seen: dict = {}
     log = tmp_path_factory.mktemp("demo") / "audit.jsonl"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Devstack, "start", spy)
+        mp.setattr(Devstack, "start", spying_start(seen))
         result = CliRunner().invoke(cli, ["demo", "--audit-log", str(log)])
     structlog.reset_defaults()
     return result, log, seen
@@ -563,6 +570,20 @@ class TestDemo:
             assert seen["token"] not in text
             assert not any(head in text for head in pfx_heads)
             assert not _BASE64_RUN.search(text)
+
+    def test_exits_1_when_a_step_goes_wrong(self, tmp_path, monkeypatch):
+        """If APIM refuses the rotation, the demo reports the wrong decision and exits 1."""
+
+        def refuse_certificate_writes(stack):
+            stack.faults_arm.fail("*/certificates/*", status=400, method="PUT", count=100)
+
+        monkeypatch.setattr(Devstack, "start", spying_start({}, refuse_certificate_writes))
+
+        result = CliRunner().invoke(cli, ["demo", "--audit-log", str(tmp_path / "a.jsonl")])
+
+        assert result.exit_code == 1
+        assert "decision: failed (expected applied)" in result.stdout
+        assert "Some steps did not go as expected" in result.stdout
 
 
 class CountingSink:

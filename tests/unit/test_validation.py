@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devstack.pki import (
     EPOCH,
@@ -577,3 +580,44 @@ class TestPolicyValidator:
         assert "PRIVATE KEY" not in text
         assert str(private.d) not in text
         assert f"{private.p:X}" not in text
+
+
+class TestHostileBundles:
+    """Hostile input is a finding in bounded time, never a crash."""
+
+    def test_pem_with_thousands_of_certificates(self, pki: Pki):
+        """A PEM with thousands of certificates is format.unreadable, fast."""
+        material = SecretMaterial(content_type="application/x-pem-file", value=pki.leaf.pem * 800)
+        started = time.perf_counter()
+
+        report = PolicyValidator(pki.anchors).validate(material, at=AT)
+
+        assert codes(report) == {C.FORMAT_UNREADABLE}
+        assert time.perf_counter() - started < 0.5
+
+    def test_many_same_name_impostors_are_bounded(self, pki: Pki):
+        """60 CAs that all claim the intermediate's name (wrong keys) cost a bounded search."""
+        impostor_ca = Issued(pki.inter.cert, pki.spare_rsa)
+        name = "certrotate Test Intermediate CA 1"
+        impostors = [
+            mint_certificate(name, issuer=pki.root, key=pki.spare_rsa2, ca=True, serial=1000 + i)
+            for i in range(60)
+        ]
+        leaf = mint_certificate("victim", issuer=impostor_ca, key=pki.leaf.key)
+        started = time.perf_counter()
+
+        report = check(leaf, impostors, anchors=pki.anchors)
+
+        assert codes(report) == {C.CHAIN_BAD_SIGNATURE}
+        assert time.perf_counter() - started < 2.0
+
+    @settings(max_examples=100, deadline=None)
+    @given(value=st.binary(max_size=4096))
+    def test_random_material_never_raises(self, pki: Pki, value: bytes):
+        """Random bytes as a secret value give a report (format.unreadable), never an exception."""
+        report = PolicyValidator(pki.anchors).validate(
+            SecretMaterial(content_type="application/x-pkcs12", value=value), at=AT
+        )
+
+        assert isinstance(report, ValidationReport)
+        assert not report.accepted
