@@ -174,22 +174,25 @@ def _parse_pem(
         raise BundleFormatError(f"PEM bundle holds {len(blocks)} private keys (expected one)")
     if not blocks:
         return certs, None
-    if b"ENCRYPTED" in blocks[0]:
+    if blocks[0].startswith(b"-----BEGIN ENCRYPTED"):  # PKCS#8: PBKDF2 with a chosen count
         check_kdf_iterations(_pem_body(blocks[0]))
+    return certs, _load_pem_key(blocks[0], password)
+
+
+def _load_pem_key(block: bytes, password: bytes | None) -> PrivateKeyTypes:
     try:
-        key = load_pem_private_key(blocks[0], password, unsafe_skip_rsa_key_validation=True)
+        key = load_pem_private_key(block, password, unsafe_skip_rsa_key_validation=True)
     except TypeError:
-        raise BundleFormatError(
-            "the private key is encrypted and no password was given"
-            if password is None
-            else "the private key is not encrypted but a password was given"
-        ) from None
+        if password is None:
+            raise BundleFormatError("the private key is encrypted and no password was given") from None  # fmt: skip
+        # The password was for another part (a PKCS#12); this key is not encrypted.
+        return _load_pem_key(block, None)
     except (ValueError, UnsupportedAlgorithm):
         raise BundleFormatError(
             "the private key cannot be read (corrupt or wrong password)"
         ) from None
     _check_rsa(key)
-    return certs, key
+    return key
 
 
 def _check_rsa(key: PrivateKeyTypes) -> None:

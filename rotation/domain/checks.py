@@ -1,4 +1,4 @@
-"""Per-certificate checks of the validation policy (ARCHITECTURE §4) and certificate summaries.
+"""Per-certificate checks of the validation policy (ARCHITECTURE §4), signatures and summaries.
 
 Each function looks at one certificate (or the bundle's key) and returns ``Finding``s; the
 path-level checks and the report live in ``rotation.domain.validation``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
 from rotation.domain.model import CertificateSummary, Finding, FindingCode, Severity
 from rotation.domain.policy import ValidationPolicy
@@ -36,7 +36,15 @@ __all__ = [
 ]
 
 _WEAK_HASHES = (hashes.SHA1, hashes.MD5)
-_E = TypeVar("_E", bound=x509.ExtensionType)
+_WEAK_SIGNATURE_OIDS = frozenset(
+    {
+        SignatureAlgorithmOID.RSA_WITH_MD5,
+        SignatureAlgorithmOID.RSA_WITH_SHA1,
+        SignatureAlgorithmOID._RSA_WITH_SHA1,  # noqa: SLF001 - the old OIW OID, still seen
+        SignatureAlgorithmOID.ECDSA_WITH_SHA1,
+        SignatureAlgorithmOID.DSA_WITH_SHA1,
+    }
+)
 
 
 def name_of(cert: x509.Certificate) -> str:
@@ -131,6 +139,11 @@ def key_problem(cert: x509.Certificate, policy: ValidationPolicy) -> str | None:
 
 def is_weak_signature(cert: x509.Certificate) -> bool:
     """True when the certificate is signed with SHA-1 or MD5."""
+    oid = cert.signature_algorithm_oid
+    if oid in _WEAK_SIGNATURE_OIDS:
+        return True
+    if oid != SignatureAlgorithmOID.RSASSA_PSS:  # the hash of every other OID is in the OID
+        return False
     try:
         return isinstance(cert.signature_hash_algorithm, _WEAK_HASHES)
     except UnsupportedAlgorithm:
@@ -155,12 +168,13 @@ def _leaf_problems(
         problems.append((FindingCode.VALIDITY_EXPIRED, f"expired at {_iso(not_after)} (at {_iso(at)})"))  # fmt: skip
     elif not_after - at < policy.min_remaining:
         problems.append((FindingCode.VALIDITY_TOO_SHORT, f"expires at {_iso(not_after)}, sooner than the minimum of {policy.min_remaining_days} days"))  # fmt: skip
-    eku = _extension(leaf, x509.ExtendedKeyUsage)
+    extensions = {e.oid: e.value for e in leaf.extensions}  # one pass, no isinstance per lookup
+    eku = cast("x509.ExtendedKeyUsage | None", extensions.get(ExtensionOID.EXTENDED_KEY_USAGE))
     if eku is None and policy.require_eku:
         problems.append((FindingCode.USAGE_CLIENT_AUTH_MISSING, "no extendedKeyUsage and the policy requires clientAuth"))  # fmt: skip
     elif eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
         problems.append((FindingCode.USAGE_CLIENT_AUTH_MISSING, "extendedKeyUsage does not include clientAuth"))  # fmt: skip
-    constraints = _extension(leaf, x509.BasicConstraints)
+    constraints = cast("x509.BasicConstraints | None", extensions.get(ExtensionOID.BASIC_CONSTRAINTS))  # fmt: skip
     if constraints is not None and constraints.ca:
         problems.append((FindingCode.USAGE_LEAF_IS_CA, "the leaf has basicConstraints CA:TRUE"))
     reason = key_problem(leaf, policy)
@@ -232,13 +246,6 @@ def identity_findings(
         f"({expected[0]!r} / {expected[1]!r})"
     )
     return [_finding(FindingCode.IDENTITY_CHANGED, message, name_of(leaf))]
-
-
-def _extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
 
 
 def _finding(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 import pytest
 import structlog
 
@@ -78,6 +78,14 @@ class E2ePki:
     def pfx(self, leaf: Issued | None = None) -> bytes:
         """PKCS#12 with key, leaf and the intermediate (as Key Vault stores it)."""
         return to_pkcs12(leaf or self.leaf(), [self.intermediate])
+
+    def key_pem(self) -> bytes:
+        """The shared leaf private key as PKCS#8 PEM (what must never be logged)."""
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     def pem(self, leaf: Issued | None = None, *, with_key: bool = True) -> bytes:
         """PEM bundle: key (optional), leaf, intermediate."""
@@ -191,7 +199,10 @@ class World:
 
     def deliver(self, version: str, name: str = CERT, **kwargs: Any) -> str:
         """Deliver one event through the trigger; return its event id."""
-        event = self.event(version, name, **kwargs)
+        return self.deliver_event(self.event(version, name, **kwargs))
+
+    def deliver_event(self, event: func.EventGridEvent) -> str:
+        """Deliver a prepared event through the trigger; return its id."""
         trigger(event)
         return event.id
 

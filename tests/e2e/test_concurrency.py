@@ -1,9 +1,9 @@
 """End to end, two processes handling the same event at once against one devstack (issue 5).
 
 Two ``multiprocessing`` spawn children (``tests.e2e.worker``) build the real service, warm their
-clients, meet at a barrier and deliver the same event through the trigger. A short server-side
-latency on the first entity list makes both runs read APIM before either writes (the worst
-case, every time), instead of hoping the scheduler overlaps them.
+clients, start together at a barrier and deliver the same event through the trigger. Their first
+APIM write waits (bounded) for the other child's, so both have read APIM before either writes:
+the worst case, every time, instead of hoping the scheduler overlaps them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ BACKENDS = ((1, "api-a"), (1, "api-b"), (2, "api-c"))
 def run_two(world: World, version: str, **overrides: str) -> list[tuple[str | None, str | None]]:
     """Both children deliver the same event; return their (decision, error) pairs."""
     ctx = multiprocessing.get_context("spawn")
-    ready, go, results = ctx.Barrier(3), ctx.Barrier(3), ctx.Queue()
+    barriers = (ctx.Barrier(3), ctx.Barrier(3), ctx.Barrier(2))
+    results = ctx.Queue()
     env = {**world.stack.env(), "ROTATION_TRUST_ANCHORS": str(world.anchors)}
     env |= {"ROTATION_HTTP_RETRIES": "1", **{f"ROTATION_{k.upper()}": v for k, v in overrides.items()}}
     event: dict[str, Any] = {
@@ -31,14 +32,13 @@ def run_two(world: World, version: str, **overrides: str) -> list[tuple[str | No
         "topic": topic(world.stack), "subject": CERT,
         "event_type": "Microsoft.KeyVault.CertificateNewVersionCreated",
     }  # fmt: skip
-    args = (env, event, NOW.isoformat(), ready, go, results)
+    args = (env, event, NOW.isoformat(), barriers, results)
     children = [ctx.Process(target=handle_in_child, args=args) for _ in range(2)]
     for child in children:
         child.start()
-    ready.wait(timeout=120)
+    barriers[0].wait(timeout=120)
     world.stack.request_log.clear()
-    world.stack.faults_arm.delay(f"*/{world.svc1}/certificates", method="GET", seconds=0.3, count=2)
-    go.wait(timeout=60)
+    barriers[1].wait(timeout=60)
     outcomes = [results.get(timeout=60) for _ in children]
     for child in children:
         child.join(timeout=30)

@@ -267,3 +267,32 @@ class TestHelpers:
         bundle = parse_bundle(other.pem + pki.leaf.pem + pki.leaf.key_pem)
 
         assert bundle.leaf == pki.leaf.cert
+
+
+class TestPasswords:
+    """Passwords apply where they are needed and never leak."""
+
+    def test_password_for_an_unencrypted_key_is_ignored(self, pki: Pki):
+        """A password given for a PKCS#12 does not break an unencrypted PEM key."""
+        assert parse_private_key(pki.leaf.key_pem, password=b"for-the-pfx").public_key() == pki.leaf.key.public_key()  # fmt: skip
+
+    def test_legacy_encrypted_rsa_key(self, pki: Pki):
+        """A traditional OpenSSL-encrypted RSA key (Proc-Type header) opens with its password."""
+        legacy = pki.leaf.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"pw"),
+        )
+        assert b"Proc-Type" in legacy
+
+        assert parse_bundle(pki.leaf.pem + legacy, password=b"pw").private_key is not None
+
+    def test_wrong_key_password(self, pki: Pki):
+        """A wrong password for an encrypted key is a format error naming no secret."""
+        with pytest.raises(BundleFormatError, match="cannot be read") as caught:
+            parse_bundle(
+                pki.leaf.pem + _encrypted_pem(pki.leaf, b"right-one"), password=b"left-one"
+            )
+
+        assert "right-one" not in str(caught.value)
+        assert "left-one" not in str(caught.value)
