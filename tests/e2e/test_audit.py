@@ -15,7 +15,7 @@ import pytest
 
 from devstack.pki import to_pkcs12
 from rotation.domain.errors import TransientDependencyError
-from tests.e2e.conftest import CERT, World, audit_lines
+from tests.e2e.world import CERT, World, audit_lines
 
 
 def deliver_every_kind(world: World) -> dict[str, str]:

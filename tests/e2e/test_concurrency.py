@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CERT, NOW, World, event_data, topic
 from tests.e2e.worker import handle_in_child
+from tests.e2e.world import CERT, NOW, World, event_data, topic
 
 BACKENDS = ((1, "api-a"), (1, "api-b"), (2, "api-c"))
 
@@ -26,7 +26,10 @@ def run_two(world: World, version: str, **overrides: str) -> list[tuple[str | No
     barriers = (ctx.Barrier(3), ctx.Barrier(3), ctx.Barrier(2))
     results = ctx.Queue()
     env = {**world.stack.env(), "ROTATION_TRUST_ANCHORS": str(world.anchors)}
-    env |= {"ROTATION_HTTP_RETRIES": "1", **{f"ROTATION_{k.upper()}": v for k, v in overrides.items()}}
+    env |= {
+        "ROTATION_HTTP_RETRIES": "1",
+        **{f"ROTATION_{k.upper()}": v for k, v in overrides.items()},
+    }
     event: dict[str, Any] = {
         "id": "eg-twice", "data": event_data(world.stack, CERT, version),
         "topic": topic(world.stack), "subject": CERT,

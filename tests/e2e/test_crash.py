@@ -15,7 +15,7 @@ import pytest
 
 from rotation.adapters.apim import ArmApimGateway
 from rotation.adapters.credentials import StaticTokenCredential
-from tests.e2e.conftest import CERT, World, audit_lines, secret_url
+from tests.e2e.world import CERT, World, audit_lines, secret_url
 
 _WRITES = frozenset({"put_certificate", "update_backend_certificates", "delete_certificate"})
 

@@ -14,7 +14,7 @@ import pytest
 
 from devstack.pki import to_pkcs12
 from rotation.domain.errors import TransientDependencyError
-from tests.e2e.conftest import CERT, World, audit_lines, secret_url, trigger
+from tests.e2e.world import CERT, audit_lines, secret_url, trigger
 
 SECRET_EVENT = "Microsoft.KeyVault.SecretNewVersionCreated"
 
@@ -50,8 +50,9 @@ class TestApplied:
         ]
         after = world.snapshot()
         assert after[world.svc1]["backends"] == before[world.svc1]["backends"]
-        assert after[world.svc1]["certificates"]["unrelated"] == (
-            before[world.svc1]["certificates"]["unrelated"]
+        assert (
+            after[world.svc1]["certificates"]["unrelated"]
+            == (before[world.svc1]["certificates"]["unrelated"])
         )
 
     def test_versionless_entity_is_converted_and_flagged(self, world, capsys):

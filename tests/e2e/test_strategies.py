@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import CERT, World, secret_url
+from tests.e2e.world import CERT, World, secret_url
 
 
 def new_entity(version: str) -> str:

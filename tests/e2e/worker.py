@@ -14,6 +14,7 @@ that serialises (a lease, a conditional read) simply times out of the meeting an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from datetime import datetime
@@ -28,7 +29,6 @@ from rotation.config import Settings
 from rotation.domain.errors import RotationError
 from rotation.entrypoints.functions import on_key_vault_event
 from rotation.testing import FrozenClock, MemoryAuditSink
-
 
 _WRITES = frozenset({"put_certificate", "update_backend_certificates", "delete_certificate"})
 MEET_TIMEOUT = 5.0
@@ -45,10 +45,9 @@ class MeetBeforeFirstWrite:
         if name not in _WRITES or self.met:
             return method
         self.met = True
-        try:
+        # BrokenBarrierError: the other run did not get this far concurrently; nothing to force.
+        with contextlib.suppress(threading.BrokenBarrierError):
             self.meet.wait(timeout=MEET_TIMEOUT)
-        except threading.BrokenBarrierError:
-            pass  # the other run did not get this far concurrently: nothing to force
         return method
 
 
@@ -75,7 +74,7 @@ def handle_in_child(
         settings,
         clock=FrozenClock(datetime.fromisoformat(now)),
         audit=audit,
-        gateway=MeetBeforeFirstWrite(real, meet),  # type: ignore[arg-type]
+        gateway=MeetBeforeFirstWrite(real, meet),
     )
     bootstrap.get_handler = lambda: service  # type: ignore[assignment]
     data = event["data"]
