@@ -124,9 +124,14 @@ def build_validator(settings: Settings) -> Validator:
         require_key=True,
         pin_identity=settings.pin_identity,
     )
-    # No HTTP CRL fetcher is wired yet: distribution points are then reported by the policy's
-    # revocation mode (soft: warning, hard: error); explicitly given CRLs still count.
-    return PolicyValidator(anchors, policy)
+    if policy.revocation is RevocationMode.OFF:
+        return PolicyValidator(anchors, policy)
+    from rotation.adapters.crl import HttpCrlFetcher  # noqa: PLC0415
+
+    fetcher = HttpCrlFetcher(
+        timeout=settings.crl_timeout_seconds, max_bytes=settings.crl_max_bytes
+    )
+    return PolicyValidator(anchors, policy, crl_fetcher=fetcher)
 
 
 def build_audit_sink(settings: Settings) -> AuditSink:

@@ -321,7 +321,7 @@ class Rollout:
                 gw.put_certificate(
                     action.service_id, action.certificate_id, secret_identifier=action.to_secret,
                     identity_client_id=action.identity_client_id,
-                    etag=action.etag if isinstance(action, PinEntity) else None,
+                    etag=self._entity_etag(action) if isinstance(action, PinEntity) else None,
                 )  # fmt: skip
                 self._verify(action.service_id, action.certificate_id)
             elif isinstance(action, MoveBackend):
@@ -338,6 +338,23 @@ class Rollout:
                 self._target(action, "failed")
             raise
         self._target(action)
+
+    def _entity_etag(self, action: PinEntity) -> str:
+        """The ETag to send as ``If-Match``, taken while the entity still says what we planned on.
+
+        ARM lists carry no ETags, so the planned entity's ETag is usually empty: read the entity
+        (one GET), and if it no longer references what the plan saw — a concurrent run or a person
+        got there first — treat it like a 412: re-read and re-plan instead of overwriting.
+        """
+        if action.etag:
+            return action.etag
+        entity = self.s.gateway.get_certificate(action.service_id, action.certificate_id)
+        if entity.secret_identifier != action.from_secret:
+            raise PreconditionFailedError(
+                f"{action.certificate_id} changed since it was listed",
+                service="apim", operation="put_certificate", status_code=412,
+            )  # fmt: skip
+        return entity.etag
 
     def _verify(self, service_id: str, certificate_id: str) -> None:
         """Read the entity back: APIM must present the candidate's thumbprint, lastStatus Success."""

@@ -18,11 +18,13 @@ from devstack.pki import make_key, mint_chain
 from devstack.stack import Devstack
 from tests.e2e.world import CERT, E2ePki, World, mint_stranger
 
-# The stand-in server writes headers and body in two sends without TCP_NODELAY, so every
-# response larger than a few hundred bytes stalls ~40 ms on delayed ACK (reported to the lead;
-# devstack/server.py is not ours). Setting the documented socketserver switch keeps the suite
-# fast and is a no-op once the server sets it itself.
-devstack.server._Handler.disable_nagle_algorithm = True
+
+@pytest.fixture(autouse=True)
+def _no_delayed_ack_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in server sends headers and body in two writes without TCP_NODELAY, so a
+    response stalls ~40 ms on delayed ACK (reported; devstack/server.py is not ours). The
+    documented socketserver switch, read per connection, fixes it for these tests only."""
+    monkeypatch.setattr(devstack.server._Handler, "disable_nagle_algorithm", True)
 
 
 @pytest.fixture(scope="session", name="e2e_pki")

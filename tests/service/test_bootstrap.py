@@ -104,3 +104,24 @@ class TestGetHandler:
                 bootstrap.get_handler()
         finally:
             bootstrap.get_handler.cache_clear()
+
+
+class TestBuildValidator:
+    @pytest.mark.parametrize(("mode", "fetches"), [("soft", True), ("hard", True), ("off", False)])
+    def test_revocation_modes_that_fetch_get_the_http_crl_fetcher(
+        self, env: dict[str, str], mode: str, fetches: bool
+    ) -> None:
+        """soft/hard revocation wires the bounded HTTP CRL fetcher from the settings; off wires none."""
+        from rotation.adapters.crl import HttpCrlFetcher
+
+        settings = Settings.from_env(
+            {**env, "ROTATION_REVOCATION": mode, "ROTATION_CRL_TIMEOUT_SECONDS": "2.5"}
+        )
+
+        validator = bootstrap.build_validator(settings)
+
+        assert isinstance(validator, PolicyValidator)
+        assert isinstance(validator.crl_fetcher, HttpCrlFetcher) is fetches
+        if fetches:
+            assert validator.crl_fetcher.timeout == 2.5
+            assert validator.crl_fetcher.max_bytes == settings.crl_max_bytes
