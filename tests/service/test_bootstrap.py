@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rotation import bootstrap
+from rotation.adapters.crl import HttpCrlFetcher
 from rotation.audit import CompositeAuditSink, StructlogAuditSink
 from rotation.config import Settings
 from rotation.domain.errors import ConfigError
@@ -112,7 +113,6 @@ class TestBuildValidator:
         self, env: dict[str, str], mode: str, fetches: bool
     ) -> None:
         """soft/hard revocation wires the bounded HTTP CRL fetcher from the settings; off wires none."""
-        from rotation.adapters.crl import HttpCrlFetcher
 
         settings = Settings.from_env(
             {**env, "ROTATION_REVOCATION": mode, "ROTATION_CRL_TIMEOUT_SECONDS": "2.5"}
