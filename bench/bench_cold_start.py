@@ -20,9 +20,7 @@ BUDGET = 1.5
 
 def _time_import(module: str) -> float:
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", f"import {module}"], cwd=ROOT, check=True
-    )
+    subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=True)
     return time.perf_counter() - start
 
 

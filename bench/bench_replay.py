@@ -32,7 +32,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import devstack.server
 from devstack.pki import Issued, make_key, mint_certificate, mint_chain, to_pkcs12
 from devstack.stack import Devstack
 from rotation.bootstrap import build_service
@@ -51,9 +50,6 @@ SERVICES = tuple(
     for n in (1, 2)
 )
 MAX_PEAK_RATIO = 1.5
-
-# See bench_rotation.py: the stand-in server lacks TCP_NODELAY (reported); not ours to fix.
-devstack.server._Handler.disable_nagle_algorithm = True  # noqa: SLF001 - see above
 
 
 class CountingSink:

@@ -79,6 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "certrotate-devstack"
     timeout = 30
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle plus delayed ACKs
+    # stall every response ~40 ms (socketserver applies this to the accepted connection).
+    disable_nagle_algorithm = True
     server: _TlsServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature

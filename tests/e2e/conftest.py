@@ -13,18 +13,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-import devstack.server
 from devstack.pki import make_key, mint_chain
 from devstack.stack import Devstack
 from tests.e2e.world import CERT, E2ePki, World, mint_stranger
-
-
-@pytest.fixture(autouse=True)
-def _no_delayed_ack_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The stand-in server sends headers and body in two writes without TCP_NODELAY, so a
-    response stalls ~40 ms on delayed ACK (reported; devstack/server.py is not ours). The
-    documented socketserver switch, read per connection, fixes it for these tests only."""
-    monkeypatch.setattr(devstack.server._Handler, "disable_nagle_algorithm", True)
 
 
 @pytest.fixture(scope="session", name="e2e_pki")

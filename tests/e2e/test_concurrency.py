@@ -54,8 +54,16 @@ def successful_writes(world: World) -> Counter[tuple[str, str]]:
     return Counter((w.method, w.path.lower()) for w in world.writes())
 
 
-@pytest.mark.parametrize("strategy", ["pin", "blue-green"])
+BLUE_GREEN_DOUBLE_CREATE = pytest.mark.xfail(
+    strict=True,
+    reason="BUG rotation/rollout.py Rollout._write (CreateEntity): blue-green creates the new "
+    "entity with a PUT without If-Match/If-None-Match and without re-reading it, so two "
+    "concurrent runs both write it (backends are safe: their PATCH is conditional)",
+)
+
+
 class TestTwoProcesses:
+    @pytest.mark.parametrize("strategy", ["pin", "blue-green"])
     def test_same_event_twice_at_once_ends_correct(self, bound, strategy):
         """Both runs finish applied/already_current (or a retryable 412), every backend presents
         v2, the original entity is untouched in blue-green, and no backend is written twice."""
@@ -74,12 +82,8 @@ class TestTwoProcesses:
         patches = [n for (m, _), n in successful_writes(world).items() if m == "PATCH"]
         assert all(n == 1 for n in patches)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG rotation/rollout.py Rollout._write + rotation/adapters/apim.py put_certificate: "
-        "entity PUTs carry no If-Match (list items have no ETag; pin passes the empty ETag, "
-        "blue-green creates with etag=None) and no per-certificate lease serialises runs, so two "
-        "concurrent runs both write each entity",
+    @pytest.mark.parametrize(
+        "strategy", ["pin", pytest.param("blue-green", marks=BLUE_GREEN_DOUBLE_CREATE)]
     )
     def test_apim_is_written_at_most_once_per_target(self, bound, strategy):
         """Two concurrent runs of one event write each APIM target at most once in total."""

@@ -103,3 +103,26 @@ class TestFaultAtEachStep:
         assert rule.fired == 1
         assert world.audit.records[-1].decision == "applied"
         assert presented(world) == [world.thumbprints[v2]] * len(BACKENDS)
+
+
+class TestGenuineConcurrentWrite:
+    @pytest.mark.parametrize(
+        ("strategy", "method", "path"),
+        [("pin", "PUT", "*/certificates/*"), ("blue-green", "PATCH", "*/backends/*")],
+    )
+    def test_etag_moved_by_another_writer_gives_412_then_replan_converges(
+        self, bound, strategy, method, path
+    ):
+        """Another writer bumps the ETag just before our conditional write: the genuine 412 is
+        re-read and re-planned within the same delivery, which applies."""
+        world, _, v2 = bound
+        world.use(strategy=strategy)
+        rule = world.stack.faults_arm.concurrent_write(path, method=method)
+
+        world.deliver(v2)
+
+        assert rule.fired == 1
+        statuses = [e.status for e in world.stack.request_log.arm.entries() if e.method == method]
+        assert 412 in statuses
+        assert world.audit.records[-1].decision == "applied"
+        assert presented(world) == [world.thumbprints[v2]] * len(BACKENDS)
