@@ -32,7 +32,7 @@ from rotation.domain.bindings import (
     references,
     vault_key,
 )
-from rotation.domain.model import ApimBackend, CertificateVersion, Strategy
+from rotation.domain.model import ApimBackend, ApimCertificate, CertificateVersion, Strategy
 
 __all__ = [
     "Action",
@@ -145,7 +145,7 @@ def _plan_pin(
 ) -> Action:
     entity = b.entity
     state = _compare(b.version, candidate, index)
-    if state == "current":
+    if state == "current" and _presents(entity, candidate):
         return AlreadyCurrent(
             service_id=entity.service_id,
             kind="certificate",
@@ -169,6 +169,17 @@ def _plan_pin(
         etag=entity.etag,
         versionless=b.version is None,
     )
+
+
+def _presents(entity: ApimCertificate, candidate: CertificateVersion) -> bool:
+    """Whether an entity that names the candidate also serves it. When APIM's Key Vault fetch
+    failed, the entity names the new version but still presents the old certificate
+    (``lastStatus`` not ``Success``, old thumbprint): it must be written again, so that a
+    redelivery converges instead of calling it current."""
+    if entity.last_status_code not in {None, "Success"}:
+        return False
+    expected = (candidate.thumbprint_sha1 or "").upper()
+    return not expected or not entity.thumbprint or entity.thumbprint.upper() == expected
 
 
 def plan_rotation(

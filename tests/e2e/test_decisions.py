@@ -220,13 +220,6 @@ class TestFailed:
         assert canonical(capsys, second)["decision"] == "applied"
         assert v1 != v2
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG rotation/domain/planning.py _plan_pin/_compare: an entity whose "
-        "secretIdentifier already names the candidate counts as current even when APIM's "
-        "lastStatus is Failed and its thumbprint is the old leaf, so the redelivery after a "
-        "failed verify is already_current and APIM keeps presenting the old certificate",
-    )
     def test_key_vault_refresh_failure_is_failed_and_redelivery_makes_apim_present_it(
         self, bound, capsys
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,6 +210,31 @@ class TestIsSuperseded:
 
 
 class TestPlanPin:
+    @pytest.mark.parametrize(
+        ("status", "thumbprint", "expected"),
+        [
+            ("Success", "AB" * 20, AlreadyCurrent),
+            (None, None, AlreadyCurrent),
+            ("Failed", "AB" * 20, PinEntity),
+            ("Success", "CD" * 20, PinEntity),
+        ],
+    )
+    def test_entity_naming_the_candidate_is_current_only_if_it_serves_it(
+        self, status: str | None, thumbprint: str | None, expected: type
+    ) -> None:
+        """A failed Key Vault fetch (lastStatus, old thumbprint) is re-written, not current."""
+        candidate = replace(V3, thumbprint_sha1="ab" * 20)
+        named = replace(entity("a", V3), last_status_code=status, thumbprint=thumbprint)
+
+        (action,) = plan_rotation(
+            bindings=bindings([named]),
+            versions=(V1, V2, candidate, V4),
+            candidate=candidate,
+            strategy=Strategy.PIN,
+        )
+
+        assert type(action) is expected
+
     def test_each_branch(self) -> None:
         """current → AlreadyCurrent, older/versionless/unknown → PinEntity, newer → Superseded."""
         unknown = ApimCertificate(
