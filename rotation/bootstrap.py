@@ -16,6 +16,8 @@ Wiring (``build_service``):
   and ``require_key=True`` (rotations always need the private key);
 - audit: ``StructlogAuditSink`` (stdout JSON), plus ``TableAuditSink`` when ``audit_table`` and a
   connection are set, fanned out by ``CompositeAuditSink``;
+- lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
+  ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
 - ``RotationService`` with every knob mapped from the settings, a UTC system clock, and the
   correlation id the entrypoint bound with ``rotation.audit.bind_correlation``.
 """
@@ -37,11 +39,19 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
         CertificateSource,
         Clock,
         EventHandler,
+        RotationLock,
         Validator,
     )
     from rotation.service import RotationService
 
-__all__ = ["SystemClock", "build_audit_sink", "build_service", "build_validator", "get_handler"]
+__all__ = [
+    "SystemClock",
+    "build_audit_sink",
+    "build_lock",
+    "build_service",
+    "build_validator",
+    "get_handler",
+]
 
 
 class SystemClock:
@@ -73,11 +83,14 @@ def build_service(
     gateway: ApimGateway | None = None,
     validator: Validator | None = None,
     audit: AuditSink | None = None,
+    lock: RotationLock | None = None,
 ) -> RotationService:
-    """A ``RotationService`` for ``settings``; any collaborator given is used as is.
+    """A ``RotationService`` for ``settings``; any collaborator given is used as is
+    (``lock=NullLock()`` turns the lock off whatever the settings say).
 
     Raises:
         ConfigError: the trust-anchor bundle cannot be read or parsed.
+        DependencyError: a storage connection string is malformed.
     """
     from rotation.service import RotationService  # noqa: PLC0415
 
@@ -99,6 +112,7 @@ def build_service(
         clock_skew=timedelta(seconds=settings.clock_skew_seconds),
         pin_identity=settings.pin_identity,
         correlation=_bound_correlation_id,
+        lock=lock or build_lock(settings),
     )
 
 
@@ -149,6 +163,25 @@ def build_audit_sink(settings: Settings) -> AuditSink:
 
     table = TableAuditSink.from_connection_string(settings.audit_connection, settings.audit_table)
     return CompositeAuditSink(stdout, table)
+
+
+def build_lock(settings: Settings) -> RotationLock | None:
+    """The ``BlobLeaseLock`` when ``ROTATION_LOCK=blob`` (no call is made until a rotation), else
+    None.
+
+    Raises:
+        DependencyError: the lock connection string is malformed (its text is never shown).
+    """
+    if settings.lock != "blob" or not settings.lock_connection:
+        return None
+    from rotation.adapters.locks import BlobLeaseLock  # noqa: PLC0415
+
+    return BlobLeaseLock.from_connection_string(
+        settings.lock_connection,
+        settings.lock_container,
+        wait_seconds=settings.lock_wait_seconds,
+        retries=settings.http_retries,
+    )
 
 
 def _credential(settings: Settings) -> Any:

@@ -4,7 +4,7 @@ This is the only module that reads the process environment (``read_environment``
 else is given a mapping. ``Settings.from_env(os.environ)`` is pure: it reads only the mapping it
 is given (and checks that the trust-anchor bundle it names exists and holds a certificate), and
 raises one ``ConfigError`` listing every missing or invalid setting at once. Secrets
-(``audit_connection``, ``devstack_token``) are excluded from ``repr``. The table of settings is in
+(``audit_connection``, ``lock_connection``, ``devstack_token``) are excluded from ``repr``. The table of settings is in
 ``docs/settings.md``.
 """
 
@@ -41,6 +41,8 @@ _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _REVOCATION = ("off", "soft", "hard")
+_LOCKS = ("blob", "off")
+_EVENT_GRID_TIMEOUT_SECONDS = 30.0
 _T = TypeVar("_T")
 
 
@@ -256,6 +258,10 @@ class Settings:
     crl_max_bytes: int = 1048576
     azure_client_id: str | None = None
     log_level: str = "INFO"
+    lock: str = "off"
+    lock_connection: str | None = field(default=None, repr=False)
+    lock_container: str = "certrotate-locks"
+    lock_wait_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, mapping: Mapping[str, str]) -> Settings:
@@ -265,6 +271,7 @@ class Settings:
             ConfigError: listing every missing or invalid setting.
         """
         r = _Reader(mapping)
+        lock, lock_connection = _lock_mode(r)
         settings = cls(
             vaults=r.required("ROTATION_VAULTS", (), _vaults),
             apim_services=r.required("ROTATION_APIM_SERVICES", (), _apim_services),
@@ -297,6 +304,10 @@ class Settings:
             crl_max_bytes=r.get("ROTATION_CRL_MAX_BYTES", 1048576, _int_at_least(1)),
             azure_client_id=r.get("AZURE_CLIENT_ID", None, _identity),
             log_level=r.get("ROTATION_LOG_LEVEL", "INFO", _log_level),
+            lock=lock,
+            lock_connection=lock_connection,
+            lock_container=r.get("ROTATION_LOCK_CONTAINER", "certrotate-locks", _container_name),
+            lock_wait_seconds=r.get("ROTATION_LOCK_WAIT_SECONDS", 20.0, _lock_wait),
         )
         if r.problems:
             raise ConfigError(r.problems)
@@ -321,3 +332,31 @@ def _table_name(raw: str) -> str:
             f"{raw!r} is not a table name (3-63 letters/digits, starting with a letter)"
         )
     return raw
+
+
+def _lock_mode(r: _Reader) -> tuple[str, str | None]:
+    """``ROTATION_LOCK`` (default ``blob`` when a storage connection is available) and its
+    connection (``ROTATION_LOCK_CONNECTION``, else ``AzureWebJobsStorage``)."""
+    connection = r.raw("ROTATION_LOCK_CONNECTION") or r.raw("AzureWebJobsStorage")
+    lock = r.get("ROTATION_LOCK", "blob" if connection else "off", _choice(_LOCKS))
+    if lock == "blob" and connection is None:
+        r.problems.append(
+            "ROTATION_LOCK: 'blob' needs ROTATION_LOCK_CONNECTION (or AzureWebJobsStorage)"
+        )
+    return lock, connection
+
+
+def _container_name(raw: str) -> str:
+    # Blob containers: 3-63 lower-case letters, digits and single hyphens, no hyphen at the ends.
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", raw):
+        raise ValueError(
+            f"{raw!r} is not a container name (3-63 lower-case letters, digits, single hyphens)"
+        )
+    return raw
+
+
+def _lock_wait(raw: str) -> float:
+    value = _positive_float(raw)
+    if value >= _EVENT_GRID_TIMEOUT_SECONDS:
+        raise ValueError(f"{raw!r} must be below Event Grid's 30 s delivery timeout")
+    return value

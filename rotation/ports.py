@@ -7,7 +7,8 @@ fakes with observable state live in ``rotation.testing``. Methods follow the Azu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +29,8 @@ __all__ = [
     "CertificateSource",
     "Clock",
     "EventHandler",
+    "NullLock",
+    "RotationLock",
     "Validator",
 ]
 
@@ -154,3 +157,28 @@ class EventHandler(Protocol):
     def reconcile(self, *, trigger: Trigger) -> Sequence[AuditRecord]:
         """Sweep every bound certificate: catch missed versions and alert near expiry."""
         ...
+
+
+@runtime_checkable
+class RotationLock(Protocol):
+    """Serialises the runs that converge one certificate (a blob lease per certificate).
+
+    Raises:
+        TransientDependencyError: the lock was not acquired within the bounded wait (retryable,
+            so Event Grid redelivers later), or the lock store failed transiently.
+        AuthorizationError / DependencyError: the lock store refused or failed otherwise.
+    """
+
+    def hold(self, vault_url: str, certificate: str) -> AbstractContextManager[None]:
+        """Hold the lock of ``certificate`` in ``vault_url`` (case-insensitive) for the block;
+        released on exit, also when the block raises."""
+        ...
+
+
+class NullLock:
+    """A ``RotationLock`` that never waits (``ROTATION_LOCK=off``): runs rely on ETags alone."""
+
+    @contextmanager
+    def hold(self, vault_url: str, certificate: str) -> Iterator[None]:  # noqa: ARG002
+        """Hold nothing."""
+        yield

@@ -30,7 +30,15 @@ from rotation.domain.model import (
     Trigger,
 )
 from rotation.domain.planning import Action, bound_certificates, parse_secret_identifier, vault_key
-from rotation.ports import ApimGateway, AuditSink, CertificateSource, Clock, Validator
+from rotation.ports import (
+    ApimGateway,
+    AuditSink,
+    CertificateSource,
+    Clock,
+    NullLock,
+    RotationLock,
+    Validator,
+)
 from rotation.rollout import Inventory, Outcome, Rollout, Settings
 
 __all__ = ["RotationPlan", "RotationService"]
@@ -107,9 +115,11 @@ class RotationService:
         clock_skew: timedelta = timedelta(seconds=300),
         pin_identity: bool = False,
         correlation: Callable[[], str] | None = None,
+        lock: RotationLock | None = None,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
-        bootstrap passes the id the entrypoint bound to the log context).
+        bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
+        the runs that write one certificate (None: no lock, ETags alone).
 
         Raises:
             ValueError: a knob is out of range (bootstrap passes validated settings).
@@ -122,6 +132,7 @@ class RotationService:
         self._vaults = {vault_key(v): v.rstrip("/") for v in vaults if vault_key(v)}
         self._dry_run = dry_run
         self._strategy = strategy
+        self._lock: RotationLock = lock or NullLock()
         self._near_expiry = timedelta(days=near_expiry_days)
         self._settings = Settings(
             source=source, gateway=gateway, validator=validator, clock=clock,
@@ -145,8 +156,9 @@ class RotationService:
             outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
         else:
             vault = self._vaults[vault_key(event.vault_url)]
-            rollout = Rollout(self._settings, vault, event.object_name, event=event)
-            outcome = rollout.run(write=not self._dry_run)
+            outcome = self._converge(
+                Rollout(self._settings, vault, event.object_name, event=event)
+            )
         record = self._record(
             outcome, event=event, trigger=trigger, started=started, correlation=correlation
         )
@@ -169,9 +181,7 @@ class RotationService:
         entities = [c for certs, _ in inventory.values() for c in certs]
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
             started = time.perf_counter()
-            outcome = Rollout(self._settings, vault, name, inventory=inventory).run(
-                write=not self._dry_run
-            )
+            outcome = self._converge(Rollout(self._settings, vault, name, inventory=inventory))
             records.append(
                 self._record(
                     outcome, event=None, trigger=trigger, started=started, correlation=correlation
@@ -213,6 +223,26 @@ class RotationService:
         )  # fmt: skip
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _converge(self, rollout: Rollout) -> Outcome:
+        """Run ``rollout``; a writing run holds the certificate's lock (dry runs take none).
+
+        A lock that cannot be taken fails the run like any dependency: decision ``failed`` with
+        the error (retryable when the wait timed out), and nothing was read or written.
+        """
+        if self._dry_run:
+            return rollout.run(write=False)
+        ran = False
+        try:
+            with self._lock.hold(rollout.vault_url, rollout.name):
+                ran = True
+                return rollout.run(write=True)
+        except RotationError as exc:
+            out = rollout.outcome
+            out.decision, out.error = Decision.FAILED, exc
+            verb = "release" if ran else "take"
+            out.message = f"could not {verb} the rotation lock of {rollout.name}"
+            return out
 
     def _ignore_reason(self, event: KeyVaultEvent) -> str | None:
         if event.disposition is Disposition.IGNORE or event.object_type.lower() != "certificate":

@@ -6,6 +6,8 @@
   lists the writes, ``calls`` counts every method; inject a 412 (a concurrent writer) or any error
   on the Nth write, or a failing ``list_certificates`` through ``fail``; entity thumbprints are computed from the source's versions, as APIM does.
 - ``MemoryAuditSink``: ``records`` in write order.
+- ``MemoryLock``: a threading ``RotationLock`` per certificate; ``held``, ``acquisitions``,
+  ``contended`` (set when a ``hold`` finds the lock taken) and ``fail`` (raise on ``hold``).
 - ``FakeValidator``: parses the bundle for its leaf and returns the findings you configured.
 
 Nothing here imports ``devstack``: callers pass bytes and ``cryptography`` objects.
@@ -14,8 +16,10 @@ Nothing here imports ``devstack``: callers pass bytes and ``cryptography`` objec
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -24,7 +28,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from rotation.domain.errors import CertificateNotFoundError, PreconditionFailedError
+from rotation.domain.errors import (
+    CertificateNotFoundError,
+    PreconditionFailedError,
+    RotationError,
+    TransientDependencyError,
+)
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -45,6 +54,7 @@ __all__ = [
     "FakeValidator",
     "FrozenClock",
     "MemoryAuditSink",
+    "MemoryLock",
     "summarize_certificate",
 ]
 
@@ -384,6 +394,55 @@ class FakeApimGateway:
             self.updates.append(
                 Write(op="delete_certificate", service_id=service_id, name=certificate_id)
             )
+
+
+class MemoryLock:
+    """A ``RotationLock`` over ``threading.Lock``s, one per (vault host, certificate), lower-cased.
+
+    ``held`` is the set of keys held now, ``acquisitions`` every key in acquisition order,
+    ``contended`` is set once a ``hold`` finds its key taken (so tests order threads on it);
+    ``fail`` makes every ``hold`` raise it. A ``hold`` that cannot acquire within
+    ``wait_seconds`` raises ``TransientDependencyError``, as the blob lease does.
+    """
+
+    def __init__(self, *, wait_seconds: float = 5.0) -> None:
+        self.wait_seconds = wait_seconds
+        self.held: set[tuple[str, str]] = set()
+        self.acquisitions: list[tuple[str, str]] = []
+        self.contended = threading.Event()
+        self.fail: RotationError | None = None
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    @contextmanager
+    def hold(self, vault_url: str, certificate: str) -> Iterator[None]:
+        """Hold the certificate's lock for the block.
+
+        Raises:
+            RotationError: ``fail``, when set.
+            TransientDependencyError: not acquired within ``wait_seconds``.
+        """
+        if self.fail is not None:
+            raise self.fail
+        key = (vault_key(vault_url) or vault_url.lower(), certificate.lower())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        if not lock.acquire(blocking=False):
+            self.contended.set()
+            if not lock.acquire(timeout=self.wait_seconds):
+                raise TransientDependencyError(
+                    f"lock for {certificate!r} not acquired within {self.wait_seconds:g} s",
+                    service="memory-lock", operation="acquire",
+                )  # fmt: skip
+        with self._guard:
+            self.held.add(key)
+            self.acquisitions.append(key)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self.held.discard(key)
+            lock.release()
 
 
 class MemoryAuditSink:

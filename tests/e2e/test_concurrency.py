@@ -2,28 +2,47 @@
 
 Two ``multiprocessing`` spawn children (``tests.e2e.worker``) build the real service, warm their
 clients, start together at a barrier and deliver the same event through the trigger. Their first
-APIM write waits (bounded) for the other child's, so both have read APIM before either writes:
-the worst case, every time, instead of hoping the scheduler overlaps them.
+APIM write waits (bounded) for the other child's, so without a lock both have read APIM before
+either writes: the worst case, every time, instead of hoping the scheduler overlaps them.
+
+With ``ROTATION_LOCK=blob`` (a blob lease per certificate in Azurite) the second run waits for
+the first and then finds everything current, so both strategies write each target once; ``pin``
+is also run with the lock off, where ETags alone keep it correct.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from tests.azurite import Azurite
 from tests.e2e.worker import handle_in_child
 from tests.e2e.world import CERT, NOW, World, event_data, topic
 
+pytestmark = pytest.mark.azurite
+
 BACKENDS = ((1, "api-a"), (1, "api-b"), (2, "api-c"))
+
+
+def lock_settings(azurite: Azurite, lock: str) -> dict[str, str]:
+    """``blob``: the lease lock in a fresh Azurite container; ``off``: ETags alone."""
+    if lock == "off":
+        return {"lock": "off"}
+    return {
+        "lock": "blob",
+        "lock_connection": azurite.connection_string,
+        "lock_container": f"locks-{uuid.uuid4().hex[:12]}",
+    }
 
 
 def run_two(world: World, version: str, **overrides: str) -> list[tuple[str | None, str | None]]:
     """Both children deliver the same event; return their (decision, error) pairs."""
     ctx = multiprocessing.get_context("spawn")
-    barriers = (ctx.Barrier(3), ctx.Barrier(3), ctx.Barrier(2))
+    sync = (ctx.Barrier(3), ctx.Barrier(3), (ctx.Event(), ctx.Event()))
     results = ctx.Queue()
     env = {**world.stack.env(), "ROTATION_TRUST_ANCHORS": str(world.anchors)}
     env |= {
@@ -35,13 +54,19 @@ def run_two(world: World, version: str, **overrides: str) -> list[tuple[str | No
         "topic": topic(world.stack), "subject": CERT,
         "event_type": "Microsoft.KeyVault.CertificateNewVersionCreated",
     }  # fmt: skip
-    args = (env, event, NOW.isoformat(), barriers, results)
-    children = [ctx.Process(target=handle_in_child, args=args) for _ in range(2)]
+    children = [
+        ctx.Process(
+            target=handle_in_child,
+            args=(env, event, NOW.isoformat(), sync, results),
+            kwargs={"me": me},
+        )
+        for me in range(2)
+    ]
     for child in children:
         child.start()
-    barriers[0].wait(timeout=120)
+    sync[0].wait(timeout=120)
     world.stack.request_log.clear()
-    barriers[1].wait(timeout=60)
+    sync[1].wait(timeout=60)
     outcomes = [results.get(timeout=60) for _ in children]
     for child in children:
         child.join(timeout=30)
@@ -54,22 +79,24 @@ def successful_writes(world: World) -> Counter[tuple[str, str]]:
     return Counter((w.method, w.path.lower()) for w in world.writes())
 
 
-BLUE_GREEN_DOUBLE_CREATE = pytest.mark.xfail(
-    strict=True,
-    reason="BUG rotation/rollout.py Rollout._write (CreateEntity): blue-green creates the new "
-    "entity with a PUT without If-Match/If-None-Match and without re-reading it, so two "
-    "concurrent runs both write it (backends are safe: their PATCH is conditional)",
-)
+def rejected_writes(world: World) -> int:
+    """ARM writes answered 412 (a run that lost an ETag race)."""
+    return sum(1 for e in world.stack.request_log.arm.entries() if e.status == 412)
+
+
+# blue-green needs the lock: its new entity is created by an unconditional PUT (ARM has no
+# If-None-Match for APIM certificates), so two unlocked runs would both write it.
+CASES = [("pin", "blob"), ("blue-green", "blob"), ("pin", "off")]
 
 
 class TestTwoProcesses:
-    @pytest.mark.parametrize("strategy", ["pin", "blue-green"])
-    def test_same_event_twice_at_once_ends_correct(self, bound, strategy):
+    @pytest.mark.parametrize(("strategy", "lock"), CASES)
+    def test_same_event_twice_at_once_ends_correct(self, bound, azurite, strategy, lock):
         """Both runs finish applied/already_current (or a retryable 412), every backend presents
         v2, the original entity is untouched in blue-green, and no backend is written twice."""
         world, _, v2 = bound
 
-        outcomes = run_two(world, v2, strategy=strategy)
+        outcomes = run_two(world, v2, strategy=strategy, **lock_settings(azurite, lock))
 
         for decision, error in outcomes:
             assert decision in {"applied", "already_current"} or (
@@ -82,15 +109,24 @@ class TestTwoProcesses:
         patches = [n for (m, _), n in successful_writes(world).items() if m == "PATCH"]
         assert all(n == 1 for n in patches)
 
-    @pytest.mark.parametrize(
-        "strategy", ["pin", pytest.param("blue-green", marks=BLUE_GREEN_DOUBLE_CREATE)]
-    )
-    def test_apim_is_written_at_most_once_per_target(self, bound, strategy):
+    @pytest.mark.parametrize(("strategy", "lock"), CASES)
+    def test_apim_is_written_at_most_once_per_target(self, bound, azurite, strategy, lock):
         """Two concurrent runs of one event write each APIM target at most once in total."""
         world, _, v2 = bound
 
-        run_two(world, v2, strategy=strategy)
+        run_two(world, v2, strategy=strategy, **lock_settings(azurite, lock))
 
         writes = successful_writes(world)
         assert writes
         assert max(writes.values()) == 1, writes
+
+    @pytest.mark.parametrize("strategy", ["pin", "blue-green"])
+    def test_the_lease_serialises_the_runs(self, bound, azurite, strategy):
+        """With the lock the second run waits, then finds everything current: one applied, one
+        already_current, no error and no ETag race lost."""
+        world, _, v2 = bound
+
+        outcomes = run_two(world, v2, strategy=strategy, **lock_settings(azurite, "blob"))
+
+        assert sorted(outcomes) == [("already_current", None), ("applied", None)]
+        assert rejected_writes(world) == 0

@@ -185,6 +185,95 @@ class TestFromEnv:
         assert "c2VjcmV0" not in str(info.value)
 
 
+class TestLockSettings:
+    def test_lock_is_off_without_a_storage_connection(self, env):
+        """No lock connection and no AzureWebJobsStorage: the lock defaults to off."""
+        settings = Settings.from_env(env)
+
+        assert (settings.lock, settings.lock_connection) == ("off", None)
+        assert (settings.lock_container, settings.lock_wait_seconds) == ("certrotate-locks", 20.0)
+
+    def test_lock_defaults_to_blob_on_the_functions_storage_account(self, env):
+        """With AzureWebJobsStorage set the lock is a blob lease on that account."""
+        env["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
+
+        settings = Settings.from_env(env)
+
+        assert (settings.lock, settings.lock_connection) == ("blob", "UseDevelopmentStorage=true")
+
+    def test_every_lock_setting_is_read(self, env):
+        """ROTATION_LOCK_* land in their fields; the lock connection wins over AzureWebJobsStorage."""
+        env |= {
+            "ROTATION_LOCK": "BLOB", "ROTATION_LOCK_CONNECTION": "AccountName=locks",
+            "AzureWebJobsStorage": "AccountName=functions", "ROTATION_LOCK_CONTAINER": "rotation-locks",
+            "ROTATION_LOCK_WAIT_SECONDS": "7.5",
+        }  # fmt: skip
+
+        s = Settings.from_env(env)
+
+        assert (s.lock, s.lock_connection) == ("blob", "AccountName=locks")
+        assert (s.lock_container, s.lock_wait_seconds) == ("rotation-locks", 7.5)
+
+    def test_off_wins_over_an_available_connection(self, env):
+        """ROTATION_LOCK=off turns the lock off even when storage is configured."""
+        env |= {"ROTATION_LOCK": "off", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+        assert Settings.from_env(env).lock == "off"
+
+    def test_blob_without_connection_is_listed_with_every_other_problem(self, env):
+        """ROTATION_LOCK=blob with no connection, and bad lock knobs, are all in one ConfigError."""
+        env |= {
+            "ROTATION_LOCK": "blob", "ROTATION_LOCK_CONTAINER": "Bad--Name",
+            "ROTATION_LOCK_WAIT_SECONDS": "30", "ROTATION_STRATEGY": "sideways",
+        }  # fmt: skip
+
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+
+        names = sorted(p.split(":")[0] for p in info.value.problems)
+        assert names == [
+            "ROTATION_LOCK", "ROTATION_LOCK_CONTAINER", "ROTATION_LOCK_WAIT_SECONDS",
+            "ROTATION_STRATEGY",
+        ]  # fmt: skip
+        assert "ROTATION_LOCK_CONNECTION" in str(info.value)
+
+    @pytest.mark.parametrize("mode", ["lease", "on", "redis"])
+    def test_unknown_lock_mode_is_rejected(self, env, mode):
+        """ROTATION_LOCK is blob or off, nothing else."""
+        env["ROTATION_LOCK"] = mode
+
+        with pytest.raises(ConfigError, match=r"ROTATION_LOCK: .* is not one of blob, off"):
+            Settings.from_env(env)
+
+    @pytest.mark.parametrize("name", ["ab", "-locks", "locks-", "lo--cks", "Locks", "a" * 64])
+    def test_container_name_must_be_valid_for_blob_storage(self, env, name):
+        """A container name Blob Storage would refuse is a setting problem, not a 400 later."""
+        env["ROTATION_LOCK_CONTAINER"] = name
+
+        with pytest.raises(ConfigError, match="ROTATION_LOCK_CONTAINER"):
+            Settings.from_env(env)
+
+    @pytest.mark.parametrize("wait", ["0", "-1", "30", "nan", "soon"])
+    def test_lock_wait_must_be_positive_and_below_event_grid_timeout(self, env, wait):
+        """The lock wait is > 0 and < 30 s, so wait plus work fits Event Grid's timeout."""
+        env["ROTATION_LOCK_WAIT_SECONDS"] = wait
+
+        with pytest.raises(ConfigError, match="ROTATION_LOCK_WAIT_SECONDS"):
+            Settings.from_env(env)
+
+    def test_lock_connection_is_not_in_repr_or_errors(self, env):
+        """The lock connection string is a secret: never in repr, never quoted in a problem."""
+        env |= {"ROTATION_LOCK_CONNECTION": "AccountKey=c2VjcmV0", "ROTATION_LOCK": "nope"}
+        env_ok = {**env, "ROTATION_LOCK": "blob"}
+
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+        text = repr(Settings.from_env(env_ok))
+
+        assert "c2VjcmV0" not in str(info.value)
+        assert "c2VjcmV0" not in text
+
+
 class TestHelpers:
     def test_normalize_vault_url(self):
         """Host lower-cased, trailing slash dropped, port kept."""

@@ -1,0 +1,239 @@
+"""``BlobLeaseLock``: one blob lease per certificate serialises concurrent rotations of it.
+
+Event Grid redelivers while a slow run is still going and the Functions host scales out, so two
+processes can converge the same certificate at once. ETags keep ``pin`` correct, but a blue-green
+entity is created with an unconditional PUT (ARM has no ``If-None-Match`` for APIM certificates),
+so both runs would write it. ``RotationService`` therefore runs each rollout inside
+``lock.hold(vault, certificate)``; this adapter implements that with Azure Blob Storage leases
+(Azurite works the same way):
+
+- the lock is an empty blob named ``sha256("{vault host}/{certificate}").lock`` (both
+  lower-cased, as Key Vault names are case-insensitive), created on first use together with the
+  container; its metadata names the vault host and certificate for operators;
+- ``hold`` acquires a lease of ``lease_seconds`` (15-60 s, so a crashed holder frees the lock by
+  itself); ``409 LeaseAlreadyPresent`` means another run holds it: wait with a jittered,
+  doubling backoff (50 ms to 1 s) and try again until ``wait_seconds`` have passed, then raise
+  ``TransientDependencyError`` (retryable: Event Grid redelivers later);
+- the lease is released on exit, also when the block raises; a failed release is ignored (the
+  lease expires within ``lease_seconds``) so it never masks the block's own outcome.
+
+Azure errors become domain errors (``rotation.adapters.errors.translate``); messages carry the
+container, blob and status only, never the connection string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient, LinearRetry
+
+from rotation.adapters.errors import translate
+from rotation.domain.errors import DependencyError, RotationError, TransientDependencyError
+from rotation.domain.planning import vault_key
+
+__all__ = ["BlobLeaseLock", "lock_blob_name"]
+
+_SERVICE = "blob-lease"
+_LEASE_RANGE = (15, 60)  # what Blob Storage accepts for a finite lease
+_FIRST_BACKOFF = 0.05
+_MAX_BACKOFF = 1.0
+_LEASE_TAKEN = "LeaseAlreadyPresent"
+_CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 10
+
+
+def _lock_key(vault_url: str, certificate: str) -> tuple[str, str]:
+    return (vault_key(vault_url) or vault_url.strip().lower(), certificate.strip().lower())
+
+
+def lock_blob_name(vault_url: str, certificate: str) -> str:
+    """The lock blob's name: ``sha256("{vault host}/{certificate}")`` hex, lower-cased, ``.lock``."""
+    host, name = _lock_key(vault_url, certificate)
+    return hashlib.sha256(f"{host}/{name}".encode()).hexdigest() + ".lock"
+
+
+class BlobLeaseLock:
+    """A ``RotationLock`` over blob leases in one container (see the module docstring)."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        *,
+        lease_seconds: int = 30,
+        wait_seconds: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``clock`` (monotonic seconds) and ``sleep`` drive only the wait loop.
+
+        Raises:
+            ValueError: ``lease_seconds`` outside 15-60 or ``wait_seconds`` not > 0.
+        """
+        if not _LEASE_RANGE[0] <= lease_seconds <= _LEASE_RANGE[1]:
+            raise ValueError(f"lease_seconds must be within {_LEASE_RANGE}, not {lease_seconds}")
+        if not wait_seconds > 0:
+            raise ValueError(f"wait_seconds must be > 0, not {wait_seconds}")
+        self._container = container
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
+        self._clock, self._sleep = clock, sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter only; nothing secret depends on it
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        connection_string: str,
+        container: str,
+        *,
+        lease_seconds: int = 30,
+        wait_seconds: float = 20.0,
+        retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BlobLeaseLock:
+        """A lock in ``container`` of the account named by ``connection_string``.
+
+        Storage calls retry ``retries`` times about a second apart and time out quickly (the
+        SDK's default backoff starts at 15 s, longer than a whole Event Grid delivery).
+
+        Raises:
+            DependencyError: the connection string is blank or malformed (its text is never shown).
+            ValueError: as for the constructor.
+        """
+        try:
+            client = ContainerClient.from_connection_string(
+                connection_string,
+                container,
+                retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=retries),
+                connection_timeout=_CONNECT_TIMEOUT,
+                read_timeout=_READ_TIMEOUT,
+            )
+        except (ValueError, AzureError):
+            raise DependencyError(
+                "the lock storage connection string is blank or malformed",
+                service=_SERVICE,
+                operation="connect",
+            ) from None
+        return cls(client, lease_seconds=lease_seconds, wait_seconds=wait_seconds, sleep=sleep)
+
+    @property
+    def container_name(self) -> str:
+        """The container that holds the lock blobs."""
+        return str(self._container.container_name)
+
+    def __repr__(self) -> str:
+        return (
+            f"BlobLeaseLock(container={self.container_name!r}, lease_seconds={self.lease_seconds})"
+        )
+
+    @contextmanager
+    def hold(self, vault_url: str, certificate: str) -> Iterator[None]:
+        """Hold the certificate's lease for the block; released on exit, also on exceptions.
+
+        Raises:
+            TransientDependencyError: not acquired within ``wait_seconds``, or Storage failed
+                transiently (throttled, 5xx, unreachable).
+            AuthorizationError: 401/403 from Storage.
+            DependencyError: any other Storage failure.
+        """
+        blob = self._container.get_blob_client(lock_blob_name(vault_url, certificate))
+        lease = self._acquire(blob, vault_url, certificate)
+        try:
+            yield
+        finally:
+            # A failed release is harmless (the lease expires within lease_seconds) and must
+            # never mask the block's own outcome.
+            with contextlib.suppress(AzureError):
+                lease.release()
+
+    def _acquire(self, blob: BlobClient, vault_url: str, certificate: str) -> BlobLeaseClient:
+        deadline = self._clock() + self.wait_seconds
+        delay = _FIRST_BACKOFF
+        while True:
+            lease = self._try_acquire(blob, vault_url, certificate)
+            if lease is not None:
+                return lease
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise TransientDependencyError(
+                    f"the rotation lock for certificate {certificate!r} is held by another run; "
+                    f"not acquired within {self.wait_seconds:g} s",
+                    service=_SERVICE, operation="acquire_lease", status_code=HTTPStatus.CONFLICT,
+                )  # fmt: skip
+            self._sleep(min(remaining, self._rng.uniform(delay / 2, delay)))
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+    def _try_acquire(
+        self, blob: BlobClient, vault_url: str, certificate: str
+    ) -> BlobLeaseClient | None:
+        """The lease, or None when another run holds it; creates a missing blob once."""
+        for first in (True, False):
+            try:
+                return blob.acquire_lease(lease_duration=self.lease_seconds)
+            except ResourceNotFoundError as exc:
+                if not first:
+                    raise self._error(exc, "acquire_lease", blob) from exc
+                self._create(blob, vault_url, certificate)
+            except HttpResponseError as exc:
+                code = getattr(exc, "error_code", None)
+                if exc.status_code == HTTPStatus.CONFLICT and code == _LEASE_TAKEN:
+                    return None
+                raise self._error(exc, "acquire_lease", blob) from exc
+            except AzureError as exc:
+                raise self._error(exc, "acquire_lease", blob) from exc
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _create(self, blob: BlobClient, vault_url: str, certificate: str) -> None:
+        """Create the empty lock blob (and the container if missing); losing a race is fine."""
+        host, name = _lock_key(vault_url, certificate)
+        metadata = {"vault": _ascii(host), "certificate": _ascii(name)}
+        for first in (True, False):
+            try:
+                blob.upload_blob(b"", overwrite=False, metadata=metadata)
+            except (ResourceExistsError, ResourceModifiedError):
+                return  # another run created it first (or holds it already)
+            except ResourceNotFoundError as exc:
+                if not first:
+                    raise self._error(exc, "upload_blob", blob) from exc
+                self._create_container()
+                continue
+            except AzureError as exc:
+                raise self._error(exc, "upload_blob", blob) from exc
+            return
+
+    def _create_container(self) -> None:
+        try:
+            self._container.create_container()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise translate(
+                exc, service=_SERVICE, operation="create_container", name=self.container_name
+            ) from exc
+
+    def _error(self, exc: AzureError, operation: str, blob: BlobClient) -> RotationError:
+        where = f"{self.container_name}/{blob.blob_name}"
+        if isinstance(exc, ResourceNotFoundError):  # translate() would call it a certificate
+            return DependencyError(
+                f"{_SERVICE} {operation} {where!r} failed: not found (HTTP 404)",
+                service=_SERVICE, operation=operation, status_code=HTTPStatus.NOT_FOUND,
+            )  # fmt: skip
+        return translate(exc, service=_SERVICE, operation=operation, name=where)
+
+
+def _ascii(text: str) -> str:
+    """Metadata travels as HTTP headers: keep it ASCII."""
+    return text.encode("ascii", "replace").decode("ascii")
