@@ -73,17 +73,7 @@ class RotationPlan:
             "decision": str(self.decision),
             "findings": list(self.findings),
             "message": self.message,
-            "targets": [
-                {
-                    "service": t.service,
-                    "kind": t.kind,
-                    "name": t.name,
-                    "from": t.from_,
-                    "to": t.to,
-                    "result": t.result,
-                }
-                for t in self.targets
-            ],
+            "targets": [t.as_dict() for t in self.targets],
         }
 
     def keys(self) -> list[str]:

@@ -256,6 +256,17 @@ class AuditTarget:
     to: str | None  # what it references now / would reference
     result: str  # updated | already_current | skipped_dry_run | superseded | failed | created | retired
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record (§5)."""
+        return {
+            "service": self.service,
+            "kind": self.kind,
+            "name": self.name,
+            "from": self.from_,
+            "to": self.to,
+            "result": self.result,
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditRecord:
@@ -289,17 +300,7 @@ class AuditRecord:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if name == "targets":
-                value = [
-                    {
-                        "service": t.service,
-                        "kind": t.kind,
-                        "name": t.name,
-                        "from": t.from_,
-                        "to": t.to,
-                        "result": t.result,
-                    }
-                    for t in value
-                ]
+                value = [t.as_dict() for t in value]
             elif name == "findings":
                 value = list(value)
             elif isinstance(value, datetime):
