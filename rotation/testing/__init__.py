@@ -1,0 +1,33 @@
+"""Fakes with observable state for testing code built on the rotation ports (like ``structlog.testing``).
+
+- ``FrozenClock(at)``: a ``Clock`` that only moves when told (``advance``).
+- ``FakeCertificateSource``: versions and secrets added with ``add_version``; ``calls`` per method.
+- ``FakeApimGateway``: entities and backends with ETags that change on every write; ``updates``
+  lists the writes, ``calls`` counts every method; inject a 412 (a concurrent writer) or any error
+  on the Nth write, or a failing ``list_certificates`` through ``fail``; entity thumbprints are computed from the source's versions, as APIM does.
+- ``MemoryAuditSink``: ``records`` in write order.
+- ``MemoryLock``: a threading ``RotationLock`` per certificate; ``held``, ``acquisitions``,
+  ``contended`` (set when a ``hold`` finds the lock taken) and ``fail`` (raise on ``hold``).
+- ``FakeValidator``: parses the bundle for its leaf and returns the findings you configured.
+
+Nothing here imports ``devstack``: callers pass bytes and ``cryptography`` objects.
+"""
+
+from __future__ import annotations
+
+from rotation.testing._apim import FakeApimGateway
+from rotation.testing._certs import summarize_certificate
+from rotation.testing._clock import FrozenClock
+from rotation.testing._keyvault import FakeCertificateSource
+from rotation.testing._memory import MemoryAuditSink, MemoryLock
+from rotation.testing._validator import FakeValidator
+
+__all__ = [
+    "FakeApimGateway",
+    "FakeCertificateSource",
+    "FakeValidator",
+    "FrozenClock",
+    "MemoryAuditSink",
+    "MemoryLock",
+    "summarize_certificate",
+]
