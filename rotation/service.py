@@ -12,24 +12,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
-from rotation.domain.actions import describe
+from rotation.domain.actions import RotationPlan
 from rotation.domain.errors import BackendUpdateError, RotationError
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
     AuditRecord,
-    AuditTarget,
-    CertificateVersion,
     Decision,
     Disposition,
     KeyVaultEvent,
     Strategy,
     Trigger,
 )
-from rotation.domain.planning import Action, bound_certificates, parse_secret_identifier, vault_key
+from rotation.domain.planning import bound_certificates, parse_secret_identifier, vault_key
 from rotation.ports import (
     ApimGateway,
     AuditSink,
@@ -42,46 +40,6 @@ from rotation.ports import (
 from rotation.rollout import Inventory, Outcome, Rollout, Settings
 
 __all__ = ["RotationPlan", "RotationService"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RotationPlan:
-    """What a rotation of one certificate would do right now (``RotationService.plan``)."""
-
-    vault: str
-    certificate: str
-    decision: Decision  # what handling a new-version event would decide now
-    candidate: CertificateVersion | None
-    previous_version: str | None
-    actions: tuple[Action, ...]
-    findings: tuple[str, ...] = ()
-    message: str | None = None
-
-    @property
-    def targets(self) -> tuple[AuditTarget, ...]:
-        """One target per action; ``result`` is the planned verb (update, create, move, retire,
-        already_current, superseded)."""
-        return tuple(describe(a, planned=True) for a in self.actions)
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready view with the audit record's names (``version`` is the candidate's)."""
-        return {
-            "vault": self.vault,
-            "certificate": self.certificate,
-            "version": self.candidate.version if self.candidate else None,
-            "previous_version": self.previous_version,
-            "decision": str(self.decision),
-            "findings": list(self.findings),
-            "message": self.message,
-            "targets": [t.as_dict() for t in self.targets],
-        }
-
-    def keys(self) -> list[str]:
-        """Mapping protocol, so ``dict(plan)`` gives ``as_dict()`` (what the CLI prints)."""
-        return list(self.as_dict())
-
-    def __getitem__(self, key: str) -> object:
-        return self.as_dict()[key]
 
 
 class RotationService:

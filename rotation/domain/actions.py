@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rotation.domain.model import AuditTarget
+from rotation.domain.model import AuditTarget, CertificateVersion, Decision
 
 __all__ = [
     "Action",
@@ -16,6 +16,7 @@ __all__ = [
     "MoveBackend",
     "PinEntity",
     "RetireEntity",
+    "RotationPlan",
     "Superseded",
     "describe",
 ]
@@ -139,3 +140,43 @@ def describe(action: Action, result: str | None = None, *, planned: bool = False
         service=svc, kind=action.kind, name=action.name, from_=action.in_use, to=action.candidate,
         result=result or "superseded",
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotationPlan:
+    """What a rotation of one certificate would do right now (``RotationService.plan``)."""
+
+    vault: str
+    certificate: str
+    decision: Decision  # what handling a new-version event would decide now
+    candidate: CertificateVersion | None
+    previous_version: str | None
+    actions: tuple[Action, ...]
+    findings: tuple[str, ...] = ()
+    message: str | None = None
+
+    @property
+    def targets(self) -> tuple[AuditTarget, ...]:
+        """One target per action; ``result`` is the planned verb (update, create, move, retire,
+        already_current, superseded)."""
+        return tuple(describe(a, planned=True) for a in self.actions)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready view with the audit record's names (``version`` is the candidate's)."""
+        return {
+            "vault": self.vault,
+            "certificate": self.certificate,
+            "version": self.candidate.version if self.candidate else None,
+            "previous_version": self.previous_version,
+            "decision": str(self.decision),
+            "findings": list(self.findings),
+            "message": self.message,
+            "targets": [t.as_dict() for t in self.targets],
+        }
+
+    def keys(self) -> list[str]:
+        """Mapping protocol, so ``dict(plan)`` gives ``as_dict()`` (what the CLI prints)."""
+        return list(self.as_dict())
+
+    def __getitem__(self, key: str) -> object:
+        return self.as_dict()[key]

@@ -1,0 +1,264 @@
+"""The sample scene: what ``certrotate devstack`` seeds and ``certrotate demo`` plays through.
+
+One builder serves both. ``mint_scene_pki`` mints a trusted root and intermediate that issue
+``partner-mtls`` v1 and v2 and the unrelated ``billing-mtls``, and a rogue root that issues v3.
+``bind_scene`` imports nothing: it pins each APIM service's ``partner-mtls`` entity to v1 and binds
+backends to it, plus one unrelated backend on ``billing-mtls``. ``new_version_event`` builds a
+real-shaped ``CertificateNewVersionCreated`` delivery (wire reference A.4).
+
+``seed_scene`` (``certrotate devstack`` without ``--no-seed``) lays the scene out for manual
+replay: v1 bound, v2 imported but not applied, v3 imported *disabled* (rotation is
+level-triggered: an enabled v3 would be the newest version, so every event, v2's included, would
+be judged on v3), the root in ``DIR/trust-anchors.pem``, and the events in ``DIR/events/``.
+Nothing secret is written there or printed: keys stay in Key Vault's state, events carry ids only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from devstack.pki import Issued, make_key, mint_certificate, to_pkcs12
+from devstack.stack import TRUST_ANCHORS_FILE
+
+if TYPE_CHECKING:
+    from devstack.stack import Devstack
+
+__all__ = [
+    "CERTIFICATE",
+    "EVENT_FILES",
+    "OTHER_CERTIFICATE",
+    "ScenePki",
+    "SeededScene",
+    "bind_scene",
+    "cloud_event",
+    "dead_letter",
+    "is_empty",
+    "mint_scene_pki",
+    "new_version_event",
+    "seed_if_empty",
+    "seed_scene",
+    "enable_command",
+    "try_it",
+]
+
+CERTIFICATE = "partner-mtls"
+OTHER_CERTIFICATE = "billing-mtls"
+OTHER_BACKEND = "billing-api"
+SEED_BACKENDS = ("orders-api", "payments-api")
+EVENTS_DIR = "events"
+EVENT_FILES = {
+    "v2": "v2-new-version.json",
+    "v2-cloudevents": "v2-new-version.cloudevents.json",
+    "v3": "v3-untrusted.json",
+    "deadletter-v2": "deadletter-v2.json",
+}
+_YEAR = dt.timedelta(days=365)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenePki:
+    """The scene's bundles as PKCS#12 bytes (keys stay in memory) and the trusted root."""
+
+    root: Issued
+    v1: bytes
+    v2: bytes
+    v3: bytes
+    other: bytes
+
+
+def mint_scene_pki(now: dt.datetime) -> ScenePki:
+    """A trusted root + intermediate issuing v1/v2/other (clientAuth), a rogue root issuing v3.
+
+    v1 was issued 60 days before ``now``, v2 an hour before, each for a quarter year.
+    """
+    root = mint_certificate(
+        "certrotate Demo Root CA", ca=True, not_before=now - _YEAR, not_after=now + 10 * _YEAR
+    )
+    inter = mint_certificate(
+        "certrotate Demo Issuing CA", issuer=root, ca=True, path_length=0,
+        not_before=now - _YEAR, not_after=now + 5 * _YEAR,
+    )  # fmt: skip
+    rogue = mint_certificate(
+        "Rogue Root CA", key=make_key("ec", 256), ca=True, not_before=now - _YEAR
+    )
+
+    def leaf(issuer: Issued, chain: list[Issued], age_days: int) -> bytes:
+        start = now - dt.timedelta(days=age_days, hours=1)
+        cert = mint_certificate(
+            "partner-gw.demo.test", issuer=issuer, not_before=start, not_after=start + _YEAR / 4
+        )
+        return to_pkcs12(cert, chain)
+
+    return ScenePki(
+        root=root,
+        v1=leaf(inter, [inter, root], 60),
+        v2=leaf(inter, [inter, root], 0),
+        v3=leaf(rogue, [rogue], 0),
+        other=leaf(inter, [inter, root], 10),
+    )
+
+
+def bind_scene(
+    stack: Devstack, versions: dict[str, str], *, backends: tuple[str, ...] = SEED_BACKENDS
+) -> None:
+    """In every APIM service: entities pinned to ``versions`` (by certificate name), ``backends``
+    presenting ``partner-mtls``, and ``billing-api`` presenting ``billing-mtls``.
+
+    Raises:
+        ValueError: a version in ``versions`` is not in the stack's Key Vault.
+    """
+    for service in stack.apim_services:
+        sid = stack.service_id(service)
+        for name in (CERTIFICATE, OTHER_CERTIFICATE):
+            secret = f"{stack.vault_url}/secrets/{name}/{versions[name]}"
+            stack.put_apim_certificate(service, name, secret)
+        for backend in backends:
+            stack.put_backend(
+                service, backend, url=f"https://{backend}.demo.test",
+                certificate_ids=[f"{sid}/certificates/{CERTIFICATE}"],
+            )  # fmt: skip
+        stack.put_backend(
+            service, OTHER_BACKEND, url="https://billing.demo.test",
+            certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
+        )  # fmt: skip
+
+
+def _event_time(when: dt.datetime) -> str:
+    """Event Grid's 7-digit fractional seconds (wire reference A.3)."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def new_version_event(
+    stack: Devstack, version: str, when: dt.datetime, *, certificate: str = CERTIFICATE
+) -> dict[str, Any]:
+    """One ``CertificateNewVersionCreated`` event in the Event Grid schema (wire reference A.4),
+    ``data.Id`` on the stack's vault URL. Deliveries wrap it in a JSON array."""
+    vault = f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
+    data = {
+        "Id": f"{stack.vault_url}/certificates/{certificate}/{version}",
+        "VaultName": stack.vault_name, "ObjectType": "Certificate", "ObjectName": certificate,
+        "Version": version, "NBF": int(when.timestamp()) - 3600,
+        "EXP": int(when.timestamp()) + 90 * 86400,
+    }  # fmt: skip
+    return {
+        "id": str(uuid.uuid4()), "topic": f"{vault}/providers/Microsoft.KeyVault/vaults/{stack.vault_name}",
+        "subject": certificate, "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated",
+        "eventTime": _event_time(when), "data": data, "dataVersion": "1", "metadataVersion": "1",
+    }  # fmt: skip
+
+
+def cloud_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event in the CloudEvents 1.0 schema, structured mode (wire reference A.5)."""
+    return {
+        "id": event["id"], "source": event["topic"], "specversion": "1.0",
+        "type": event["eventType"], "subject": event["subject"], "time": event["eventTime"],
+        "data": event["data"],
+    }  # fmt: skip
+
+
+def dead_letter(event: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
+    """The event as Event Grid dead-letters it after 30 timed-out attempts (wire reference B)."""
+    return {
+        **event,
+        "deadLetterReason": "MaxDeliveryAttemptsExceeded",
+        "deliveryAttempts": 30,
+        "lastDeliveryOutcome": "TimedOut",
+        "publishTime": event["eventTime"],
+        "lastDeliveryAttemptTime": _event_time(when + dt.timedelta(days=1)),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SeededScene:
+    """What ``seed_scene`` made: Key Vault versions by role, and the files it wrote."""
+
+    versions: dict[str, str]  # "v1", "v2", "v3", "billing-mtls" -> Key Vault version id
+    trust_anchors: Path
+    events: dict[str, Path]  # keys of EVENT_FILES -> path
+
+
+def is_empty(stack: Devstack) -> bool:
+    """True when the stack holds no certificate and no APIM certificate entity or backend."""
+    with stack.state.lock:
+        if stack.state.kv.certificates:
+            return False
+        return not any(s.certificates or s.backends for s in stack.state.services.values())
+
+
+def seed_scene(
+    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None
+) -> SeededScene:
+    """Seed the scene into ``stack`` and write ``trust-anchors.pem`` and ``events/`` into its
+    state directory; ``pki`` reuses minted certificates (tests), else they are minted at ``now``.
+
+    Raises:
+        OSError: the state directory cannot be written.
+    """
+    pki = pki or mint_scene_pki(now)
+    versions = {
+        "v1": stack.import_certificate(CERTIFICATE, pki.v1),
+        OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
+    }
+    bind_scene(stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]})
+    versions["v2"] = stack.import_certificate(CERTIFICATE, pki.v2)
+    versions["v3"] = stack.import_certificate(CERTIFICATE, pki.v3, enabled=False)
+    anchors = stack.state_dir / TRUST_ANCHORS_FILE
+    anchors.write_bytes(pki.root.pem)
+    return SeededScene(versions, anchors, _write_events(stack, versions, now))
+
+
+def _write_events(stack: Devstack, versions: dict[str, str], now: dt.datetime) -> dict[str, Path]:
+    directory = stack.state_dir / EVENTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    v2 = new_version_event(stack, versions["v2"], now)
+    payloads: dict[str, object] = {
+        "v2": [v2],
+        "v2-cloudevents": cloud_event(v2),
+        "v3": [new_version_event(stack, versions["v3"], now)],
+        "deadletter-v2": [dead_letter(v2, now)],
+    }
+    paths = {key: directory / name for key, name in EVENT_FILES.items()}
+    for key, path in paths.items():
+        path.write_text(json.dumps(payloads[key], indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
+def seed_if_empty(
+    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None
+) -> SeededScene | None:
+    """``seed_scene`` unless the stack already holds state (a persistent restart): then None.
+
+    Raises:
+        OSError: the state directory cannot be written.
+    """
+    return seed_scene(stack, now=now, pki=pki) if is_empty(stack) else None
+
+
+def enable_command(version: str) -> str:
+    """A ``curl`` line that enables ``partner-mtls`` ``version`` in the stand-in, built from the
+    ``env`` variables (names only: the token is expanded by the shell, never printed)."""
+    url = f"$ROTATION_VAULTS/certificates/{CERTIFICATE}/{version}?api-version=7.5"
+    return (
+        'curl -sf -o /dev/null --cacert "$ROTATION_DEVSTACK_CA_BUNDLE" -X PATCH'
+        ' -H "Authorization: Bearer $ROTATION_DEVSTACK_TOKEN"'
+        " -H 'Content-Type: application/json' -d '{\"attributes\":{\"enabled\":true}}'"
+        f' "{url}"'
+    )
+
+
+def try_it(directory: Path, scene: SeededScene) -> list[str]:
+    """The "try it" commands: source the env, plan, replay v2, enable v3 and replay its event."""
+    events = directory / EVENTS_DIR
+    return [
+        f"set -a; . {directory / 'env'}; set +a",
+        f"certrotate plan --certificate {CERTIFICATE}",
+        f"certrotate replay {events / EVENT_FILES['v2']}",
+        "# v3 (from an untrusted root) waits disabled; enable it, then replay its event:",
+        enable_command(scene.versions["v3"]),
+        f"certrotate replay {events / EVENT_FILES['v3']}",
+    ]
