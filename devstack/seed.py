@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,12 +254,13 @@ def enable_command(version: str) -> str:
 
 def try_it(directory: Path, scene: SeededScene) -> list[str]:
     """The "try it" commands: source the env, plan, replay v2, enable v3 and replay its event."""
-    events = directory / EVENTS_DIR
+    env = shlex.quote(str(directory / "env"))
+    v2, v3 = (shlex.quote(str(directory / EVENTS_DIR / EVENT_FILES[k])) for k in ("v2", "v3"))
     return [
-        f"set -a; . {directory / 'env'}; set +a",
+        f"set -a; . {env}; set +a",
         f"certrotate plan --certificate {CERTIFICATE}",
-        f"certrotate replay {events / EVENT_FILES['v2']}",
+        f"certrotate replay {v2}",
         "# v3 (from an untrusted root) waits disabled; enable it, then replay its event:",
         enable_command(scene.versions["v3"]),
-        f"certrotate replay {events / EVENT_FILES['v3']}",
+        f"certrotate replay {v3}",
     ]

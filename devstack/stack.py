@@ -32,12 +32,13 @@ from devstack.server import StandInServer
 from devstack.state import DevstackState, Entity
 from devstack.tls import mint_server_tls
 
-__all__ = ["Devstack", "StackRequestLog"]
+__all__ = ["TRUST_ANCHORS_FILE", "Devstack", "StackRequestLog"]
 
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000d5ac"
 RESOURCE_GROUP = "rg-devstack"
 TENANT_ID = "00000000-0000-4000-8000-000000007e57"
 VAULT_NAME = "kv-devstack"
+TRUST_ANCHORS_FILE = "trust-anchors.pem"  # in the state dir; written by devstack.seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +182,9 @@ class Devstack:
         }
 
     def env(self) -> dict[str, str]:
-        """Settings that point certrotate at this stack (the ``env`` file)."""
-        return {
+        """Settings that point certrotate at this stack (the ``env`` file); with
+        ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``."""
+        env = {
             "ROTATION_VAULTS": self.vault_url,
             "ROTATION_APIM_SERVICES": ",".join(self.service_id(s) for s in self.apim_services),
             "ROTATION_ARM_ENDPOINT": self.arm_endpoint,
@@ -190,6 +192,10 @@ class Devstack:
             "ROTATION_DEVSTACK_TOKEN": self.token,
             "ROTATION_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false",
         }
+        anchors = self.state_dir / TRUST_ANCHORS_FILE
+        if anchors.is_file():
+            env["ROTATION_TRUST_ANCHORS"] = str(anchors)
+        return env
 
     def write_files(self, directory: Path) -> None:
         """Write ``devstack.json`` and ``env`` (mode 0600: they hold the token) into ``directory``."""

@@ -13,6 +13,8 @@ real-shaped Event Grid events follow, each parsed by ``rotation.events``:
 Each step checks its decision and what the backends present afterwards, so the demo doubles as
 a smoke test (``run_demo`` returns False if anything differs). The audit trail goes to a JSON
 Lines file. Nothing secret (keys, PFX/PEM bodies, the devstack token) is printed or logged.
+The scene (certificates, bindings, event shape) is ``devstack.seed``'s, which ``certrotate
+devstack`` also seeds for manual replay.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from devstack.pki import Issued, make_key, mint_certificate, to_pkcs12
+from devstack.seed import (
+    CERTIFICATE,
+    OTHER_CERTIFICATE,
+    ScenePki,
+    bind_scene,
+    mint_scene_pki,
+    new_version_event,
+)
 from devstack.stack import Devstack
 from rotation.adapters.auditlog import JsonLinesAuditSink
 from rotation.bootstrap import build_service
@@ -42,10 +50,7 @@ from rotation.service import RotationService
 
 __all__ = ["CERTIFICATE", "DemoStep", "run_demo"]
 
-CERTIFICATE = "partner-mtls"
-OTHER_CERTIFICATE = "billing-mtls"
 _BACKENDS = ("orders-api", "payments-api", "inventory-api")
-_OTHER_BACKEND = "billing-api"
 # (service, backend) -> (entity, version, thumbprint)
 Snapshot = dict[tuple[str, str], tuple[str, str, str]]
 
@@ -67,83 +72,6 @@ STEPS = (
     DemoStep("3. A late event for v1", "An old event arrives after v2 went live.", "v1", Decision.SUPERSEDED, False),
     DemoStep("4. v3 from an issuer nobody trusts", "Someone imported a certificate from a rogue CA.", "v3", Decision.REJECTED, False),
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class _Pki:
-    """The demo's certificates (keys stay in memory; only the root's PEM is written)."""
-
-    root: Issued
-    v1: bytes
-    v2: bytes
-    v3: bytes
-    other: bytes
-
-
-def _mint(now: dt.datetime) -> _Pki:
-    """A trusted root + intermediate issuing v1/v2/other, and a rogue root issuing v3."""
-    year = dt.timedelta(days=365)
-    root = mint_certificate(
-        "certrotate Demo Root CA", ca=True, not_before=now - year, not_after=now + 10 * year
-    )
-    inter = mint_certificate(
-        "certrotate Demo Issuing CA", issuer=root, ca=True, path_length=0,
-        not_before=now - year, not_after=now + 5 * year,
-    )  # fmt: skip
-    rogue = mint_certificate(
-        "Rogue Root CA", key=make_key("ec", 256), ca=True, not_before=now - year
-    )
-
-    def leaf(issuer: Issued, chain: list[Issued], age_days: int) -> bytes:
-        start = now - dt.timedelta(days=age_days, hours=1)
-        cert = mint_certificate(
-            "partner-gw.demo.test", issuer=issuer, not_before=start, not_after=start + 0.25 * year
-        )
-        return to_pkcs12(cert, chain)
-
-    return _Pki(
-        root=root,
-        v1=leaf(inter, [inter, root], 60),
-        v2=leaf(inter, [inter, root], 0),
-        v3=leaf(rogue, [rogue], 0),
-        other=leaf(inter, [inter, root], 10),
-    )
-
-
-def _event(stack: Devstack, version: str, when: dt.datetime) -> list[dict[str, Any]]:
-    """A CertificateNewVersionCreated delivery in the Event Grid schema (wire reference A.4)."""
-    vault = f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
-    data = {
-        "Id": f"{stack.vault_url}/certificates/{CERTIFICATE}/{version}",
-        "VaultName": stack.vault_name, "ObjectType": "Certificate", "ObjectName": CERTIFICATE,
-        "Version": version, "NBF": int(when.timestamp()) - 3600,
-        "EXP": int(when.timestamp()) + 90 * 86400,
-    }  # fmt: skip
-    event = {
-        "id": str(uuid.uuid4()), "topic": f"{vault}/providers/Microsoft.KeyVault/vaults/{stack.vault_name}",
-        "subject": CERTIFICATE, "eventType": "Microsoft.KeyVault.CertificateNewVersionCreated",
-        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"), "data": data,
-        "dataVersion": "1", "metadataVersion": "1",
-    }  # fmt: skip
-    return [event]
-
-
-def _bind(stack: Devstack, versions: dict[str, str]) -> None:
-    """Pin both APIM services' entities to v1 (and the unrelated one), and add backends."""
-    for service in stack.apim_services:
-        sid = stack.service_id(service)
-        for name in (CERTIFICATE, OTHER_CERTIFICATE):
-            secret = f"{stack.vault_url}/secrets/{name}/{versions[name]}"
-            stack.put_apim_certificate(service, name, secret)
-        for backend in _BACKENDS:
-            stack.put_backend(
-                service, backend, url=f"https://{backend}.demo.test",
-                certificate_ids=[f"{sid}/certificates/{CERTIFICATE}"],
-            )  # fmt: skip
-        stack.put_backend(
-            service, _OTHER_BACKEND, url="https://billing.demo.test",
-            certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
-        )  # fmt: skip
 
 
 def _snapshot(stack: Devstack) -> Snapshot:
@@ -193,7 +121,7 @@ class _Run:
     service: RotationService
     vaults: tuple[str, ...]
     versions: dict[str, str]
-    pki: _Pki
+    pki: ScenePki
     console: Console
     now: Callable[[], dt.datetime]
     sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -207,7 +135,7 @@ class _Run:
     def payload(self, key: str) -> list[dict[str, Any]]:
         """The delivery for version ``key``; asking twice redelivers the very same event."""
         if key not in self.sent:
-            self.sent[key] = _event(self.stack, self.version(key), self.now())
+            self.sent[key] = [new_version_event(self.stack, self.version(key), self.now())]
         return self.sent[key]
 
     def snapshot(self) -> Snapshot:
@@ -273,7 +201,7 @@ def _stage(
     console: Console, strategy: str, audit_log: Path, now: Callable[[], dt.datetime]
 ) -> Iterator[_Run]:
     """Start the devstack, seed v1 and the bindings, and wire the real service against it."""
-    pki = _mint(now())
+    pki = mint_scene_pki(now())
     with (
         tempfile.TemporaryDirectory(prefix="certrotate-demo-") as tmp,
         Devstack.start(None, ephemeral=True) as stack,
@@ -284,7 +212,11 @@ def _stage(
             "v1": stack.import_certificate(CERTIFICATE, pki.v1),
             OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
         }
-        _bind(stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]})
+        bind_scene(
+            stack,
+            {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]},
+            backends=_BACKENDS,
+        )
         anchors_and_strategy = {
             "ROTATION_TRUST_ANCHORS": str(anchors),
             "ROTATION_STRATEGY": strategy,
