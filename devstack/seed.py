@@ -38,12 +38,13 @@ __all__ = [
     "bind_scene",
     "cloud_event",
     "dead_letter",
+    "enable_command",
     "is_empty",
     "mint_scene_pki",
     "new_version_event",
+    "referenced_vaults",
     "seed_if_empty",
     "seed_scene",
-    "enable_command",
     "try_it",
 ]
 
@@ -191,9 +192,7 @@ def is_empty(stack: Devstack) -> bool:
         return not any(s.certificates or s.backends for s in stack.state.services.values())
 
 
-def seed_scene(
-    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None
-) -> SeededScene:
+def seed_scene(stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None) -> SeededScene:
     """Seed the scene into ``stack`` and write ``trust-anchors.pem`` and ``events/`` into its
     state directory; ``pki`` reuses minted certificates (tests), else they are minted at ``now``.
 
@@ -205,7 +204,9 @@ def seed_scene(
         "v1": stack.import_certificate(CERTIFICATE, pki.v1),
         OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
     }
-    bind_scene(stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]})
+    bind_scene(
+        stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]}
+    )
     versions["v2"] = stack.import_certificate(CERTIFICATE, pki.v2)
     versions["v3"] = stack.import_certificate(CERTIFICATE, pki.v3, enabled=False)
     anchors = stack.state_dir / TRUST_ANCHORS_FILE
@@ -238,6 +239,22 @@ def seed_if_empty(
         OSError: the state directory cannot be written.
     """
     return seed_scene(stack, now=now, pki=pki) if is_empty(stack) else None
+
+
+def referenced_vaults(stack: Devstack) -> set[str]:
+    """The vault URLs (``https://host:port``) the APIM certificate entities' secret ids name.
+
+    After a restart on other ports these differ from ``stack.vault_url``: certrotate matches
+    bindings by vault URL, port included, so the saved bindings (and events) no longer apply.
+    """
+    urls: set[str] = set()
+    with stack.state.lock:
+        for service in stack.state.services.values():
+            for entity in service.certificates.values():
+                secret = str(entity.properties.get("keyVault", {}).get("secretIdentifier") or "")
+                if "/secrets/" in secret:
+                    urls.add(secret.split("/secrets/", 1)[0])
+    return urls
 
 
 def enable_command(version: str) -> str:

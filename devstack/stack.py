@@ -67,9 +67,10 @@ class Devstack:
         services: tuple[str, ...],
         seed: int = 0,
     ) -> None:
-        self._tempdir = None if state_dir else Path(tempfile.mkdtemp(prefix="devstack-"))
-        self.state_dir = state_dir.resolve() if state_dir else self._tempdir
-        assert self.state_dir is not None
+        self.state_dir: Path = (
+            state_dir.resolve() if state_dir else Path(tempfile.mkdtemp(prefix="devstack-"))
+        )
+        self._tempdir = None if state_dir else self.state_dir
         self.state = DevstackState(None if ephemeral else self.state_dir)
         self.token = secrets.token_urlsafe(32)
         self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP

@@ -1,17 +1,25 @@
 """`certrotate devstack`: run the local Key Vault and APIM (ARM) stand-ins in the foreground.
 
-This and the demo are the only places in ``rotation`` that import ``devstack``; the import is
-deferred to the command so the CLI (and the Functions app) never load it otherwise.
+Unless ``--no-seed``, an empty stack is seeded with the sample scene of ``devstack.seed`` (a
+persistent state is never re-seeded), so ``set -a; . DIR/env`` is all ``plan`` and ``replay``
+need. This and the demo are the only places in ``rotation`` that import ``devstack``; the import
+is deferred to the command so the CLI (and the Functions app) never load it otherwise.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from devstack.seed import SeededScene
+    from devstack.stack import Devstack
 
 __all__ = ["COMMANDS", "devstack"]
 
@@ -29,12 +37,18 @@ __all__ = ["COMMANDS", "devstack"]
     "--port-kv", type=click.IntRange(0, 65535), default=0, help="Key Vault port (0: free)."
 )
 @click.option("--port-arm", type=click.IntRange(0, 65535), default=0, help="ARM port (0: free).")
-def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int) -> None:
+@click.option(
+    "--no-seed", is_flag=True, help="Start empty: no sample certificates, bindings or events."
+)
+def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int, no_seed: bool) -> None:
     """Run the Key Vault and APIM (ARM) stand-ins until Ctrl-C / SIGTERM.
 
-    Writes DIR/devstack.json and DIR/env; `set -a; . DIR/env` points certrotate at the stack.
+    Seeds an empty stack with a sample scene (certificate partner-mtls, bindings in both APIM
+    services, DIR/trust-anchors.pem, events in DIR/events/) unless --no-seed. Writes
+    DIR/devstack.json and DIR/env; `set -a; . DIR/env` points certrotate at the stack.
     """
-    from devstack.stack import Devstack  # noqa: PLC0415 - only this command needs it
+    from devstack.seed import seed_if_empty  # noqa: PLC0415 - only this command needs it
+    from devstack.stack import Devstack  # noqa: PLC0415
 
     stop = threading.Event()
 
@@ -46,15 +60,9 @@ def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int) -> N
         with Devstack.start(
             state_dir, ephemeral=ephemeral, port_kv=port_kv, port_arm=port_arm
         ) as stack:
+            scene = None if no_seed else seed_if_empty(stack, now=datetime.now(UTC))
             stack.write_files(state_dir)
-            click.echo(f"Key Vault  {stack.vault_url}  (vault {stack.vault_name})")
-            click.echo(
-                f"ARM/APIM   {stack.arm_endpoint}  services: {', '.join(stack.apim_services)}"
-            )
-            click.echo(f"CA bundle  {stack.ca_bundle}")
-            click.echo(f"Wrote {state_dir / 'devstack.json'} and {state_dir / 'env'}")
-            click.echo(f"Use it:    set -a; . {state_dir / 'env'}; set +a")
-            click.echo("devstack listening; Ctrl-C to stop.")
+            _announce(stack, state_dir, scene)
             stop.wait()
     except OSError as exc:
         raise click.ClickException(f"cannot start the devstack: {exc.strerror or exc}") from None
@@ -62,6 +70,44 @@ def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int) -> N
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("devstack stopped.")
+
+
+def _announce(stack: Devstack, state_dir: Path, scene: SeededScene | None) -> None:
+    """Where the stack listens, what was seeded and how to try it (no token, no key)."""
+    from devstack.seed import CERTIFICATE, try_it  # noqa: PLC0415
+
+    click.echo(f"Key Vault  {stack.vault_url}  (vault {stack.vault_name})")
+    click.echo(f"ARM/APIM   {stack.arm_endpoint}  services: {', '.join(stack.apim_services)}")
+    click.echo(f"CA bundle  {stack.ca_bundle}")
+    click.echo(f"Wrote {state_dir / 'devstack.json'} and {state_dir / 'env'}")
+    if scene is None:
+        click.echo(f"Use it:    set -a; . {state_dir / 'env'}; set +a")
+        _warn_moved_vault(stack)
+    else:
+        click.echo(
+            f"Seeded     {CERTIFICATE} v1 bound in every service; v2 imported, not applied; "
+            "v3 (untrusted root) imported disabled"
+        )
+        click.echo(
+            f"           trust anchors {state_dir / 'trust-anchors.pem'}, events in {state_dir / 'events'}/"
+        )
+        click.echo("Try it:")
+        for line in try_it(state_dir, scene):
+            click.echo(f"  {line}")
+    click.echo("devstack listening; Ctrl-C to stop.")
+
+
+def _warn_moved_vault(stack: Devstack) -> None:
+    """A saved state whose bindings name the vault on another port no longer matches."""
+    from devstack.seed import referenced_vaults  # noqa: PLC0415
+
+    moved = sorted(referenced_vaults(stack) - {stack.vault_url})
+    if moved:
+        click.echo(
+            f"Note:      saved APIM entities reference {', '.join(moved)}, not {stack.vault_url}; "
+            "restart with that --port-kv (and --port-arm) so they match ROTATION_VAULTS again.",
+            err=True,
+        )
 
 
 COMMANDS: list[click.Command] = [devstack]

@@ -9,10 +9,13 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from devstack.seed import EVENT_FILES, seed_scene
 from devstack.stack import Devstack
 from rotation.entrypoints.cli import cli
 
@@ -96,6 +99,32 @@ class TestSeeding:
             devstack.put_backend("nope", "b", url="https://x.test", certificate_ids=[])
 
 
+def _run_devstack(state: Path, *args: str) -> tuple[list[str], dict, str]:
+    """Run `certrotate devstack --state STATE ARGS` until it listens, then SIGTERM it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotation", "devstack", "--state", str(state), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening" in line:
+                break
+        described = json.loads((state / "devstack.json").read_text())
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    return [*lines, rest], described, err
+
+
 class TestCli:
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_runs_in_foreground_writes_files_and_stops_cleanly(self, tmp_path, sig):
@@ -121,13 +150,51 @@ class TestCli:
                 proc.kill()
                 proc.communicate()
 
+        env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
         assert proc.returncode == 0, err
         assert any(described["vault_url"] in line for line in lines)
         assert any(described["arm_endpoint"] in line for line in lines)
         assert described["token"] not in "".join(lines) + rest + err
-        assert (tmp_path / "env").exists()
+        assert "PRIVATE KEY" not in "".join(lines) + rest + err
         assert (tmp_path / "state.json").exists()
         assert "stopped" in rest
+        # seeded by default: trust anchors in env, events on disk, and the try-it commands
+        assert env["ROTATION_TRUST_ANCHORS"] == str(tmp_path.resolve() / "trust-anchors.pem")
+        assert {p.name for p in (tmp_path / "events").iterdir()} == set(EVENT_FILES.values())
+        try_it = "".join(lines)
+        assert f"set -a; . {tmp_path / 'env'}; set +a" in try_it
+        assert "certrotate plan --certificate partner-mtls" in try_it
+        assert f"certrotate replay {tmp_path / 'events' / 'v2-new-version.json'}" in try_it
+        assert f"certrotate replay {tmp_path / 'events' / 'v3-untrusted.json'}" in try_it
+
+    def test_no_seed_starts_empty(self, tmp_path):
+        """--no-seed: no scene, no trust anchors, no events; the stack stays empty."""
+        lines, described, err = _run_devstack(tmp_path, "--no-seed")
+
+        env = (tmp_path / "env").read_text()
+        assert "Try it" not in "".join(lines), err
+        assert "ROTATION_TRUST_ANCHORS" not in env
+        assert not (tmp_path / "events").exists()
+        assert not (tmp_path / "trust-anchors.pem").exists()
+        assert json.loads((tmp_path / "state.json").read_text())["kv"]["certificates"] == {}
+        assert described["token"] not in "".join(lines) + err
+
+    def test_restart_keeps_the_state_and_notes_a_moved_vault(self, tmp_path):
+        """A persistent state is not re-seeded; saved bindings on another port get a note."""
+        with Devstack.start(tmp_path, ephemeral=False) as stack:
+            seed_scene(stack, now=datetime.now(UTC))
+            first_url = stack.vault_url
+            saved = [v.version for v in stack.state.kv.versions("partner-mtls")]
+
+        lines, described, err = _run_devstack(tmp_path)
+
+        state = json.loads((tmp_path / "state.json").read_text())
+        reloaded = [v["version"] for v in state["kv"]["certificates"]["partner-mtls"]]
+        assert reloaded == saved
+        assert "Try it" not in "".join(lines)
+        assert described["vault_url"] != first_url
+        assert f"reference {first_url}, not {described['vault_url']}" in err
+        assert "ROTATION_TRUST_ANCHORS" in (tmp_path / "env").read_text()
 
     def test_port_in_use_is_a_clear_error(self, devstack, tmp_path):
         """A busy port gives a one-line error, not a traceback."""
