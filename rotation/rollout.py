@@ -5,6 +5,9 @@
 changed target, 1 verify read per changed entity), re-reads and re-plans on 412 up to
 ``max_attempts``, and accumulates what happened in an ``Outcome``. It never writes audit
 records; the service turns the outcome into records. Errors are captured in ``Outcome.error``.
+
+This module resolves and plans; the validate step is ``rotation.rollout_admit`` and the apply
+and verify steps are ``rotation.rollout_apply``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from rotation.domain.actions import describe
-from rotation.domain.errors import PreconditionFailedError, RotationError, TransientDependencyError
+from rotation.domain.errors import PreconditionFailedError, RotationError
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -23,7 +26,6 @@ from rotation.domain.model import (
     Disposition,
     FindingCode,
     KeyVaultEvent,
-    Severity,
     Strategy,
     ValidationReport,
 )
@@ -31,9 +33,6 @@ from rotation.domain.planning import (
     Action,
     AlreadyCurrent,
     Binding,
-    CreateEntity,
-    MoveBackend,
-    PinEntity,
     RetireEntity,
     Superseded,
     choose_candidate,
@@ -44,6 +43,8 @@ from rotation.domain.planning import (
     plan_rotation,
 )
 from rotation.ports import ApimGateway, CertificateSource, Clock, Validator
+from rotation.rollout_admit import admit
+from rotation.rollout_apply import apply_actions, write_action
 
 __all__ = ["Inventory", "Outcome", "Rollout", "Settings"]
 
@@ -82,6 +83,22 @@ class Outcome:
     targets: dict[tuple[str, str, str], AuditTarget] = field(default_factory=dict)
     in_use: tuple[CertificateVersion, ...] = ()  # versions the live bindings present
     error: RotationError | None = None
+
+    def record(self, action: Action, result: str | None = None) -> None:
+        """Record the target ``action`` touches (``result`` overrides its default wording)."""
+        target = describe(action, result)
+        key = (target.service.lower(), target.kind, target.name.lower())
+        earlier = self.targets.get(key)
+        if earlier is not None and earlier.result in {"updated", "created", "retired"} and target.result in {
+            "already_current", "superseded",
+        }:  # fmt: skip
+            return  # a re-plan after 412 sees our own earlier write as current: keep "updated"
+        self.targets[key] = target
+
+    def note(self, code: str) -> None:
+        """Add a finding code once, in first-seen order."""
+        if code not in self.findings:
+            self.findings.append(code)
 
 
 class Rollout:
@@ -124,14 +141,14 @@ class Rollout:
             if not needs_change(out.actions):
                 self._settle(write=write)
                 return
-            if not self._admit():
+            if not admit(self.s, out, self.versions()):
                 self._mark_all(str(out.decision))
                 return
             if not write:
                 self._mark_all("skipped_dry_run")
                 return
             try:
-                self._apply()
+                apply_actions(self.s.gateway, out, final=self._final)
             except PreconditionFailedError:
                 if self._final:
                     raise
@@ -143,7 +160,7 @@ class Rollout:
         """Record every target; the ones that would change get ``result``."""
         for action in self.outcome.actions:
             changes = not isinstance(action, AlreadyCurrent | Superseded)
-            self._target(action, result if changes else None)
+            self.outcome.record(action, result if changes else None)
 
     # --- resolve and plan ---------------------------------------------------------------------
 
@@ -184,7 +201,7 @@ class Rollout:
         live = live_bindings(bindings, self.s.strategy)
         self._note_in_use(live, versions, candidate)
         if any(b.version is None for b in bindings):
-            self._finding(str(FindingCode.BINDING_VERSIONLESS))
+            out.note(str(FindingCode.BINDING_VERSIONLESS))
         if self._superseded(live, versions):
             return False
         out.actions = plan_rotation(
@@ -221,7 +238,7 @@ class Rollout:
         self.outcome.decision = Decision.SUPERSEDED
         self.outcome.message = f"version {event.version} is older than what every binding uses"
         for b in live:
-            self._target(
+            self.outcome.record(
                 Superseded(
                     service_id=b.entity.service_id,
                     kind="certificate",
@@ -243,142 +260,6 @@ class Rollout:
             return
         for action in out.actions:
             if isinstance(action, RetireEntity):
-                self._write(action)
+                write_action(self.s.gateway, out, action, final=self._final)
             else:
-                self._target(action)
-
-    # --- validate -----------------------------------------------------------------------------
-
-    def _admit(self) -> bool:
-        """Deferred / rejected / accepted; reads the candidate's secret at most once."""
-        out = self.outcome
-        candidate = out.candidate
-        assert candidate is not None  # noqa: S101 - set by _resolve
-        now = self.s.clock.now()
-        if candidate.not_before is not None and candidate.not_before > now + self.s.clock_skew:
-            out.decision = Decision.DEFERRED
-            out.message = f"version {candidate.version} is not valid before {candidate.not_before.isoformat()}"
-            return False
-        if out.report is None:
-            material = self.s.source.get_secret(self.vault_url, self.name, candidate.version)
-            out.report = self.s.validator.validate(
-                material, at=now, expected_identity=self._identity()
-            )
-            for code in out.report.codes:
-                self._finding(code)
-            self._cross_check(out.report, candidate)
-        errors = [f for f in out.report.findings if f.severity is Severity.ERROR]
-        if not errors:
-            out.decision = Decision.APPLIED
-            return True
-        if all(f.code is FindingCode.VALIDITY_NOT_YET_VALID for f in errors):
-            out.decision = Decision.DEFERRED
-            out.message = f"version {candidate.version} is not valid yet"
-        else:
-            out.decision = Decision.REJECTED
-            out.message = "; ".join(f"{f.code}: {f.message}" for f in errors)
-        return False
-
-    def _cross_check(self, report: ValidationReport, candidate: CertificateVersion) -> None:
-        leaf = report.leaf
-        expected = candidate.thumbprint_sha1
-        if leaf is not None and expected and leaf.thumbprint_sha1.upper() != expected.upper():
-            raise TransientDependencyError(
-                f"the secret of version {candidate.version} holds leaf {leaf.thumbprint_sha1}, "
-                f"but the certificate reports {expected}",
-                service="keyvault", operation="get_secret",
-            )  # fmt: skip
-
-    def _identity(self) -> tuple[str, str] | None:
-        """(subject, issuer) of the version in use, read from its own secret (one extra read,
-        only when identity pinning is on); None when there is no earlier version."""
-        candidate = self.outcome.candidate
-        if not self.s.pin_identity or candidate is None:
-            return None
-        older = [v for v in self.outcome.in_use if v.created < candidate.created]
-        if not older:
-            older = [v for v in self.versions() if v.enabled and v.created < candidate.created]
-        if not older:
-            return None
-        reference = max(older, key=lambda v: v.created)
-        material = self.s.source.get_secret(self.vault_url, self.name, reference.version)
-        leaf = self.s.validator.validate(material, at=self.s.clock.now()).leaf
-        return (leaf.subject, leaf.issuer) if leaf is not None else None
-
-    # --- apply and verify ---------------------------------------------------------------------
-
-    def _apply(self) -> None:
-        for action in self.outcome.actions:
-            if isinstance(action, AlreadyCurrent | Superseded):
-                self._target(action)
-            else:
-                self._write(action)
-
-    def _write(self, action: Action) -> None:
-        gw = self.s.gateway
-        try:
-            if isinstance(action, PinEntity | CreateEntity):
-                gw.put_certificate(
-                    action.service_id, action.certificate_id, secret_identifier=action.to_secret,
-                    identity_client_id=action.identity_client_id,
-                    etag=self._entity_etag(action) if isinstance(action, PinEntity) else None,
-                )  # fmt: skip
-                self._verify(action.service_id, action.certificate_id)
-            elif isinstance(action, MoveBackend):
-                gw.update_backend_certificates(
-                    action.service_id,
-                    action.backend_id,
-                    certificate_ids=action.to_ids,
-                    etag=action.etag,
-                )
-            elif isinstance(action, RetireEntity):
-                gw.delete_certificate(action.service_id, action.certificate_id, etag=action.etag)
-        except RotationError as exc:
-            if self._final or not isinstance(exc, PreconditionFailedError):
-                self._target(action, "failed")
-            raise
-        self._target(action)
-
-    def _entity_etag(self, action: PinEntity) -> str:
-        """The ETag to send as ``If-Match``, taken while the entity still says what we planned on.
-
-        ARM lists carry no ETags, so the planned entity's ETag is usually empty: read the entity
-        (one GET), and if it no longer references what the plan saw — a concurrent run or a person
-        got there first — treat it like a 412: re-read and re-plan instead of overwriting.
-        """
-        if action.etag:
-            return action.etag
-        entity = self.s.gateway.get_certificate(action.service_id, action.certificate_id)
-        if entity.secret_identifier != action.from_secret:
-            raise PreconditionFailedError(
-                f"{action.certificate_id} changed since it was listed",
-                service="apim", operation="put_certificate", status_code=412,
-            )  # fmt: skip
-        return entity.etag
-
-    def _verify(self, service_id: str, certificate_id: str) -> None:
-        """Read the entity back: APIM must present the candidate's thumbprint, lastStatus Success."""
-        report = self.outcome.report
-        expected = (report.leaf.thumbprint_sha1 if report and report.leaf else "").upper()
-        entity = self.s.gateway.get_certificate(service_id, certificate_id)
-        if entity.last_status_code == "Success" and (entity.thumbprint or "").upper() == expected:
-            return
-        raise TransientDependencyError(
-            f"verify {certificate_id}: APIM presents {entity.thumbprint or 'nothing'} "
-            f"(lastStatus {entity.last_status_code}), expected {expected}",
-            service="apim", operation="verify",
-        )  # fmt: skip
-
-    def _target(self, action: Action, result: str | None = None) -> None:
-        target = describe(action, result)
-        key = (target.service.lower(), target.kind, target.name.lower())
-        earlier = self.outcome.targets.get(key)
-        if earlier is not None and earlier.result in {"updated", "created", "retired"} and target.result in {
-            "already_current", "superseded",
-        }:  # fmt: skip
-            return  # a re-plan after 412 sees our own earlier write as current: keep "updated"
-        self.outcome.targets[key] = target
-
-    def _finding(self, code: str) -> None:
-        if code not in self.outcome.findings:
-            self.outcome.findings.append(code)
+                out.record(action)

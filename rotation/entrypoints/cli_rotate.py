@@ -2,7 +2,7 @@
 
 ``replay`` streams events (files or an Event Grid dead-letter container) through the same
 ``RotationService.handle`` the Functions trigger uses, one event in memory at a time (only the
-decision counts are kept); ``plan`` shows what a rotation would do now; ``demo`` tells the whole
+decision counts are kept; the loop lives in ``rotation.entrypoints.replay``); ``plan`` shows what a rotation would do now; ``demo`` tells the whole
 story on the embedded local stack (the logic lives in ``rotation.demo``). Exit codes: 0 success,
 1 a problem found, 2 usage or configuration error. Diagnostics and audit lines go to stderr, so
 ``--json`` output on stdout stays machine-readable.
@@ -13,35 +13,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import click
 from rich.console import Console
-from rich.progress import (
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from rotation.domain.errors import ConfigError, DependencyError, InvalidEventError, RotationError
-from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+from rotation.domain.errors import ConfigError, DependencyError, RotationError
+from rotation.domain.model import Decision
+from rotation.entrypoints.replay import MALFORMED, event_stream, run_replay, summary
 
 if TYPE_CHECKING:
     from rotation.config import Settings
-    from rotation.ports import AuditSink, EventHandler
+    from rotation.ports import AuditSink
     from rotation.service import RotationService
 
 __all__ = ["COMMANDS", "MALFORMED", "demo", "plan", "replay"]
-
-MALFORMED = "malformed"
-_Item = tuple[str, KeyVaultEvent | InvalidEventError]
-_ORDER = [*(str(d) for d in Decision), MALFORMED]
 
 
 class _Stderr:
@@ -86,95 +74,6 @@ def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, A
 # --- replay -------------------------------------------------------------------------------------
 
 
-def _event_stream(
-    files: tuple[Path, ...],
-    container: str | None,
-    connection: str | None,
-    prefix: str,
-    vaults: tuple[str, ...],
-) -> Iterator[_Item]:
-    """Every (location, event-or-error) from the files, then from the dead-letter container."""
-    from rotation.events import iter_file_events  # noqa: PLC0415
-
-    for path in files:
-        yield from iter_file_events(path, allowed_vault_urls=vaults)
-    if container and connection:
-        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415
-
-        source = DeadLetterBlobSource.from_connection_string(connection, container)
-        yield from source.iter_events(prefix, allowed_vault_urls=vaults)
-
-
-def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:
-    """Audit a malformed event (as the Functions trigger does) and describe it."""
-    from rotation.logconfig import redact  # noqa: PLC0415
-
-    message = str(redact(str(error)))
-    audit.write(
-        AuditRecord(
-            event="event.malformed", decision=Decision.IGNORED, trigger=Trigger.CLI,
-            error=f"InvalidEventError: {message}", message=f"replayed from {location}",
-        )
-    )  # fmt: skip
-    return {
-        "location": location, "event_id": None, "certificate": None, "version": None,
-        "decision": MALFORMED, "findings": [], "targets": [], "dry_run": None, "error": message,
-    }  # fmt: skip
-
-
-def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
-    """Handle one event. Any error fails this event only (the service has audited it)."""
-    from rotation.audit import bind_correlation  # noqa: PLC0415
-    from rotation.logconfig import redact  # noqa: PLC0415
-
-    bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
-    try:
-        body = service.handle(event, trigger=Trigger.CLI).as_dict()
-    except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
-        error = str(redact(f"{type(exc).__name__}: {exc}"))
-        body = {"decision": str(Decision.FAILED), "error": error}
-    return {
-        "location": location, "event_id": event.event_id or None,
-        "certificate": event.object_name or None, "version": event.version or None,
-        "decision": body["decision"], "findings": body.get("findings", []),
-        "targets": body.get("targets", []), "dry_run": body.get("dry_run"), "error": body.get("error"),
-    }  # fmt: skip
-
-
-def _run_replay(
-    service: EventHandler, audit: AuditSink, items: Iterator[_Item], *, as_json: bool
-) -> Counter[str]:
-    """Replay every item, printing as it goes; returns the decision counts (O(1) memory)."""
-    err = Console(file=sys.stderr, soft_wrap=True, highlight=False)  # the real stream: see _Stderr
-    counts: Counter[str] = Counter()
-    columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())
-    show = not as_json and sys.stderr.isatty()
-    with Progress(*columns, console=err, transient=True, disable=not show) as progress:
-        task = progress.add_task("replay", total=None)
-        for location, item in items:
-            if isinstance(item, InvalidEventError):
-                line = _malformed(location, item, audit)
-                err.print(f"malformed event at {location}: {line['error']}", markup=False)
-            else:
-                line = _handled(location, item, service)
-                if line["decision"] in {Decision.FAILED, Decision.REJECTED}:
-                    why = line["error"] or ", ".join(line["findings"]) or "no findings"
-                    err.print(f"{line['decision']} at {location}: {why}", markup=False)
-            counts[str(line["decision"])] += 1
-            if as_json:
-                click.echo(json.dumps(line, separators=(",", ":")))
-            progress.advance(task)
-    return counts
-
-
-def _summary(counts: Counter[str]) -> Table:
-    table = Table("decision", "events", title="replay summary")
-    for decision in sorted(counts, key=lambda d: _ORDER.index(d) if d in _ORDER else len(_ORDER)):
-        table.add_row(decision, str(counts[decision]))
-    table.add_row("total", str(sum(counts.values())), style="bold")
-    return table
-
-
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Decide and report, but write nothing to APIM.")
@@ -215,13 +114,13 @@ def replay(
             raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
         connection = _read_env(connection_string_env)
     settings, service, audit = _wire(dry_run=dry_run, as_json=as_json)
-    items = _event_stream(files, deadletter_container, connection, prefix, settings.vaults)
+    items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
-        counts = _run_replay(service, audit, items, as_json=as_json)
+        counts = run_replay(service, audit, items, as_json=as_json)
     except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
         click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)
-    Console(file=sys.stderr if as_json else None).print(_summary(counts))
+    Console(file=sys.stderr if as_json else None).print(summary(counts))
     ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)
 
 

@@ -1,0 +1,269 @@
+"""Parsers for single ``ROTATION_*`` setting values, and the reader that collects their problems.
+
+Each parser takes the stripped raw text of one setting and returns its typed value, or raises
+``ValueError`` with a message naming what is wrong (never the value of a secret setting: those
+are not parsed). ``SettingsReader`` applies them one setting at a time and collects every
+problem, so ``rotation.config.Settings.from_env`` can report them all at once. Nothing here
+reads the process environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from rotation.domain.model import Strategy
+
+__all__ = [
+    "LOCKS",
+    "LOG_LEVELS",
+    "REVOCATION",
+    "SettingsReader",
+    "apim_service_ids",
+    "boolean",
+    "choice",
+    "container_name",
+    "csv_items",
+    "existing_file",
+    "https_url",
+    "int_at_least",
+    "lock_wait",
+    "log_level",
+    "ncrontab",
+    "normalize_vault_url",
+    "positive_float",
+    "strategy",
+    "table_name",
+    "trust_anchor_bundle",
+    "vault_list",
+    "verbatim",
+]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+REVOCATION = ("off", "soft", "hard")
+LOCKS = ("blob", "off")
+_APIM_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ApiManagement/service/[^/]+$",
+    re.IGNORECASE,
+)
+_NCRONTAB_FIELDS = 6
+_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_EVENT_GRID_TIMEOUT_SECONDS = 30.0
+_T = TypeVar("_T")
+
+
+class SettingsReader:
+    """Reads one setting at a time, collecting problems instead of raising on the first."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = mapping
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        """The stripped value of ``name``, or None when unset or blank."""
+        value = self.mapping.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def get(self, name: str, default: _T, convert: Callable[[str], _T]) -> _T:
+        """``convert`` the value of ``name``; ``default`` when unset or invalid (noted)."""
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}: {exc}")
+            return default
+
+    def required(self, name: str, default: _T, convert: Callable[[str], _T]) -> _T:
+        """Like ``get``, but an unset ``name`` is a problem too."""
+        if self.raw(name) is None:
+            self.problems.append(f"{name}: required but not set")
+            return default
+        return self.get(name, default, convert)
+
+
+def normalize_vault_url(value: str) -> str:
+    """``https://host[:port]`` with a lower-case host and no trailing slash.
+
+    Raises:
+        ValueError: not an https URL with a host and no path, query or fragment.
+    """
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not a URL") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError(f"{text!r} must be an https URL with a host")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{text!r} must be a bare vault URL (no path, query or credentials)")
+    return f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
+
+
+def csv_items(raw: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated list."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def boolean(raw: str) -> bool:
+    """true/false, 1/0, yes/no, on/off (any case)."""
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (true/false/1/0/yes/no)")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """A parser of integers no smaller than ``minimum``."""
+
+    def convert(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an integer") from None
+        if value < minimum:
+            raise ValueError(f"{value} is below the minimum {minimum}")
+        return value
+
+    return convert
+
+
+def positive_float(raw: str) -> float:
+    """A finite number greater than zero."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{raw!r} must be a finite number > 0")
+    return value
+
+
+def choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser of one of ``choices`` (any case), returned as spelled in ``choices``."""
+
+    def convert(raw: str) -> str:
+        if raw.lower() not in {c.lower() for c in choices}:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return next(c for c in choices if c.lower() == raw.lower())
+
+    return convert
+
+
+def vault_list(raw: str) -> tuple[str, ...]:
+    """A non-empty comma-separated list of bare vault URLs, normalised."""
+    urls = tuple(normalize_vault_url(item) for item in csv_items(raw))
+    if not urls:
+        raise ValueError("lists no vault URL")
+    return urls
+
+
+def apim_service_ids(raw: str) -> tuple[str, ...]:
+    """A non-empty comma-separated list of APIM service resource ids."""
+    ids = tuple(csv_items(raw))
+    bad = [i for i in ids if not _APIM_ID.match(i)]
+    if bad or not ids:
+        raise ValueError(
+            "each entry must be /subscriptions/{s}/resourceGroups/{rg}/providers/"
+            f"Microsoft.ApiManagement/service/{{name}} ({len(bad)} entry(ies) are not)"
+        )
+    return ids
+
+
+def trust_anchor_bundle(raw: str) -> Path:
+    """The path of a readable PEM file holding at least one certificate."""
+    # Imported here, not at module level: function_app's cold start must not pay for it.
+    from cryptography import x509  # noqa: PLC0415
+
+    path = Path(raw)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {raw!r} ({exc.strerror or type(exc).__name__})") from None
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certificates = []
+    if not certificates:
+        raise ValueError(f"{raw!r} holds no PEM certificate")
+    return path
+
+
+def existing_file(raw: str) -> Path:
+    """The path of an existing file."""
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"{raw!r} is not a readable file")
+    return path
+
+
+def https_url(raw: str) -> str:
+    """An https URL with a host, without its trailing slash."""
+    parts = urlsplit(raw)
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        raise ValueError(f"{raw!r} must be an https URL")
+    return raw.rstrip("/")
+
+
+def ncrontab(raw: str) -> str:
+    """A 6-field NCRONTAB expression (the Functions timer syntax), single-spaced."""
+    fields = raw.split()
+    if len(fields) != _NCRONTAB_FIELDS or not all(_NCRONTAB_FIELD.match(f) for f in fields):
+        raise ValueError(
+            f"{raw!r} is not a 6-field NCRONTAB expression ({{s}} {{m}} {{h}} {{d}} {{M}} {{dow}})"
+        )
+    return " ".join(fields)
+
+
+def verbatim(raw: str) -> str:
+    """The value as given (stripped)."""
+    return raw
+
+
+def strategy(raw: str) -> Strategy:
+    """``pin`` or ``blue-green`` (any case)."""
+    try:
+        return Strategy(raw.lower())
+    except ValueError:
+        raise ValueError(f"{raw!r} is not one of pin, blue-green") from None
+
+
+def log_level(raw: str) -> str:
+    """One of the logging levels, upper-cased."""
+    return choice(LOG_LEVELS)(raw).upper()
+
+
+def table_name(raw: str) -> str:
+    """An Azure Tables table name."""
+    # Azure Tables: 3-63 alphanumeric characters, starting with a letter.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", raw):
+        raise ValueError(
+            f"{raw!r} is not a table name (3-63 letters/digits, starting with a letter)"
+        )
+    return raw
+
+
+def container_name(raw: str) -> str:
+    """An Azure Blob container name."""
+    # Blob containers: 3-63 lower-case letters, digits and single hyphens, no hyphen at the ends.
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", raw):
+        raise ValueError(
+            f"{raw!r} is not a container name (3-63 lower-case letters, digits, single hyphens)"
+        )
+    return raw
+
+
+def lock_wait(raw: str) -> float:
+    """Seconds to wait for the lock: positive and below Event Grid's delivery timeout."""
+    value = positive_float(raw)
+    if value >= _EVENT_GRID_TIMEOUT_SECONDS:
+        raise ValueError(f"{raw!r} must be below Event Grid's 30 s delivery timeout")
+    return value

@@ -1,0 +1,139 @@
+"""The replay loop behind ``certrotate replay``: stream, handle, audit the malformed, count.
+
+Events come one at a time from files and/or an Event Grid dead-letter container and go through
+the same ``EventHandler.handle`` as the Functions trigger; a malformed event is audited (as the
+trigger does) and reported, a failing one fails alone. Only the decision counts are kept, so a
+replay runs in constant memory. The click command itself is in ``cli_rotate``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from rotation.domain.errors import InvalidEventError
+from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+
+if TYPE_CHECKING:
+    from rotation.ports import AuditSink, EventHandler
+
+__all__ = ["MALFORMED", "Item", "event_stream", "run_replay", "summary"]
+
+MALFORMED = "malformed"
+Item = tuple[str, KeyVaultEvent | InvalidEventError]
+_ORDER = [*(str(d) for d in Decision), MALFORMED]
+
+
+def event_stream(
+    files: tuple[Path, ...],
+    container: str | None,
+    connection: str | None,
+    prefix: str,
+    vaults: tuple[str, ...],
+) -> Iterator[Item]:
+    """Every (location, event-or-error) from the files, then from the dead-letter container.
+
+    Raises:
+        OSError: a file cannot be read.
+        RotationError: the dead-letter container cannot be listed or read.
+    """
+    from rotation.events import iter_file_events  # noqa: PLC0415
+
+    for path in files:
+        yield from iter_file_events(path, allowed_vault_urls=vaults)
+    if container and connection:
+        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415
+
+        source = DeadLetterBlobSource.from_connection_string(connection, container)
+        yield from source.iter_events(prefix, allowed_vault_urls=vaults)
+
+
+def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:
+    """Audit a malformed event (as the Functions trigger does) and describe it."""
+    from rotation.logconfig import redact  # noqa: PLC0415
+
+    message = str(redact(str(error)))
+    audit.write(
+        AuditRecord(
+            event="event.malformed", decision=Decision.IGNORED, trigger=Trigger.CLI,
+            error=f"InvalidEventError: {message}", message=f"replayed from {location}",
+        )
+    )  # fmt: skip
+    return {
+        "location": location, "event_id": None, "certificate": None, "version": None,
+        "decision": MALFORMED, "findings": [], "targets": [], "dry_run": None, "error": message,
+    }  # fmt: skip
+
+
+def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
+    """Handle one event. Any error fails this event only (the service has audited it)."""
+    from rotation.audit import bind_correlation  # noqa: PLC0415
+    from rotation.logconfig import redact  # noqa: PLC0415
+
+    bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
+    try:
+        body = service.handle(event, trigger=Trigger.CLI).as_dict()
+    except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
+        error = str(redact(f"{type(exc).__name__}: {exc}"))
+        body = {"decision": str(Decision.FAILED), "error": error}
+    return {
+        "location": location, "event_id": event.event_id or None,
+        "certificate": event.object_name or None, "version": event.version or None,
+        "decision": body["decision"], "findings": body.get("findings", []),
+        "targets": body.get("targets", []), "dry_run": body.get("dry_run"), "error": body.get("error"),
+    }  # fmt: skip
+
+
+def run_replay(
+    service: EventHandler, audit: AuditSink, items: Iterator[Item], *, as_json: bool
+) -> Counter[str]:
+    """Replay every item, printing as it goes; returns the decision counts (O(1) memory).
+
+    Raises:
+        OSError | RotationError: reading an input failed (one event's failure does not raise).
+    """
+    # The stream as it is now, before Progress swaps sys.stderr (see cli_rotate._Stderr).
+    err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
+    counts: Counter[str] = Counter()
+    columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())
+    show = not as_json and sys.stderr.isatty()
+    with Progress(*columns, console=err, transient=True, disable=not show) as progress:
+        task = progress.add_task("replay", total=None)
+        for location, item in items:
+            if isinstance(item, InvalidEventError):
+                line = _malformed(location, item, audit)
+                err.print(f"malformed event at {location}: {line['error']}", markup=False)
+            else:
+                line = _handled(location, item, service)
+                if line["decision"] in {Decision.FAILED, Decision.REJECTED}:
+                    why = line["error"] or ", ".join(line["findings"]) or "no findings"
+                    err.print(f"{line['decision']} at {location}: {why}", markup=False)
+            counts[str(line["decision"])] += 1
+            if as_json:
+                click.echo(json.dumps(line, separators=(",", ":")))
+            progress.advance(task)
+    return counts
+
+
+def summary(counts: Counter[str]) -> Table:
+    """The decision counts as a table, in decision order, with a total row."""
+    table = Table("decision", "events", title="replay summary")
+    for decision in sorted(counts, key=lambda d: _ORDER.index(d) if d in _ORDER else len(_ORDER)):
+        table.add_row(decision, str(counts[decision]))
+    table.add_row("total", str(sum(counts.values())), style="bold")
+    return table

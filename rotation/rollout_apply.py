@@ -1,0 +1,109 @@
+"""Apply and verify: the APIM writes of one rollout, each guarded before and read back after.
+
+The write half of ``rotation.rollout.Rollout`` (ARCHITECTURE §2 steps 6-7): one write per
+changed target (``put_certificate`` / ``update_backend_certificates`` / ``delete_certificate``),
+an ``If-Match`` ETag taken while the entity still says what the plan saw, and one verify read per
+written certificate entity (APIM must present the candidate's thumbprint, ``lastStatus``
+Success). Every target lands in the ``Outcome``; errors propagate to the rollout, which re-reads
+and re-plans on a 412 until its last attempt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rotation.domain.errors import PreconditionFailedError, RotationError, TransientDependencyError
+from rotation.domain.planning import (
+    Action,
+    AlreadyCurrent,
+    CreateEntity,
+    MoveBackend,
+    PinEntity,
+    RetireEntity,
+    Superseded,
+)
+from rotation.ports import ApimGateway
+
+if TYPE_CHECKING:
+    from rotation.domain.model import ValidationReport
+    from rotation.rollout import Outcome
+
+__all__ = ["apply_actions", "write_action"]
+
+
+def apply_actions(gateway: ApimGateway, outcome: Outcome, *, final: bool) -> None:
+    """Write every planned action that changes something; record the others as they are.
+
+    Raises:
+        RotationError: a write or its verify read failed (``PreconditionFailedError`` on a 412;
+            the failed target is recorded unless the rollout will re-plan).
+    """
+    for action in outcome.actions:
+        if isinstance(action, AlreadyCurrent | Superseded):
+            outcome.record(action)
+        else:
+            write_action(gateway, outcome, action, final=final)
+
+
+def write_action(gateway: ApimGateway, outcome: Outcome, action: Action, *, final: bool) -> None:
+    """One write (and, for a certificate entity, its verify read); the target is recorded.
+
+    Raises:
+        RotationError: the write or verify failed; the target is recorded ``failed`` unless it
+            is a 412 and this is not the ``final`` attempt (the rollout re-plans then).
+    """
+    try:
+        if isinstance(action, PinEntity | CreateEntity):
+            gateway.put_certificate(
+                action.service_id, action.certificate_id, secret_identifier=action.to_secret,
+                identity_client_id=action.identity_client_id,
+                etag=_entity_etag(gateway, action) if isinstance(action, PinEntity) else None,
+            )  # fmt: skip
+            _verify(gateway, outcome.report, action.service_id, action.certificate_id)
+        elif isinstance(action, MoveBackend):
+            gateway.update_backend_certificates(
+                action.service_id,
+                action.backend_id,
+                certificate_ids=action.to_ids,
+                etag=action.etag,
+            )
+        elif isinstance(action, RetireEntity):
+            gateway.delete_certificate(action.service_id, action.certificate_id, etag=action.etag)
+    except RotationError as exc:
+        if final or not isinstance(exc, PreconditionFailedError):
+            outcome.record(action, "failed")
+        raise
+    outcome.record(action)
+
+
+def _entity_etag(gateway: ApimGateway, action: PinEntity) -> str:
+    """The ETag to send as ``If-Match``, taken while the entity still says what we planned on.
+
+    ARM lists carry no ETags, so the planned entity's ETag is usually empty: read the entity
+    (one GET), and if it no longer references what the plan saw — a concurrent run or a person
+    got there first — treat it like a 412: re-read and re-plan instead of overwriting.
+    """
+    if action.etag:
+        return action.etag
+    entity = gateway.get_certificate(action.service_id, action.certificate_id)
+    if entity.secret_identifier != action.from_secret:
+        raise PreconditionFailedError(
+            f"{action.certificate_id} changed since it was listed",
+            service="apim", operation="put_certificate", status_code=412,
+        )  # fmt: skip
+    return entity.etag
+
+
+def _verify(
+    gateway: ApimGateway, report: ValidationReport | None, service_id: str, certificate_id: str
+) -> None:
+    """Read the entity back: APIM must present the candidate's thumbprint, lastStatus Success."""
+    expected = (report.leaf.thumbprint_sha1 if report and report.leaf else "").upper()
+    entity = gateway.get_certificate(service_id, certificate_id)
+    if entity.last_status_code == "Success" and (entity.thumbprint or "").upper() == expected:
+        return
+    raise TransientDependencyError(
+        f"verify {certificate_id}: APIM presents {entity.thumbprint or 'nothing'} "
+        f"(lastStatus {entity.last_status_code}), expected {expected}",
+        service="apim", operation="verify",
+    )  # fmt: skip
