@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from pathlib import Path
 
 import pytest
-import structlog
 from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
 
@@ -51,18 +49,6 @@ def dead_letter(version: str, *, attempts: int = 30) -> dict:
         "publishTime": "2026-03-02T08:15:42.5000000Z",
         "lastDeliveryAttemptTime": "2026-03-03T08:16:10.0000000Z",
     }
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging():
-    """The CLI configures structlog and the `rotation` logger; leave no trace for other tests."""
-    yield
-    structlog.reset_defaults()
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(name="container")

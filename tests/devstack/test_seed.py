@@ -8,7 +8,6 @@ minted once per session, and drives the *real* service (real adapters and SDK cl
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import ssl
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import structlog
 from click.testing import CliRunner
 
 from devstack.seed import (
@@ -74,19 +72,6 @@ def _user_env(scene: SeededScene, devstack: Devstack, monkeypatch: pytest.Monkey
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging():
-    """The CLI configures structlog and the `rotation` logger; leave no trace for other tests."""
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
 
 
 def replay(*paths: Path) -> tuple[int, list[dict], str]:

@@ -6,12 +6,9 @@ See ``tests/e2e/world.py`` for what a ``World`` can do.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from devstack.pki import make_key, mint_chain
 from devstack.stack import Devstack
@@ -30,15 +27,8 @@ def _e2e_pki() -> E2ePki:
 
 
 @pytest.fixture(autouse=True)
-def _clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROTATION_LOG_LEVEL", raising=False)
-    yield
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture(name="world")

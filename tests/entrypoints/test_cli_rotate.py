@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import re
 import tracemalloc
 from contextlib import contextmanager
@@ -130,19 +129,6 @@ def _env(anchors: Path) -> dict[str, str]:
         "ROTATION_APIM_SERVICES": SERVICE,
         "ROTATION_TRUST_ANCHORS": str(anchors),
     }
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging():
-    """The CLI configures structlog and the `rotation` logger; leave no trace for other tests."""
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(name="audit")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import azure.functions as func
 import pytest
-import structlog
 from azure.functions.timer import TimerRequest
 
 from function_app import app
@@ -27,22 +25,9 @@ from rotation.domain.errors import (
 )
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.entrypoints.functions import on_key_vault_event, reconcile
+from tests.payloads import DATA, TOPIC, VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = "3f1c0d9e2b7a4c55a8e6d1b2c3f4a5b6"
-TOPIC = (
-    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-rotation-demo"
-    "/providers/Microsoft.KeyVault/vaults/kv-rotation-demo"
-)
-DATA = {
-    "Id": f"https://kv-rotation-demo.vault.azure.net/certificates/partner-mtls/{VERSION}",
-    "VaultName": "kv-rotation-demo",
-    "ObjectType": "Certificate",
-    "ObjectName": "partner-mtls",
-    "Version": VERSION,
-    "NBF": 1772438400,
-    "EXP": 1804060800,
-}
 PEM_KEY = (
     "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
 )
@@ -104,16 +89,9 @@ def cloud_event() -> func.CloudEvent:
 
 
 @pytest.fixture(autouse=True)
-def _clean_logging(monkeypatch):
+def _clean_env(monkeypatch):
     monkeypatch.delenv("ROTATION_VAULTS", raising=False)
     monkeypatch.delenv("ROTATION_LOG_LEVEL", raising=False)
-    yield
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture(name="use_handler")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -49,18 +48,6 @@ class _Failing:
 
     def write(self, record: AuditRecord) -> None:
         raise self.error
-
-
-@pytest.fixture(autouse=True)
-def _reset_context():
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
 
 
 class TestStructlogAuditSink:

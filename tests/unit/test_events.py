@@ -25,21 +25,8 @@ from rotation.events import (
     parse_payload,
 )
 from rotation.jsonstream import JsonStream
+from tests.payloads import DATA, TOPIC, VERSION
 
-VERSION = "3f1c0d9e2b7a4c55a8e6d1b2c3f4a5b6"
-TOPIC = (
-    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-rotation-demo"
-    "/providers/Microsoft.KeyVault/vaults/kv-rotation-demo"
-)
-DATA = {
-    "Id": f"https://kv-rotation-demo.vault.azure.net/certificates/partner-mtls/{VERSION}",
-    "VaultName": "kv-rotation-demo",
-    "ObjectType": "Certificate",
-    "ObjectName": "partner-mtls",
-    "Version": VERSION,
-    "NBF": 1772438400,
-    "EXP": 1804060800,
-}
 # Wire reference A.4: Event Grid schema, delivered as an array even for one event.
 A4 = [
     {

@@ -51,16 +51,10 @@ def _needles(secrets: dict[str, str]) -> list[str]:
 
 @pytest.fixture(name="log_stream")
 def _log_stream():
-    """The real JSON pipeline writing into a buffer; reset afterwards."""
+    """The real JSON pipeline writing into a buffer (tests/conftest.py resets it afterwards)."""
     stream = io.StringIO()
     configure_logging(json=True, level="DEBUG", stream=stream)
-    yield stream
-    logger = logging.getLogger("rotation")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    return stream
 
 
 class TestRedact:

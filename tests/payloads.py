@@ -1,0 +1,18 @@
+"""Event payload pieces shaped exactly like the wire reference's examples (A.4, A.5, B)."""
+
+from __future__ import annotations
+
+VERSION = "3f1c0d9e2b7a4c55a8e6d1b2c3f4a5b6"
+TOPIC = (
+    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-rotation-demo"
+    "/providers/Microsoft.KeyVault/vaults/kv-rotation-demo"
+)
+DATA = {
+    "Id": f"https://kv-rotation-demo.vault.azure.net/certificates/partner-mtls/{VERSION}",
+    "VaultName": "kv-rotation-demo",
+    "ObjectType": "Certificate",
+    "ObjectName": "partner-mtls",
+    "Version": VERSION,
+    "NBF": 1772438400,
+    "EXP": 1804060800,
+}
