@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotation.domain.errors import PreconditionFailedError, RotationError, TransientDependencyError
-from rotation.domain.planning import (
+from rotation.domain.actions import (
     Action,
     AlreadyCurrent,
     CreateEntity,
@@ -22,6 +21,7 @@ from rotation.domain.planning import (
     RetireEntity,
     Superseded,
 )
+from rotation.domain.errors import PreconditionFailedError, RotationError, TransientDependencyError
 from rotation.ports import ApimGateway
 
 if TYPE_CHECKING:
