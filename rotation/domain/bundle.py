@@ -138,9 +138,12 @@ def _bounded(data: bytes) -> bytes:
         raise TypeError("bundle data must be bytes")
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleFormatError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    data = bytes(data)
     if not data.strip():
         raise BundleFormatError("bundle is empty")
-    return bytes(data).strip()
+    # DER is binary: a whitespace byte at either end is data (a signature or MAC byte), so
+    # only text forms (PEM, base64) are stripped.
+    return data if data[:1] == b"\x30" else data.strip()
 
 
 def _unbase64(data: bytes) -> bytes:
