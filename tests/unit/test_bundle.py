@@ -176,10 +176,13 @@ class TestPem:
         (About one certificate in forty ends so; stripping it once made CI fail at random.)
         """
         for serial in range(1, 5000):
-            cert = mint_certificate("ws.test", issuer=pki.inter, key=pki.leaf.key, serial=serial).cert
+            cert = mint_certificate(
+                "ws.test", issuer=pki.inter, key=pki.leaf.key, serial=serial
+            ).cert
             der = cert.public_bytes(serialization.Encoding.DER)
             if der[-1:].isspace():
                 break
+        assert der[-1:].isspace()
 
         assert parse_bundle(der) == Bundle(cert)
         assert parse_certificates(der) == (cert,)
