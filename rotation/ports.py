@@ -72,20 +72,25 @@ class CertificateSource(Protocol):
 class ApimGateway(Protocol):
     """APIM certificate entities and backends through ARM, with ETags.
 
-    ``service_id`` is always the full ARM id of the APIM service.
+    ``service_id`` is always the full ARM id of the APIM service. ARM list items carry no ETag
+    (``etag == ""``), only single reads and writes do. So every conditional update is a
+    *compare-and-swap* done by the gateway itself: read the target (its ETag comes with the
+    read), compare it with what the caller's plan saw, then write with ``If-Match`` that ETag.
+    The caller passes what it saw, never an ETag; a gateway keeps no state between calls.
 
     Raises:
         CertificateNotFoundError: ``get_certificate`` on a missing entity.
-        PreconditionFailedError: a write's ETag no longer matches (412).
+        PreconditionFailedError: a compare-and-swap found the target changed or gone, or its ETag
+            moved between the read and the write (412); re-read and re-plan.
         TransientDependencyError / AuthorizationError / DependencyError: as for CertificateSource.
     """
 
     def list_certificates(self, service_id: str) -> Iterable[ApimCertificate]:
-        """Every certificate entity in the service (all pages)."""
+        """Every certificate entity in the service (all pages); items carry no ETag."""
         ...
 
     def list_backends(self, service_id: str) -> Iterable[ApimBackend]:
-        """Every backend in the service (all pages)."""
+        """Every backend in the service (all pages); items carry no ETag."""
         ...
 
     def get_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
@@ -99,19 +104,40 @@ class ApimGateway(Protocol):
         *,
         secret_identifier: str,
         identity_client_id: str | None,
-        etag: str | None,
+        expected_secret: str | None,
     ) -> ApimCertificate:
-        """Create (``etag=None``) or update (``If-Match: etag``) a Key Vault-backed entity."""
+        """Point a Key Vault-backed entity at ``secret_identifier``.
+
+        ``expected_secret=None`` creates it (an unconditional ``PUT``: ARM offers no
+        ``If-None-Match`` for APIM certificates). Otherwise a compare-and-swap of an existing
+        entity: one read (``GET``, for the ETag), refused with ``PreconditionFailedError``
+        unless the entity still exists and its ``keyVault.secretIdentifier`` equals
+        ``expected_secret`` (what the plan saw), then ``PUT`` with ``If-Match`` that ETag (a
+        write in between is a 412, also ``PreconditionFailedError``).
+        """
         ...
 
     def update_backend_certificates(
-        self, service_id: str, backend_id: str, *, certificate_ids: tuple[str, ...], etag: str
+        self,
+        service_id: str,
+        backend_id: str,
+        *,
+        expected_ids: tuple[str, ...],
+        certificate_ids: tuple[str, ...],
     ) -> ApimBackend:
-        """PATCH ``credentials.certificateIds`` with ``If-Match: etag``."""
+        """Compare-and-swap a backend's ``credentials.certificateIds``.
+
+        One read (``GET``, for the ETag and the whole ``credentials``), refused with
+        ``PreconditionFailedError`` unless the backend still exists and its certificate ids
+        equal ``expected_ids`` (what the plan saw), then ``PATCH`` with ``If-Match`` that ETag,
+        sending the ``credentials`` just read with only ``certificateIds`` replaced by
+        ``certificate_ids`` (so header/query/authorization credentials survive). A write in
+        between is a 412, also ``PreconditionFailedError``.
+        """
         ...
 
     def delete_certificate(self, service_id: str, certificate_id: str, *, etag: str) -> None:
-        """Delete an entity (``If-Match: etag``); succeeds if already gone."""
+        """Delete an entity (``If-Match: etag``, ``*`` when empty); succeeds if already gone."""
         ...
 
 

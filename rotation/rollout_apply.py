@@ -1,11 +1,14 @@
 """Apply and verify: the APIM writes of one rollout, each guarded before and read back after.
 
 The write half of ``rotation.rollout.Rollout`` (ARCHITECTURE §2 steps 6-7): one write per
-changed target (``put_certificate`` / ``update_backend_certificates`` / ``delete_certificate``),
-an ``If-Match`` ETag taken while the entity still says what the plan saw, and one verify read per
-written certificate entity (APIM must present the candidate's thumbprint, ``lastStatus``
-Success). Every target lands in the ``Outcome``; errors propagate to the rollout, which re-reads
-and re-plans on a 412 until its last attempt.
+changed target (``put_certificate`` / ``update_backend_certificates`` / ``delete_certificate``)
+and one verify read per written certificate entity (APIM must present the candidate's thumbprint,
+``lastStatus`` Success). Updates of existing targets are the gateway's compare-and-swaps: the
+core passes what the plan saw (``PinEntity.from_secret``, ``MoveBackend.from_ids``) and the
+gateway reads the target, compares and writes with ``If-Match`` (ARM lists carry no ETag), so no
+ETag passes through here except a retirement's listed one. Every target lands in the
+``Outcome``; errors propagate to the rollout, which re-reads and re-plans on a 412 (or a target
+that moved since it was listed) until its last attempt.
 """
 
 from __future__ import annotations
@@ -57,15 +60,15 @@ def write_action(gateway: ApimGateway, outcome: Outcome, action: Action, *, fina
             gateway.put_certificate(
                 action.service_id, action.certificate_id, secret_identifier=action.to_secret,
                 identity_client_id=action.identity_client_id,
-                etag=_entity_etag(gateway, action) if isinstance(action, PinEntity) else None,
+                expected_secret=action.from_secret if isinstance(action, PinEntity) else None,
             )  # fmt: skip
             _verify(gateway, outcome.report, action.service_id, action.certificate_id)
         elif isinstance(action, MoveBackend):
             gateway.update_backend_certificates(
                 action.service_id,
                 action.backend_id,
+                expected_ids=action.from_ids,
                 certificate_ids=action.to_ids,
-                etag=action.etag,
             )
         elif isinstance(action, RetireEntity):
             gateway.delete_certificate(action.service_id, action.certificate_id, etag=action.etag)
@@ -74,24 +77,6 @@ def write_action(gateway: ApimGateway, outcome: Outcome, action: Action, *, fina
             outcome.record(action, "failed")
         raise
     outcome.record(action)
-
-
-def _entity_etag(gateway: ApimGateway, action: PinEntity) -> str:
-    """The ETag to send as ``If-Match``, taken while the entity still says what we planned on.
-
-    ARM lists carry no ETags, so the planned entity's ETag is usually empty: read the entity
-    (one GET), and if it no longer references what the plan saw — a concurrent run or a person
-    got there first — treat it like a 412: re-read and re-plan instead of overwriting.
-    """
-    if action.etag:
-        return action.etag
-    entity = gateway.get_certificate(action.service_id, action.certificate_id)
-    if entity.secret_identifier != action.from_secret:
-        raise PreconditionFailedError(
-            f"{action.certificate_id} changed since it was listed",
-            service="apim", operation="put_certificate", status_code=412,
-        )  # fmt: skip
-    return entity.etag
 
 
 def _verify(

@@ -4,18 +4,22 @@ One ``ApiManagementClient`` per subscription, created on first use. ETags come f
 response headers through the SDK's ``cls`` hook; a 412 is recognised by its status code (the
 SDK raises a plain ``HttpResponseError`` for it). Lists follow every ``nextLink``.
 
-Backends: ARM lists carry no ETags, so ``update_backend_certificates`` with an empty ``etag``
-reads the backend first (and refuses with ``PreconditionFailedError`` if its certificate ids
-moved since they were listed). The PATCH always sends the backend's whole ``credentials``
-object with only ``certificateIds`` changed, so header/query/authorization credentials survive
-whether the service merges or replaces ``credentials``.
+Conditional updates are compare-and-swaps, stateless: ARM list items carry no ETag (wire
+reference E.4: it is a header of GET/HEAD/PUT/PATCH responses), so ``put_certificate`` (update
+form) and ``update_backend_certificates`` each GET the target, compare it with what the caller's
+plan saw (the entity's ``secretIdentifier``, the backend's ``certificateIds``), refuse with
+``PreconditionFailedError`` when it moved or is gone, and then PUT/PATCH with ``If-Match`` the
+ETag of that GET (a write in between is a genuine 412). The adapter remembers nothing about
+earlier lists or reads. The backend PATCH sends the whole ``credentials`` object of that GET with
+only ``certificateIds`` changed, so header/query/authorization credentials survive whether the
+service merges or replaces ``credentials``.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from azure.mgmt.apimanagement import ApiManagementClient
@@ -29,7 +33,11 @@ from azure.mgmt.apimanagement.models import (
 )
 
 from rotation.adapters.errors import translating
-from rotation.domain.errors import CertificateNotFoundError, PreconditionFailedError
+from rotation.domain.errors import (
+    CertificateNotFoundError,
+    DependencyError,
+    PreconditionFailedError,
+)
 from rotation.domain.model import ApimBackend, ApimCertificate
 
 __all__ = ["ArmApimGateway"]
@@ -50,14 +58,6 @@ def _etagged(operation: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     """Call an SDK operation with the ``cls`` hook that also returns the ``ETag`` header."""
     result: tuple[Any, str] = operation(*args, cls=_with_etag, **kwargs)
     return result
-
-
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """What we last read of a backend: its ETag (``""`` from a list) and credentials."""
-
-    etag: str
-    credentials: BackendCredentialsContract | None
 
 
 class ArmApimGateway:
@@ -81,9 +81,8 @@ class ArmApimGateway:
             "retry_backoff_factor": retry_backoff_factor,
             "read_timeout": read_timeout,
         }
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the client cache only
         self._clients: dict[str, ApiManagementClient] = {}
-        self._seen: dict[tuple[str, str], _Seen] = {}
 
     def __repr__(self) -> str:
         return f"ArmApimGateway(base_url={self._base_url!r})"
@@ -135,15 +134,27 @@ class ArmApimGateway:
         *,
         secret_identifier: str,
         identity_client_id: str | None,
-        etag: str | None,
+        expected_secret: str | None,
     ) -> ApimCertificate:
-        """Create (``etag=None``) or update (``If-Match: etag``) a Key Vault-backed entity.
+        """Create (``expected_secret=None``: unconditional PUT) or compare-and-swap an entity.
+
+        The update form GETs the entity, refuses unless its ``secretIdentifier`` still equals
+        ``expected_secret``, then PUTs with ``If-Match`` the ETag of that GET.
 
         Raises:
-            PreconditionFailedError: the ETag no longer matches.
+            PreconditionFailedError: the entity is gone or names another secret, or its ETag
+                moved between the GET and the PUT (412).
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
+        if_match: str | None = None
+        if expected_secret is not None:
+            entity: CertificateContract
+            entity, if_match = _read_for_swap(
+                "put_certificate", certificate_id, client.certificate.get, rg, name
+            )
+            if entity.key_vault is None or entity.key_vault.secret_identifier != expected_secret:
+                raise _moved("put_certificate", certificate_id)
         parameters = CertificateCreateOrUpdateParameters(
             key_vault=KeyVaultContractCreateProperties(
                 secret_identifier=secret_identifier, identity_client_id=identity_client_id
@@ -156,7 +167,7 @@ class ArmApimGateway:
                 name,
                 certificate_id,
                 parameters,
-                if_match=etag or None,
+                if_match=if_match,
             )
         return _certificate_to_domain(service_id, model, new_etag)
 
@@ -196,8 +207,10 @@ class ArmApimGateway:
         """
         client, rg, name = self._client(service_id)
         with translating(_SERVICE, "list_backends", name):
-            items = list(client.backend.list_by_service(rg, name))
-        return [self._remember(service_id, item, "") for item in items]
+            return [
+                _backend_to_domain(service_id, item, "")
+                for item in client.backend.list_by_service(rg, name)
+            ]
 
     def get_backend(self, service_id: str, backend_id: str) -> ApimBackend:
         """One backend with its ETag.
@@ -209,33 +222,34 @@ class ArmApimGateway:
         client, rg, name = self._client(service_id)
         with translating(_SERVICE, "get_backend", backend_id):
             model, etag = _etagged(client.backend.get, rg, name, backend_id)
-        return self._remember(service_id, model, etag)
+        return _backend_to_domain(service_id, model, etag)
 
     def update_backend_certificates(
-        self, service_id: str, backend_id: str, *, certificate_ids: tuple[str, ...], etag: str
+        self,
+        service_id: str,
+        backend_id: str,
+        *,
+        expected_ids: tuple[str, ...],
+        certificate_ids: tuple[str, ...],
     ) -> ApimBackend:
-        """PATCH ``credentials.certificateIds`` with ``If-Match`` (read first when ``etag`` is empty).
+        """Compare-and-swap ``credentials.certificateIds``: GET, compare, PATCH with If-Match.
+
+        Refuses unless the backend's certificate ids still equal ``expected_ids``; the PATCH
+        sends the ``credentials`` of that GET with only ``certificateIds`` replaced.
 
         Raises:
-            PreconditionFailedError: the ETag no longer matches, or the backend's certificate
-                ids changed since they were listed.
+            PreconditionFailedError: the backend is gone or its certificate ids moved, or its
+                ETag moved between the GET and the PATCH (412).
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
-        key = (service_id.lower(), backend_id.lower())
-        seen = self._seen.get(key)
-        if not etag:
-            listed = _ids(seen.credentials) if seen else None
-            current = self.get_backend(service_id, backend_id)
-            if listed is not None and current.certificate_ids != listed:
-                raise PreconditionFailedError(
-                    f"apim update_backend_certificates {backend_id!r}: changed since listed",
-                    service=_SERVICE,
-                    operation="update_backend_certificates",
-                    status_code=412,
-                )
-            etag, seen = current.etag, self._seen.get(key)
-        credentials = _replace_ids(seen.credentials if seen else None, certificate_ids)
         client, rg, name = self._client(service_id)
+        backend: BackendContract
+        backend, etag = _read_for_swap(
+            "update_backend_certificates", backend_id, client.backend.get, rg, name
+        )
+        if _ids(backend.credentials) != tuple(expected_ids):
+            raise _moved("update_backend_certificates", backend_id)
+        credentials = _replace_ids(backend.credentials, certificate_ids)
         with translating(_SERVICE, "update_backend_certificates", backend_id):
             model, new_etag = _etagged(
                 client.backend.update,
@@ -245,14 +259,42 @@ class ArmApimGateway:
                 if_match=etag,
                 parameters=BackendUpdateParameters(credentials=credentials),
             )
-        return self._remember(service_id, model, new_etag)
+        return _backend_to_domain(service_id, model, new_etag)
 
-    def _remember(self, service_id: str, model: BackendContract, etag: str) -> ApimBackend:
-        backend = _backend_to_domain(service_id, model, etag)
-        key = (service_id.lower(), backend.backend_id.lower())
-        with self._lock:
-            self._seen[key] = _Seen(etag, model.credentials)
-        return backend
+
+def _read_for_swap(
+    operation: str, target: str, get: Callable[..., Any], rg: str, name: str
+) -> tuple[Any, str]:
+    """The read half of a compare-and-swap: GET ``target`` with its ETag (for ``If-Match``).
+
+    Raises:
+        PreconditionFailedError: the target is gone, so it no longer matches the plan.
+        DependencyError: the response carried no ETag (never write unconditionally instead).
+        TransientDependencyError / AuthorizationError: see the port.
+    """
+    try:
+        with translating(_SERVICE, operation, target):
+            model, etag = _etagged(get, rg, name, target)
+    except CertificateNotFoundError:
+        raise _moved(operation, target, gone=True) from None
+    if not etag:
+        raise DependencyError(
+            f"apim {operation} {target!r}: the read carried no ETag",
+            service=_SERVICE,
+            operation=operation,
+        )
+    return model, etag
+
+
+def _moved(operation: str, target: str, *, gone: bool = False) -> PreconditionFailedError:
+    """The compare half failed: the target is not what the plan saw (handled like a 412)."""
+    what = "gone" if gone else "changed"
+    return PreconditionFailedError(
+        f"apim {operation} {target!r}: {what} since it was listed",
+        service=_SERVICE,
+        operation=operation,
+        status_code=412,
+    )
 
 
 def _ids(credentials: BackendCredentialsContract | None) -> tuple[str, ...]:

@@ -24,14 +24,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PinEntity:
-    """Point an existing entity's ``secretIdentifier`` at the candidate's versioned secret URL."""
+    """Point an existing entity's ``secretIdentifier`` at the candidate's versioned secret URL.
+
+    ``from_secret`` is what the plan saw; the gateway's compare-and-swap writes only while the
+    entity still names it (no ETag here: ARM lists carry none)."""
 
     service_id: str
     certificate_id: str
-    from_secret: str | None
+    from_secret: str
     to_secret: str
     identity_client_id: str | None
-    etag: str
     versionless: bool = False  # the entity was versionless: conversion is audited
 
 
@@ -47,18 +49,22 @@ class CreateEntity:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MoveBackend:
-    """Blue-green: replace a backend's references to the group with the new entity."""
+    """Blue-green: replace a backend's references to the group with the new entity.
+
+    ``from_ids`` is what the plan saw; the gateway's compare-and-swap writes only while the
+    backend still presents exactly those ids (no ETag here: ARM lists carry none)."""
 
     service_id: str
     backend_id: str
     from_ids: tuple[str, ...]
     to_ids: tuple[str, ...]
-    etag: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetireEntity:
-    """Blue-green: delete an entity beyond the retention count that no backend references."""
+    """Blue-green: delete an entity beyond the retention count that no backend references.
+
+    ``etag`` is the listed one (``""`` from an ARM list: the delete then sends ``If-Match: *``)."""
 
     service_id: str
     certificate_id: str

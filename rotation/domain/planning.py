@@ -163,10 +163,9 @@ def _plan_pin(
     return PinEntity(
         service_id=entity.service_id,
         certificate_id=entity.certificate_id,
-        from_secret=entity.secret_identifier,
+        from_secret=entity.secret_identifier or "",  # a binding always names a secret
         to_secret=candidate.secret_id,
         identity_client_id=entity.identity_client_id,
-        etag=entity.etag,
         versionless=b.version is None,
     )
 
@@ -277,7 +276,6 @@ def _plan_backend(
         backend_id=backend.backend_id,
         from_ids=backend.certificate_ids,
         to_ids=tuple(to_ids),
-        etag=backend.etag,
     )
 
 

@@ -2,9 +2,11 @@
 
 - ``FrozenClock(at)``: a ``Clock`` that only moves when told (``advance``).
 - ``FakeCertificateSource``: versions and secrets added with ``add_version``; ``calls`` per method.
-- ``FakeApimGateway``: entities and backends with ETags that change on every write; ``updates``
-  lists the writes, ``calls`` counts every method; inject a 412 (a concurrent writer) or any error
-  on the Nth write, or a failing ``list_certificates`` through ``fail``; entity thumbprints are computed from the source's versions, as APIM does.
+- ``FakeApimGateway``: entities and backends with ETags that change on every write; lists carry
+  no ETags (as ARM's), the compare-and-swap writes read then write like the adapter; ``updates``
+  lists the writes, ``calls`` counts every method and read; inject a 412 (a concurrent writer) or
+  any error on the Nth write, or a failing ``list_certificates`` through ``fail``; entity
+  thumbprints are computed from the source's versions, as APIM does.
 - ``MemoryAuditSink``: ``records`` in write order.
 - ``MemoryLock``: a threading ``RotationLock`` per certificate; ``held``, ``acquisitions``,
   ``contended`` (set when a ``hold`` finds the lock taken) and ``fail`` (raise on ``hold``).

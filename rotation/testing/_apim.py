@@ -1,4 +1,13 @@
-"""``FakeApimGateway``: APIM entities and backends in memory, with ETags and injectable faults."""
+"""``FakeApimGateway``: APIM entities and backends in memory, with ETags and injectable faults.
+
+It mirrors ARM as ``rotation.adapters.apim.ArmApimGateway`` sees it: list items carry no ETag
+(``etag == ""``), ``get_*`` return the current one, and the compare-and-swap writes
+(``put_certificate`` with ``expected_secret``, ``update_backend_certificates``) do what the
+adapter does on the wire: one counted read (``get_certificate`` / ``get_backend``), the compare,
+then one counted write with ``If-Match`` the ETag read. So ``calls`` counts what the adapter
+would send, and an injected conflict (``conflict_on_write``) lands between the read and the write,
+where a concurrent writer's 412 happens.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +46,10 @@ class _Fault:
 
 
 class FakeApimGateway:
-    """In-memory APIM. Writes check ETags; entity thumbprints come from ``source``'s versions."""
+    """In-memory APIM. Writes check ETags; entity thumbprints come from ``source``'s versions.
+
+    ``calls`` counts every port method and every read a compare-and-swap makes; ``updates``
+    lists the writes that happened."""
 
     def __init__(self, source: FakeCertificateSource | None = None) -> None:
         self.source = source
@@ -122,7 +134,7 @@ class FakeApimGateway:
     def _write(
         self, key: tuple[str, str], etag: str | None, store: Mapping[tuple[str, str], object]
     ) -> None:
-        """Apply injected faults, then the ETag precondition."""
+        """Apply injected faults, then the ETag precondition (``None``: none; ``""``/``*``: any)."""
         self._writes += 1
         for fault in [f for f in self._faults if f.at_write == self._writes]:
             self._faults.remove(fault)
@@ -133,7 +145,7 @@ class FakeApimGateway:
                 "412 precondition failed", service="apim", operation="write", status_code=412
             )
         current = store.get(key)
-        if etag is not None and etag != "*" and current is not None and current.etag != etag:  # type: ignore[attr-defined]
+        if etag and etag != "*" and current is not None and current.etag != etag:  # type: ignore[attr-defined]
             raise PreconditionFailedError(
                 "412 precondition failed", service="apim", operation="write", status_code=412
             )
@@ -147,23 +159,35 @@ class FakeApimGateway:
     # --- the ApimGateway port ----------------------------------------------------------------
 
     def list_certificates(self, service_id: str) -> Iterable[ApimCertificate]:
-        """Every entity of the service."""
+        """Every entity of the service; like ARM list items, without ETags."""
         self.calls["list_certificates"] += 1
         if "list_certificates" in self.fail:
             raise self.fail["list_certificates"]
-        return [c for k, c in self.certificates.items() if k[0] == service_id.lower()]
+        return [
+            replace(c, etag="") for k, c in self.certificates.items() if k[0] == service_id.lower()
+        ]
 
     def list_backends(self, service_id: str) -> Iterable[ApimBackend]:
-        """Every backend of the service."""
+        """Every backend of the service; like ARM list items, without ETags."""
         self.calls["list_backends"] += 1
-        return [b for k, b in self.backends.items() if k[0] == service_id.lower()]
+        return [
+            replace(b, etag="") for k, b in self.backends.items() if k[0] == service_id.lower()
+        ]
 
     def get_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
-        """One entity; raises ``CertificateNotFoundError``."""
+        """One entity with its current ETag; raises ``CertificateNotFoundError``."""
         self.calls["get_certificate"] += 1
         found = self.certificates.get((service_id.lower(), certificate_id.lower()))
         if found is None:
             raise CertificateNotFoundError(f"certificate entity {certificate_id!r} not found")
+        return found
+
+    def get_backend(self, service_id: str, backend_id: str) -> ApimBackend:
+        """One backend with its current ETag (not a port method: the adapter's, mirrored)."""
+        self.calls["get_backend"] += 1
+        found = self.backends.get((service_id.lower(), backend_id.lower()))
+        if found is None:
+            raise CertificateNotFoundError(f"backend {backend_id!r} not found")
         return found
 
     def put_certificate(
@@ -173,12 +197,22 @@ class FakeApimGateway:
         *,
         secret_identifier: str,
         identity_client_id: str | None,
-        etag: str | None,
+        expected_secret: str | None,
     ) -> ApimCertificate:
-        """Create or update (If-Match ``etag``); APIM fetches the secret at once."""
-        self.calls["put_certificate"] += 1
+        """Create (``expected_secret=None``, unconditional) or compare-and-swap: read the entity,
+        412 unless it names ``expected_secret``, write with If-Match; APIM fetches the secret."""
         key = (service_id.lower(), certificate_id.lower())
-        self._write(key, etag, self.certificates)
+        if_match: str | None = None
+        if expected_secret is not None:
+            try:
+                current = self.get_certificate(service_id, certificate_id)
+            except CertificateNotFoundError:
+                raise _moved("put_certificate", certificate_id, gone=True) from None
+            if current.secret_identifier != expected_secret:
+                raise _moved("put_certificate", certificate_id)
+            if_match = current.etag
+        self.calls["put_certificate"] += 1
+        self._write(key, if_match, self.certificates)
         entity = self._entity(service_id, certificate_id, secret_identifier, identity_client_id)
         self.certificates[key] = entity
         self.updates.append(
@@ -192,14 +226,24 @@ class FakeApimGateway:
         return entity
 
     def update_backend_certificates(
-        self, service_id: str, backend_id: str, *, certificate_ids: tuple[str, ...], etag: str
+        self,
+        service_id: str,
+        backend_id: str,
+        *,
+        expected_ids: tuple[str, ...],
+        certificate_ids: tuple[str, ...],
     ) -> ApimBackend:
-        """PATCH ``credentials.certificateIds`` with If-Match."""
-        self.calls["update_backend_certificates"] += 1
+        """Compare-and-swap: read the backend, 412 unless it presents ``expected_ids``, then
+        PATCH ``credentials.certificateIds`` with If-Match."""
         key = (service_id.lower(), backend_id.lower())
-        self._write(key, etag, self.backends)
-        if key not in self.backends:
-            raise CertificateNotFoundError(f"backend {backend_id!r} not found")
+        try:
+            current = self.get_backend(service_id, backend_id)
+        except CertificateNotFoundError:
+            raise _moved("update_backend_certificates", backend_id, gone=True) from None
+        if current.certificate_ids != tuple(expected_ids):
+            raise _moved("update_backend_certificates", backend_id)
+        self.calls["update_backend_certificates"] += 1
+        self._write(key, current.etag, self.backends)
         updated = replace(self.backends[key], certificate_ids=certificate_ids, etag=self._etag())
         self.backends[key] = updated
         self.updates.append(
@@ -213,7 +257,7 @@ class FakeApimGateway:
         return updated
 
     def delete_certificate(self, service_id: str, certificate_id: str, *, etag: str) -> None:
-        """Delete with If-Match; succeeds if already gone."""
+        """Delete with If-Match (``*`` when ``etag`` is empty, as listed); succeeds if already gone."""
         self.calls["delete_certificate"] += 1
         key = (service_id.lower(), certificate_id.lower())
         self._write(key, etag, self.certificates)
@@ -221,3 +265,14 @@ class FakeApimGateway:
             self.updates.append(
                 Write(op="delete_certificate", service_id=service_id, name=certificate_id)
             )
+
+
+def _moved(operation: str, target: str, *, gone: bool = False) -> PreconditionFailedError:
+    """A compare-and-swap found the target not as the plan saw it (the adapter's message)."""
+    what = "gone" if gone else "changed"
+    return PreconditionFailedError(
+        f"apim {operation} {target!r}: {what} since it was listed",
+        service="apim",
+        operation=operation,
+        status_code=412,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from azure.mgmt.apimanagement.operations import BackendOperations
 from cryptography.hazmat.primitives import hashes
 
 from rotation.adapters.apim import ArmApimGateway
@@ -17,9 +18,27 @@ from rotation.domain.errors import (
 )
 from rotation.ports import ApimGateway
 
+# what an ArmApimGateway holds: its settings and the SDK client cache, never listed objects
+_STATELESS_ATTRIBUTES = {"_credential", "_base_url", "_options", "_lock", "_clients"}
+
 
 def _sha1(issued):
     return issued.cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def _wire(devstack):
+    """(method, status) of every ARM request since the log was last cleared."""
+    return [(e.method, e.status) for e in devstack.request_log.arm.entries()]
+
+
+def _gateway(devstack):
+    return ArmApimGateway(
+        StaticTokenCredential(devstack.token),
+        base_url=devstack.arm_endpoint,
+        connection_verify=str(devstack.ca_bundle),
+        retry_total=1,
+        retry_backoff_factor=0,
+    )
 
 
 @pytest.fixture(name="world")
@@ -56,29 +75,72 @@ class TestCertificates:
         with pytest.raises(CertificateNotFoundError):
             apim_gateway.get_certificate(world.service_id, "nope")
 
-    def test_put_with_etag_moves_the_pin_and_keeps_identity(
-        self, world, devstack_pki, apim_gateway
+    def test_cas_put_reads_then_moves_the_pin_and_keeps_identity(
+        self, devstack, world, devstack_pki, apim_gateway
     ):
-        """PUT with If-Match: new secret, new thumbprint, identityClientId kept, new ETag."""
+        """Compare-and-swap: GET (ETag), then PUT with If-Match: new secret, new thumbprint,
+        identityClientId kept, new ETag."""
         before = apim_gateway.get_certificate(world.service_id, "partner-mtls")
+        devstack.request_log.clear()
 
         after = apim_gateway.put_certificate(
             world.service_id,
             "partner-mtls",
             secret_identifier=world.secret_v2,
             identity_client_id="11111111-2222-3333-4444-555555555555",
-            etag=before.etag,
+            expected_secret=world.secret_v1,
         )
 
         assert after.thumbprint == _sha1(devstack_pki.second[0])
         assert after.identity_client_id == "11111111-2222-3333-4444-555555555555"
         assert after.etag not in ("", before.etag)
+        assert _wire(devstack) == [("GET", 200), ("PUT", 200)]
 
-    def test_put_with_stale_etag_is_precondition_failed_and_not_retried(
+    def test_cas_put_refused_when_the_secret_moved(self, devstack, world, apim_gateway):
+        """Another writer re-pinned the entity after our plan saw it: refused after the GET, no
+        PUT, the other writer's pin stands."""
+        devstack.put_apim_certificate(world.service, "partner-mtls", world.secret_v2)
+        moved = apim_gateway.get_certificate(world.service_id, "partner-mtls")
+        devstack.request_log.clear()
+
+        with pytest.raises(PreconditionFailedError, match="changed since it was listed"):
+            apim_gateway.put_certificate(
+                world.service_id,
+                "partner-mtls",
+                secret_identifier=world.secret_v1,
+                identity_client_id=None,
+                expected_secret=world.secret_v1,
+            )
+
+        after = apim_gateway.get_certificate(world.service_id, "partner-mtls")
+        assert _wire(devstack)[0] == ("GET", 200)
+        assert devstack.request_log.arm.count("PUT") == 0
+        assert (after.secret_identifier, after.etag) == (world.secret_v2, moved.etag)
+
+    def test_cas_put_on_a_deleted_entity_is_precondition_failed(
         self, devstack, world, apim_gateway
     ):
-        """A 412 becomes PreconditionFailedError after exactly one PUT (no Retry-After)."""
-        stale = apim_gateway.get_certificate(world.service_id, "partner-mtls").etag
+        """The entity is gone since it was listed: re-plan (PreconditionFailedError), no PUT
+        that would re-create it."""
+        apim_gateway.delete_certificate(world.service_id, "partner-mtls", etag="")
+        devstack.request_log.clear()
+
+        with pytest.raises(PreconditionFailedError, match="gone since it was listed"):
+            apim_gateway.put_certificate(
+                world.service_id,
+                "partner-mtls",
+                secret_identifier=world.secret_v2,
+                identity_client_id=None,
+                expected_secret=world.secret_v1,
+            )
+
+        assert _wire(devstack) == [("GET", 404)]
+
+    def test_412_between_the_get_and_the_put_is_precondition_failed_and_not_retried(
+        self, devstack, world, apim_gateway
+    ):
+        """A concurrent write lands between the CAS read and the PUT: the PUT is a genuine 412,
+        raised as PreconditionFailedError after exactly one PUT (no Retry-After)."""
         devstack.faults_arm.concurrent_write("*/certificates/partner-mtls", method="PUT")
         devstack.request_log.clear()
 
@@ -88,24 +150,29 @@ class TestCertificates:
                 "partner-mtls",
                 secret_identifier=world.secret_v2,
                 identity_client_id=None,
-                etag=stale,
+                expected_secret=world.secret_v1,
             )
 
         assert caught.value.status_code == 412
-        assert devstack.request_log.arm.count("PUT") == 1
+        assert _wire(devstack) == [("GET", 200), ("PUT", 412)]
+        got = apim_gateway.get_certificate(world.service_id, "partner-mtls")
+        assert got.secret_identifier == world.secret_v1
 
-    def test_create_without_etag(self, world, apim_gateway):
-        """etag=None creates a new entity."""
+    def test_create_is_one_unconditional_put(self, devstack, world, apim_gateway):
+        """expected_secret=None creates a new entity: one PUT, no read."""
+        devstack.request_log.clear()
+
         created = apim_gateway.put_certificate(
             world.service_id,
             "new-one",
             secret_identifier=world.secret_v2,
             identity_client_id=None,
-            etag=None,
+            expected_secret=None,
         )
 
         assert created.certificate_id == "new-one"
         assert created.identity_client_id is None
+        assert _wire(devstack) == [("PUT", 201)]
 
     def test_refresh_failure_shows_in_status(self, devstack, world, apim_gateway):
         """An injected Key Vault refresh failure: status Failed, thumbprint unchanged."""
@@ -133,6 +200,13 @@ class TestCertificates:
         with pytest.raises(PreconditionFailedError):
             apim_gateway.delete_certificate(world.service_id, "partner-mtls", etag='"stale"')
 
+    def test_list_items_carry_no_etag(self, world, apim_gateway):
+        """ARM list items have no ETag (wire reference E.4); a GET has one."""
+        [listed] = apim_gateway.list_certificates(world.service_id)
+
+        assert listed.etag == ""
+        assert apim_gateway.get_certificate(world.service_id, "partner-mtls").etag
+
     def test_list_follows_pages(self, devstack, world, apim_gateway):
         """150 entities: two ARM pages, all listed."""
         for i in range(149):
@@ -145,10 +219,7 @@ class TestCertificates:
 
 
 class TestBackends:
-    def test_update_with_etag_patches_only_certificate_ids(
-        self, devstack, world, apim_gateway, devstack_http
-    ):
-        """PATCH keeps header/query/authorization credentials and other properties."""
+    def _seed_with_credentials(self, devstack, devstack_http, world) -> dict:
         credentials = {
             "certificateIds": [world.entity_id],
             "header": {"x-partner": ["demo"]},
@@ -168,23 +239,43 @@ class TestBackends:
                 }
             },
             headers={"Authorization": f"Bearer {devstack.token}"},
-        )
+        ).raise_for_status()
+        return credentials
+
+    def test_cas_patch_sends_the_whole_credentials_with_only_certificate_ids_replaced(
+        self, devstack, world, apim_gateway, devstack_http, monkeypatch
+    ):
+        """The PATCH body carries the credentials of the CAS read (header/query/authorization)
+        with only certificateIds replaced, so they survive a service that replaces
+        ``credentials`` instead of merging it; If-Match is the ETag of that read."""
+        credentials = self._seed_with_credentials(devstack, devstack_http, world)
         current = apim_gateway.get_backend(world.service_id, "b")
+        sent: list[tuple[str, dict]] = []
+        original = BackendOperations.update
+
+        def spy(operations, *args, **kwargs):
+            sent.append((kwargs["if_match"], kwargs["parameters"].serialize()))
+            return original(operations, *args, **kwargs)
+
+        monkeypatch.setattr(BackendOperations, "update", spy)
 
         updated = apim_gateway.update_backend_certificates(
-            world.service_id, "b", certificate_ids=("/new",), etag=current.etag
+            world.service_id, "b", expected_ids=(world.entity_id,), certificate_ids=("/new",)
         )
 
         stored = devstack.state.service(world.service).backends["b"].properties
+        [(if_match, body)] = sent
+        assert if_match == current.etag
+        assert body["properties"]["credentials"] == {**credentials, "certificateIds": ["/new"]}
         assert updated.certificate_ids == ("/new",)
         assert stored["credentials"] == {**credentials, "certificateIds": ["/new"]}
         assert stored["title"] == "B"
-        assert updated.etag != current.etag
+        assert updated.etag not in ("", current.etag)
 
-    def test_update_from_a_listed_backend_reads_the_etag_first(
+    def test_cas_update_of_a_listed_backend_reads_then_patches(
         self, devstack, world, apim_gateway
     ):
-        """Lists carry no ETag: the adapter GETs, then PATCHes with If-Match (2 calls)."""
+        """Lists carry no ETag: the CAS GETs, then PATCHes with If-Match (2 calls)."""
         devstack.put_backend(
             world.service, "b", url="https://b.test", certificate_ids=[world.entity_id]
         )
@@ -192,40 +283,94 @@ class TestBackends:
         devstack.request_log.clear()
 
         updated = apim_gateway.update_backend_certificates(
-            world.service_id, "b", certificate_ids=("/new",), etag=listed.etag
+            world.service_id, "b", expected_ids=listed.certificate_ids, certificate_ids=("/new",)
         )
 
         assert listed.etag == ""
         assert updated.certificate_ids == ("/new",)
-        assert [e.method for e in devstack.request_log.arm.entries()] == ["GET", "PATCH"]
+        assert _wire(devstack) == [("GET", 200), ("PATCH", 200)]
 
-    def test_changed_since_listed_is_precondition_failed(self, devstack, world, apim_gateway):
-        """If the certificate ids moved between list and update, refuse (re-plan)."""
+    def test_cas_refused_when_the_ids_moved(self, devstack, world, apim_gateway):
+        """If the certificate ids moved after the plan saw them, refuse (re-plan): no PATCH."""
         devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=["/a"])
-        apim_gateway.list_backends(world.service_id)
+        [listed] = apim_gateway.list_backends(world.service_id)
         devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=["/other"])
+        devstack.request_log.clear()
 
-        with pytest.raises(PreconditionFailedError, match="changed since listed"):
+        with pytest.raises(PreconditionFailedError, match="changed since it was listed"):
             apim_gateway.update_backend_certificates(
-                world.service_id, "b", certificate_ids=("/new",), etag=""
+                world.service_id,
+                "b",
+                expected_ids=listed.certificate_ids,
+                certificate_ids=("/new",),
             )
 
-    def test_concurrent_write_gives_precondition_failed(self, devstack, world, apim_gateway):
-        """An injected concurrent write makes the PATCH a genuine 412, raised once."""
-        devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=[])
-        etag = apim_gateway.get_backend(world.service_id, "b").etag
+        assert _wire(devstack) == [("GET", 200)]
+        assert apim_gateway.get_backend(world.service_id, "b").certificate_ids == ("/other",)
+
+    def test_cas_on_a_deleted_backend_is_precondition_failed(self, devstack, world, apim_gateway):
+        """A backend gone since it was listed no longer matches: PreconditionFailedError."""
+        devstack.request_log.clear()
+
+        with pytest.raises(PreconditionFailedError, match="gone since it was listed"):
+            apim_gateway.update_backend_certificates(
+                world.service_id, "nope", expected_ids=("/a",), certificate_ids=("/new",)
+            )
+
+        assert _wire(devstack) == [("GET", 404)]
+
+    def test_412_between_the_get_and_the_patch_is_precondition_failed(
+        self, devstack, world, apim_gateway
+    ):
+        """An injected concurrent write after the CAS read makes the PATCH a genuine 412, raised
+        once as PreconditionFailedError; the ids stay."""
+        devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=["/a"])
         devstack.faults_arm.concurrent_write("*/backends/b", method="PATCH")
         devstack.request_log.clear()
 
-        with pytest.raises(PreconditionFailedError):
+        with pytest.raises(PreconditionFailedError) as caught:
             apim_gateway.update_backend_certificates(
-                world.service_id, "b", certificate_ids=("/x",), etag=etag
+                world.service_id, "b", expected_ids=("/a",), certificate_ids=("/x",)
             )
 
-        assert devstack.request_log.arm.count("PATCH") == 1
+        assert caught.value.status_code == 412
+        assert _wire(devstack) == [("GET", 200), ("PATCH", 412)]
+        assert apim_gateway.get_backend(world.service_id, "b").certificate_ids == ("/a",)
+
+    def test_holds_no_state_between_calls(self, devstack, world, apim_gateway):
+        """A gateway that listed and read the backend before it moved and a fresh gateway decide
+        and send exactly the same: the CAS compares with what the caller passes, nothing else."""
+        fresh = _gateway(devstack)
+        devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=["/a"])
+        apim_gateway.list_backends(world.service_id)
+        apim_gateway.get_backend(world.service_id, "b")
+
+        def run(gateway: ArmApimGateway) -> list[object]:
+            devstack.put_backend(world.service, "b", url="https://b.test", certificate_ids=["/b"])
+            devstack.request_log.clear()
+            seen: list[object] = []
+            for expected in (("/a",), ("/b",)):
+                try:
+                    result = gateway.update_backend_certificates(
+                        world.service_id, "b", expected_ids=expected, certificate_ids=("/new",)
+                    )
+                    seen.append(result.certificate_ids)
+                except PreconditionFailedError as exc:
+                    seen.append(str(exc))
+            return [*seen, _wire(devstack)]
+
+        used, new = run(apim_gateway), run(fresh)
+
+        assert used == new
+        assert used == [
+            "apim update_backend_certificates 'b': changed since it was listed",
+            ("/new",),
+            [("GET", 200), ("GET", 200), ("PATCH", 200)],
+        ]
+        assert vars(apim_gateway).keys() == vars(fresh).keys() == _STATELESS_ATTRIBUTES
 
     def test_twenty_of_two_thousand_backends(self, devstack, world, apim_gateway):
-        """Bind 20 of 2,000 backends: list (20 pages) and 20 updates, in a few seconds."""
+        """Bind 20 of 2,000 backends: list (20 pages) and 20 CAS updates, in a few seconds."""
         for i in range(2000):
             ids = [world.entity_id] if i % 100 == 0 else []
             devstack.put_backend(
@@ -238,13 +383,17 @@ class TestBackends:
         bound = [b for b in backends if world.entity_id in b.certificate_ids]
         for backend in bound:
             apim_gateway.update_backend_certificates(
-                world.service_id, backend.backend_id, certificate_ids=("/new",), etag=backend.etag
+                world.service_id,
+                backend.backend_id,
+                expected_ids=backend.certificate_ids,
+                certificate_ids=("/new",),
             )
         elapsed = time.perf_counter() - start
 
         assert len(backends) == 2000
         assert len(bound) == 20
         assert devstack.request_log.arm.count("GET", "*/backends") == 20
+        assert devstack.request_log.arm.count("GET", "*/backends/*") == 20
         assert devstack.request_log.arm.count("PATCH") == 20
         assert elapsed < 10
 

@@ -74,7 +74,8 @@ class TestApplied:
         )
 
     def test_makes_exactly_the_minimum_calls(self, rotated: World) -> None:
-        """§7: APIM lists per service, 1 version list, 1 secret read, 1 write and 1 verify read."""
+        """§7: APIM lists per service, 1 version list, 1 secret read, 1 write and 1 verify read,
+        plus the write's compare-and-swap read (ARM lists carry no ETag for If-Match)."""
         rotated.service().handle(make_event(V2), trigger=EG)
 
         assert rotated.source.calls == {"list_certificate_versions": 1, "get_secret": 1}
@@ -82,11 +83,12 @@ class TestApplied:
             "list_certificates": 2,
             "list_backends": 1,
             "put_certificate": 1,
-            "get_certificate": 1,
+            "get_certificate": 2,  # the CAS read before the PUT + the verify read after it
         }
 
     def test_updates_bindings_in_two_services(self, rotated: World) -> None:
-        """Every configured APIM service is swept; each changed entity costs one write and one read."""
+        """Every configured APIM service is swept; each changed entity costs one CAS read, one
+        write and one verify read."""
         rotated.bind(SVC_B, "mtls-b", V1)
 
         record = rotated.service().handle(make_event(V2), trigger=EG)
@@ -98,7 +100,7 @@ class TestApplied:
             ("apim-two", "updated"),
         }
         assert rotated.gateway.calls["put_certificate"] == 2
-        assert rotated.gateway.calls["get_certificate"] == 2
+        assert rotated.gateway.calls["get_certificate"] == 4  # 2 CAS reads + 2 verify reads
 
     def test_converts_versionless_entity_and_records_the_finding(self, world: World) -> None:
         """A versionless entity is a binding.versionless finding and pin converts it (audited)."""

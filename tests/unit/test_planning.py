@@ -47,8 +47,9 @@ VERSIONS = (V1, V2, V3, V4)
 
 
 def entity(
-    cid: str, ver: CertificateVersion | None, *, service: str = SVC, etag: str = '"e1"'
+    cid: str, ver: CertificateVersion | None, *, service: str = SVC, etag: str = ""
 ) -> ApimCertificate:
+    """An entity as an ARM list returns it (no ETag unless given)."""
     secret = f"{VAULT}/secrets/cert" + (f"/{ver.version}" if ver else "")
     return ApimCertificate(
         service_id=service,
@@ -60,7 +61,7 @@ def entity(
 
 
 def backend(bid: str, *ids: str, service: str = SVC) -> ApimBackend:
-    return ApimBackend(service_id=service, backend_id=bid, certificate_ids=ids, etag='"b1"')
+    return ApimBackend(service_id=service, backend_id=bid, certificate_ids=ids)
 
 
 def bindings(
@@ -245,7 +246,7 @@ class TestPlanPin:
         found = bindings(
             [
                 entity("a", V3),
-                entity("b", V1, etag='"x"'),
+                entity("b", V1),
                 entity("c", None),
                 entity("d", V4),
                 unknown,
@@ -265,11 +266,14 @@ class TestPlanPin:
         ]
         pin = actions[1]
         assert isinstance(pin, PinEntity)
-        assert (pin.to_secret, pin.etag, pin.identity_client_id, pin.versionless) == (
-            V3.secret_id,
-            '"x"',
-            "mi",
-            False,
+        assert (
+            (pin.from_secret, pin.to_secret, pin.identity_client_id, pin.versionless)
+            == (
+                f"{VAULT}/secrets/cert/{V1.version}",  # what the plan saw: the gateway's CAS compares it
+                V3.secret_id,
+                "mi",
+                False,
+            )
         )
         assert isinstance(actions[2], PinEntity)
         assert actions[2].versionless
@@ -281,7 +285,7 @@ class TestPlanPin:
 
         assert not needs_change([current, retire])
         assert needs_change(
-            [current, MoveBackend(service_id=SVC, backend_id="b", from_ids=(), to_ids=(), etag="")]
+            [current, MoveBackend(service_id=SVC, backend_id="b", from_ids=(), to_ids=())]
         )
 
 
@@ -314,6 +318,7 @@ class TestPlanBlueGreen:
             "mi",
         )
         assert isinstance(move, MoveBackend)
+        assert move.from_ids == ("/other/cert", e.resource_id)  # what the gateway's CAS compares
         assert move.to_ids == ("/other/cert", f"{SVC}/certificates/cert--33333333")
 
     def test_already_current_when_target_exists_and_backends_use_it(self) -> None:
@@ -336,8 +341,8 @@ class TestPlanBlueGreen:
         certs = [entity("cert", V1), entity("cert--22222222", V2), entity("cert--33333333", V3)]
         actions = self.plan(certs, [backend("api", certs[2].resource_id)], candidate=V4, retain=1)
 
-        retired = [a.certificate_id for a in actions if isinstance(a, RetireEntity)]
-        assert retired == ["cert--22222222"]
+        retired = [(a.certificate_id, a.etag) for a in actions if isinstance(a, RetireEntity)]
+        assert retired == [("cert--22222222", "")]  # the listed ETag: none, so If-Match: *
         assert isinstance(actions[-1], RetireEntity)
 
     def test_backend_on_newer_version_is_superseded_and_keeps_its_entity(self) -> None:

@@ -88,38 +88,134 @@ class TestFakeCertificateSource:
 
 class TestFakeApimGateway:
     def test_etag_changes_on_every_write_and_stale_etag_is_412(self, leaf: Issued) -> None:
-        """Writes change the ETag; a write with an old one fails 412; thumbprint follows the secret."""
+        """Writes change the ETag; a CAS that still matches writes; thumbprint follows the secret;
+        once the entity moved, the same CAS is refused (412) and nothing is written."""
         source = FakeCertificateSource()
         v1 = source.add_version(
             VAULT, "c", "v1", created=AT, secret=to_pkcs12(leaf), leaf=leaf.cert
         )
         gateway = FakeApimGateway(source)
-        seeded = gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c")
+        versionless = f"{VAULT}/secrets/c"
+        seeded = gateway.add_certificate(SVC, "e", secret_identifier=versionless)
 
         updated = gateway.put_certificate(
-            SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None, etag=seeded.etag
-        )
+            SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None,
+            expected_secret=versionless,
+        )  # fmt: skip
 
-        assert updated.etag != seeded.etag
+        assert updated.etag not in ("", seeded.etag)
         assert updated.thumbprint == v1.thumbprint_sha1 == seeded.thumbprint
         assert [w.op for w in gateway.updates] == ["put_certificate"]
-        with pytest.raises(PreconditionFailedError):
+        with pytest.raises(PreconditionFailedError, match="changed since it was listed"):
             gateway.put_certificate(
-                SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None, etag=seeded.etag
+                SVC, "e", secret_identifier=v1.secret_id, identity_client_id=None,
+                expected_secret=versionless,
+            )  # fmt: skip
+        assert len(gateway.updates) == 1
+
+    def test_lists_carry_no_etags_and_gets_do(self) -> None:
+        """Like ARM: list items have etag "", a GET returns the current ETag."""
+        gateway = FakeApimGateway()
+        gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c/v1")
+        gateway.add_backend(SVC, "b", ["/certificates/e"])
+
+        [listed_entity] = gateway.list_certificates(SVC)
+        [listed_backend] = gateway.list_backends(SVC)
+
+        assert (listed_entity.etag, listed_backend.etag) == ("", "")
+        assert gateway.get_certificate(SVC, "e").etag == gateway.entity(SVC, "e").etag != ""
+        assert gateway.get_backend(SVC, "b").etag == gateway.backend(SVC, "b").etag != ""
+
+    def test_cas_writes_count_one_read_and_one_write_like_the_adapter(self) -> None:
+        """An entity update and a backend move each cost a GET and a PUT/PATCH; a create and a
+        delete (listed ETag "", so If-Match *) cost one call each."""
+        gateway = FakeApimGateway()
+        gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c/v1")
+        gateway.add_certificate(SVC, "old", secret_identifier=f"{VAULT}/secrets/c/v0")
+        gateway.add_backend(SVC, "b", ["/certificates/e"])
+
+        gateway.put_certificate(
+            SVC, "e", secret_identifier=f"{VAULT}/secrets/c/v2", identity_client_id=None,
+            expected_secret=f"{VAULT}/secrets/c/v1",
+        )  # fmt: skip
+        gateway.put_certificate(
+            SVC, "e--v2", secret_identifier=f"{VAULT}/secrets/c/v2", identity_client_id=None,
+            expected_secret=None,
+        )  # fmt: skip
+        gateway.update_backend_certificates(
+            SVC, "b", expected_ids=("/certificates/e",), certificate_ids=("/certificates/e--v2",)
+        )
+        gateway.delete_certificate(SVC, "old", etag="")
+
+        assert gateway.calls == {
+            "get_certificate": 1,
+            "put_certificate": 2,
+            "get_backend": 1,
+            "update_backend_certificates": 1,
+            "delete_certificate": 1,
+        }
+        assert gateway.backend(SVC, "b").certificate_ids == ("/certificates/e--v2",)
+        assert [w.op for w in gateway.updates] == [
+            "put_certificate",
+            "put_certificate",
+            "update_backend_certificates",
+            "delete_certificate",
+        ]
+
+    def test_backend_cas_refused_when_ids_moved_or_backend_gone(self) -> None:
+        """The compare half: other ids than the plan saw, or no backend, is a 412 without a write."""
+        gateway = FakeApimGateway()
+        gateway.add_backend(SVC, "b", ["/certificates/other"])
+
+        with pytest.raises(PreconditionFailedError, match="changed since it was listed"):
+            gateway.update_backend_certificates(
+                SVC, "b", expected_ids=("/certificates/e",), certificate_ids=()
             )
+        with pytest.raises(PreconditionFailedError, match="gone since it was listed"):
+            gateway.update_backend_certificates(SVC, "nope", expected_ids=(), certificate_ids=())
+        with pytest.raises(PreconditionFailedError, match="gone since it was listed"):
+            gateway.put_certificate(
+                SVC, "nope", secret_identifier=f"{VAULT}/secrets/c/v2", identity_client_id=None,
+                expected_secret=f"{VAULT}/secrets/c/v1",
+            )  # fmt: skip
+
+        assert gateway.backend(SVC, "b").certificate_ids == ("/certificates/other",)
+        assert gateway.updates == []
+        assert "update_backend_certificates" not in gateway.calls
+        assert "put_certificate" not in gateway.calls
 
     def test_injected_conflict_and_delete(self) -> None:
-        """conflict_on_write simulates a concurrent writer; delete of a missing entity succeeds."""
+        """conflict_on_write: a concurrent writer between the CAS read and the write (412 after
+        one GET and one PATCH); delete of a missing entity succeeds."""
         gateway = FakeApimGateway()
         backend = gateway.add_backend(SVC, "b", ["/certificates/e"])
         gateway.conflict_on_write(1)
 
         with pytest.raises(PreconditionFailedError):
-            gateway.update_backend_certificates(SVC, "b", certificate_ids=(), etag=backend.etag)
+            gateway.update_backend_certificates(
+                SVC, "b", expected_ids=("/certificates/e",), certificate_ids=()
+            )
         gateway.delete_certificate(SVC, "gone", etag="*")
 
         assert gateway.backend(SVC, "b").etag != backend.etag
+        assert gateway.backend(SVC, "b").certificate_ids == ("/certificates/e",)
+        assert gateway.calls["get_backend"] == gateway.calls["update_backend_certificates"] == 1
         assert gateway.updates == []
+
+    def test_injected_error_on_write_after_the_cas_read(self) -> None:
+        """fail_on_write raises from the write itself; the entity is unchanged."""
+        gateway = FakeApimGateway()
+        gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c/v1")
+        gateway.fail_on_write(1, RuntimeError("boom"))
+
+        with pytest.raises(RuntimeError, match="boom"):
+            gateway.put_certificate(
+                SVC, "e", secret_identifier=f"{VAULT}/secrets/c/v2", identity_client_id=None,
+                expected_secret=f"{VAULT}/secrets/c/v1",
+            )  # fmt: skip
+
+        assert gateway.entity(SVC, "e").secret_identifier == f"{VAULT}/secrets/c/v1"
+        assert (gateway.calls["get_certificate"], gateway.calls["put_certificate"]) == (1, 1)
 
 
 class TestFakeValidator:
