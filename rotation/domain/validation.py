@@ -277,6 +277,12 @@ def _no_path(leaf: x509.Certificate, search: _Search) -> Finding:
     if leaf.issuer == leaf.subject:
         return _error(FindingCode.CHAIN_UNTRUSTED, "self-signed and not a trust anchor", leaf)
     cert = search.stuck[-1] if search.stuck else leaf
+    if cert.issuer == cert.subject:  # a root that came with the bundle, but nobody trusts it
+        message = (
+            f"no path to a trust anchor: the chain ends at the self-signed {name_of(cert)}, "
+            "which is not a trust anchor (unknown CA)"
+        )
+        return _error(FindingCode.CHAIN_UNTRUSTED, message, leaf)
     message = (
         f"no path to a trust anchor: issuer {cert.issuer.rfc4514_string()} of "
         f"{name_of(cert)} is neither in the bundle nor a trust anchor "

@@ -425,10 +425,22 @@ class TestTrust:
 
     def test_unknown_root(self, pki: Pki):
         """A chain to a root that is not an anchor is chain.untrusted naming the missing issuer."""
-        report = check(pki.leaf, [pki.inter, pki.root], anchors=(pki.other_root.cert,))
+        report = check(pki.leaf, [pki.inter], anchors=(pki.other_root.cert,))
 
         assert codes(report) == {C.CHAIN_UNTRUSTED}
         assert "Test Root CA" in report.findings[0].message
+        assert "neither in the bundle nor a trust anchor" in report.findings[0].message
+
+    def test_untrusted_root_shipped_in_the_bundle(self, pki: Pki):
+        """A bundle that carries its own (untrusted) root: the message names that root as the
+        end of the chain, not as a missing issuer."""
+        report = check(pki.leaf, [pki.inter, pki.root], anchors=(pki.other_root.cert,))
+
+        assert codes(report) == {C.CHAIN_UNTRUSTED}
+        message = report.findings[0].message
+        assert "ends at the self-signed" in message
+        assert "Test Root CA" in message
+        assert "neither in the bundle" not in message
 
     def test_missing_intermediate(self, pki: Pki):
         """Leaf without its intermediate is chain.untrusted naming the intermediate."""
