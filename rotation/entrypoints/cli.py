@@ -9,7 +9,13 @@ from __future__ import annotations
 import click
 
 from rotation import __version__
-from rotation.entrypoints import cli_devstack, cli_events, cli_rotate, cli_validate
+from rotation.entrypoints import (
+    cli_devstack,
+    cli_events,
+    cli_reconcile,
+    cli_rotate,
+    cli_validate,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,7 +27,7 @@ def cli() -> None:
     """
 
 
-for _module in (cli_validate, cli_events, cli_rotate, cli_devstack):
+for _module in (cli_validate, cli_events, cli_rotate, cli_reconcile, cli_devstack):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

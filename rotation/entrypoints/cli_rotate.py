@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rotation.ports import AuditSink
     from rotation.service import RotationService
 
-__all__ = ["COMMANDS", "MALFORMED", "demo", "plan", "replay"]
+__all__ = ["COMMANDS", "MALFORMED", "demo", "plan", "replay", "stderr_stream", "wire"]
 
 
 class _Stderr:
@@ -45,16 +45,22 @@ class _Stderr:
         return sys.stderr.isatty()
 
 
-def _stderr() -> TextIO:
+def stderr_stream() -> TextIO:
+    """A text stream that always writes to the current ``sys.stderr``."""
     return cast("TextIO", _Stderr())
 
 
-def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, AuditSink]:
+def wire(
+    *, dry_run: bool, as_json: bool, tap: AuditSink | None = None
+) -> tuple[Settings, RotationService, AuditSink]:
     """Settings from the environment, logging to stderr, the audit sink and the service.
 
-    ``--dry-run`` forces dry run. Any configuration problem is a usage error (exit 2).
+    ``--dry-run`` forces dry run. ``tap`` also receives every record the service writes (after
+    the configured sinks, and even when one of them fails). Any configuration problem is a usage
+    error (exit 2).
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
+    from rotation.audit import CompositeAuditSink  # noqa: PLC0415
     from rotation.config import Settings, read_environment  # noqa: PLC0415
     from rotation.logconfig import configure_logging  # noqa: PLC0415
 
@@ -63,9 +69,11 @@ def _wire(*, dry_run: bool, as_json: bool) -> tuple[Settings, RotationService, A
         if dry_run:
             settings = dataclasses.replace(settings, dry_run=True)
         configure_logging(
-            json=True if as_json else None, level=settings.log_level, stream=_stderr()
+            json=True if as_json else None, level=settings.log_level, stream=stderr_stream()
         )
         audit = bootstrap.build_audit_sink(settings)
+        if tap is not None:
+            audit = CompositeAuditSink(audit, tap)
         return settings, bootstrap.build_service(settings, audit=audit), audit
     except (ConfigError, DependencyError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -113,7 +121,7 @@ def replay(
         if not connection_string_env:
             raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
         connection = _read_env(connection_string_env)
-    settings, service, audit = _wire(dry_run=dry_run, as_json=as_json)
+    settings, service, audit = wire(dry_run=dry_run, as_json=as_json)
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
         counts = run_replay(service, audit, items, as_json=as_json)
@@ -151,7 +159,7 @@ def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool)
     could not be made (Key Vault or APIM unreachable, certificate not found); 2 on a usage or
     configuration error.
     """
-    settings, service, _ = _wire(dry_run=True, as_json=as_json)
+    settings, service, _ = wire(dry_run=True, as_json=as_json)
     if vault is None:
         if len(settings.vaults) != 1:
             raise click.UsageError("several vaults are configured: choose one with --vault URL")
