@@ -1,22 +1,30 @@
-"""Replay benchmark: 10,000 events streamed from a file in constant memory; duplicates are free.
+"""Replay benchmark: 10,000 events streamed from a file in constant memory; duplicates are free,
+and consecutive events of one certificate share its APIM listing.
 
 Run: ``.venv/bin/python bench/bench_replay.py [--events N] [--devstack-events M]``.
 
 A JSON Lines file holds N Event Grid events for one certificate, mostly duplicates: each names
 one of three versions (v3 the newest), in a seeded random order, with a Secret event (ignored)
 every 50th. Each event is read with ``rotation.events.iter_file_events`` (the intake the
-``replay`` command uses) and handled by ``RotationService`` built by ``bootstrap.build_service``
-with the real ``PolicyValidator``; audit records go to a sink that only counts decisions.
+``replay`` command uses) and handled by ``RotationService.batch()`` (what ``replay`` hands its
+events to) of a service built by ``bootstrap.build_service`` with the real ``PolicyValidator``;
+audit records go to a sink that only counts decisions.
 
 1. Memory (fakes). The Key Vault and APIM adapters are the in-memory fakes of
-   ``rotation.testing``: the devstack answers a duplicate in ~5 ms (4 HTTPS calls), too slow for
-   10,000 events under ``tracemalloc``. The tracemalloc peak of a 1,000-event and an N-event
-   replay (fresh world each, after a warm-up replay) are compared: the ratio should be ~1.
-2. Writes (devstack, real adapters). M events from the same kind of file against the devstack:
-   APIM writes are counted from its request log and must equal the number of bound targets
-   (the first event rotates; every duplicate after it writes nothing).
+   ``rotation.testing``: the devstack answers a duplicate in milliseconds, too slow for 10,000
+   events under ``tracemalloc``. The tracemalloc peak of a 1,000-event and an N-event replay
+   (fresh world each, after a warm-up replay) are compared: the ratio should be ~1.
+2. Writes and listings (devstack, real adapters). M events from the same kind of file, replayed
+   twice on fresh stacks: through ``RotationService.handle`` per event (the baseline: APIM is
+   listed afresh for every event, as the Functions trigger does) and through
+   ``RotationService.batch()``. APIM writes are counted from the request log and must equal the
+   number of bound targets (the first event rotates; every duplicate after it writes nothing)
+   both ways; the decisions must be the same both ways; the batch must list APIM exactly twice
+   (the first event, and the first event after its write), where the baseline lists it for
+   every event that reaches APIM. Wall times of both are printed.
 
-Exit status is non-zero when the peak ratio exceeds 1.5 or a duplicate wrote to APIM.
+Exit status is non-zero when the peak ratio exceeds 1.5, a duplicate wrote to APIM, the two
+ways decided differently, or the batch listed APIM more than twice.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from rotation.config import Settings
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import AuditRecord, Trigger
 from rotation.events import iter_file_events
+from rotation.ports import EventHandler
 from rotation.service import RotationService
 from rotation.testing import FakeApimGateway, FakeCertificateSource, FrozenClock
 
@@ -82,13 +91,13 @@ def write_events(path: Path, n: int, vault_url: str, vault_name: str, versions: 
             out.write(json.dumps(event) + "\n")
 
 
-def replay(service: RotationService, path: Path, vaults: tuple[str, ...]) -> int:
-    """Stream the file through intake and the service; returns the number of events handled."""
+def replay(handler: EventHandler, path: Path, vaults: tuple[str, ...]) -> int:
+    """Stream the file through intake and the handler; returns the number of events handled."""
     handled = 0
     for _, item in iter_file_events(path, allowed_vault_urls=vaults):
         if isinstance(item, InvalidEventError):
             raise item
-        service.handle(item, trigger=Trigger.CLI)
+        handler.handle(item, trigger=Trigger.CLI)
         handled += 1
     return handled
 
@@ -140,40 +149,62 @@ def fake_world(pki: Pki) -> tuple[RotationService, FakeApimGateway, CountingSink
     return service, gateway, sink, settings
 
 
-def measure_fakes(pki: Pki, path: Path) -> tuple[int, float, Counter[str], int]:
-    """(tracemalloc peak bytes, seconds, decisions, APIM writes) of one replay on a fresh world."""
+def measure_fakes(pki: Pki, path: Path) -> tuple[int, float, Counter[str], int, int]:
+    """(tracemalloc peak bytes, seconds, decisions, APIM writes, APIM list calls) of one
+    replay through ``RotationService.batch()`` on a fresh world."""
     service, gateway, sink, settings = fake_world(pki)
     tracemalloc.start()
     start = time.perf_counter()
-    replay(service, path, settings.vaults)
+    replay(service.batch(), path, settings.vaults)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return peak, elapsed, sink.decisions, len(gateway.updates)
+    lists = gateway.calls["list_certificates"] + gateway.calls["list_backends"]
+    return peak, elapsed, sink.decisions, len(gateway.updates), lists
 
 
-def measure_devstack(pki: Pki, tmp: Path, n: int) -> tuple[int, int, int, Counter[str]]:
-    """(APIM writes, bound targets, secret reads, decisions) of an N-event replay (devstack)."""
-    with Devstack.start() as stack:
-        versions = [stack.import_certificate(CERT, pki.pfx(i)) for i in range(3)]
-        targets = 0
-        for svc in stack.apim_services:
-            stack.put_apim_certificate(
-                svc, CERT, f"{stack.vault_url}/secrets/{CERT}/{versions[0]}"
+class DevstackRun:
+    """What one N-event replay against a fresh devstack did."""
+
+    def __init__(self, pki: Pki, tmp: Path, n: int, *, batched: bool) -> None:
+        with Devstack.start() as stack:
+            versions = [stack.import_certificate(CERT, pki.pfx(i)) for i in range(3)]
+            self.targets = 0
+            for svc in stack.apim_services:
+                stack.put_apim_certificate(
+                    svc, CERT, f"{stack.vault_url}/secrets/{CERT}/{versions[0]}"
+                )
+                self.targets += 1
+            env = {**stack.env(), "ROTATION_TRUST_ANCHORS": str(pki.anchors)}
+            settings = Settings.from_env(env)
+            sink = CountingSink()
+            service = build_service(settings, clock=FrozenClock(NOW), audit=sink)
+            path = tmp / f"devstack-events-{'batch' if batched else 'handle'}.jsonl"
+            write_events(path, n, stack.vault_url, stack.vault_name, versions)
+            log = stack.request_log
+            log.arm.clear()
+            log.kv.clear()
+            start = time.perf_counter()
+            replay(service.batch() if batched else service, path, settings.vaults)
+            self.seconds = time.perf_counter() - start
+            self.writes = sum(log.arm.count(m, "*") for m in ("PUT", "PATCH", "DELETE"))
+            self.lists = sum(
+                1
+                for e in log.arm.entries()
+                if e.method == "GET"
+                and e.path.rstrip("/").endswith(("/certificates", "/backends"))
             )
-            targets += 1
-        settings = Settings.from_env({**stack.env(), "ROTATION_TRUST_ANCHORS": str(pki.anchors)})
-        sink = CountingSink()
-        service = build_service(settings, clock=FrozenClock(NOW), audit=sink)
-        path = tmp / "devstack-events.jsonl"
-        write_events(path, n, stack.vault_url, stack.vault_name, versions)
-        replay(service, path, settings.vaults)
-        log = stack.request_log
-        writes = sum(log.arm.count(m, "*") for m in ("PUT", "PATCH", "DELETE"))
-        secrets = sum(
-            1 for e in log.kv.entries() if e.path.startswith("/secrets/") and e.status == 200
+            self.arm = len(log.arm.entries())
+            self.secrets = sum(
+                1 for e in log.kv.entries() if e.path.startswith("/secrets/") and e.status == 200
+            )
+            self.decisions = sink.decisions
+
+    def describe(self) -> str:
+        return (
+            f"{self.seconds:5.2f} s, APIM list calls {self.lists:>5}, ARM requests {self.arm:>5}, "
+            f"APIM writes {self.writes}, secret reads {self.secrets}"
         )
-        return writes, targets, secrets, sink.decisions
 
 
 def main() -> int:
@@ -190,23 +221,42 @@ def main() -> int:
             files[n] = tmp / f"events-{n}.jsonl"
             write_events(files[n], n, VAULT, "kv-replay", [f"{i + 1}" * 32 for i in range(3)])
         measure_fakes(pki, files[1_000])  # warm-up: imports and caches stay out of the peaks
-        print("1. Memory: intake + RotationService, fake Key Vault/APIM, real PolicyValidator")
+        print(
+            "1. Memory: intake + RotationService.batch(), fake Key Vault/APIM, real PolicyValidator"
+        )
         peaks = {}
         for n, path in files.items():
-            peak, elapsed, decisions, writes = measure_fakes(pki, path)
+            peak, elapsed, decisions, writes, lists = measure_fakes(pki, path)
             peaks[n] = peak
             ok &= writes == len(SERVICES)
             print(f"   {n:>6,} events: peak {peak / 1024:7.1f} KiB, {elapsed:5.2f} s "
-                  f"({elapsed / n * 1e6:.0f} us/event), APIM writes {writes}, {dict(decisions)}")  # fmt: skip
+                  f"({elapsed / n * 1e6:.0f} us/event), APIM writes {writes}, APIM list calls {lists}, "
+                  f"{dict(decisions)}")  # fmt: skip
         ratio = peaks[args.events] / peaks[1_000]
         ok &= ratio <= MAX_PEAK_RATIO
         print(f"   peak ratio {args.events:,}/1,000 events: {ratio:.2f} (<= {MAX_PEAK_RATIO}: "
               f"{'PASS' if ratio <= MAX_PEAK_RATIO else 'FAIL'})")  # fmt: skip
-        writes, targets, secrets, decisions = measure_devstack(pki, tmp, args.devstack_events)
-        ok &= writes == targets
-        print(f"2. Devstack, real adapters, {args.devstack_events} events: APIM writes {writes} "
-              f"(bound targets {targets}), secret reads {secrets}, {dict(decisions)}: "
-              f"{'PASS' if writes == targets else 'FAIL'} (duplicates write nothing)")  # fmt: skip
+        n = args.devstack_events
+        fresh = DevstackRun(pki, tmp, n, batched=False)
+        shared = DevstackRun(pki, tmp, n, batched=True)
+        reaching = sum(c for d, c in fresh.decisions.items() if d != "ignored")
+        per_listing = fresh.lists // reaching if reaching else 0
+        writes_ok = fresh.writes == fresh.targets and shared.writes == shared.targets
+        same = shared.decisions == fresh.decisions and shared.secrets == fresh.secrets
+        shared_ok = shared.lists == 2 * per_listing
+        ok &= writes_ok and same and shared_ok
+        print(f"2. Devstack, real adapters, {n} events ({reaching} reach APIM), "
+              f"{dict(shared.decisions)}")  # fmt: skip
+        print(f"   handle per event (baseline): {fresh.describe()}")
+        print(f"   batch (replay)             : {shared.describe()}")
+        print(f"   writes = bound targets ({fresh.targets}) both ways: "
+              f"{'PASS' if writes_ok else 'FAIL'} (duplicates write nothing); same decisions and "
+              f"secret reads: {'PASS' if same else 'FAIL'}")  # fmt: skip
+        print(f"   batch listings: {shared.lists} list calls = 2 listings of {per_listing} "
+              f"(the first event, and the first after its write): "
+              f"{'PASS' if shared_ok else 'FAIL'}; baseline {fresh.lists} "
+              f"({fresh.lists / max(shared.lists, 1):.0f}x), wall time "
+              f"{fresh.seconds / shared.seconds:.2f}x")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -112,15 +112,27 @@ class Rollout:
         *,
         event: KeyVaultEvent | None = None,
         inventory: Inventory | None = None,
+        borrowed: bool = False,
     ) -> None:
+        """``inventory``: APIM listings to plan from instead of listing (reconcile's sweep, a
+        replay's shared listing); a compare-and-swap that refuses a plan drops it and re-lists.
+        ``borrowed``: ``inventory`` is a listing an earlier rollout made (a replay's shared
+        one), so a plan refused on it is one more attempt, not one of ``max_attempts``."""
         self.s = settings
         self.vault_url = vault_url
         self.name = certificate_name
         self.event = event
         self._inventory = inventory
+        self._extra_attempts = 1 if borrowed and inventory is not None else 0
         self._versions: tuple[CertificateVersion, ...] | None = None
         self._final = True
+        self.replanned = False  # a compare-and-swap refused a plan: the listing was re-read
         self.outcome = Outcome(vault=vault_url, certificate=certificate_name)
+
+    @property
+    def inventory(self) -> Inventory | None:
+        """The APIM listing the rollout planned from last (None: it never got that far)."""
+        return self._inventory
 
     def run(self, *, write: bool) -> Outcome:
         """Converge (``write``) or only plan and validate (dry run / preview). Never raises a
@@ -134,8 +146,9 @@ class Rollout:
 
     def _converge(self, *, write: bool) -> None:
         out = self.outcome
-        for attempt in range(1, self.s.max_attempts + 1):
-            self._final = attempt >= self.s.max_attempts
+        attempts = self.s.max_attempts + self._extra_attempts
+        for attempt in range(1, attempts + 1):
+            self._final = attempt >= attempts
             if not self._resolve():
                 return
             if not needs_change(out.actions):
@@ -153,6 +166,7 @@ class Rollout:
                 if self._final:
                     raise
                 self._inventory = None  # someone else wrote: re-read and re-plan
+                self.replanned = True
             else:
                 return
 

@@ -3,8 +3,10 @@
 It implements ``rotation.ports.EventHandler``: ``handle`` (one event), ``reconcile`` (the timer
 sweep) and ``plan`` (what a rotation would do now, no writes). Each certificate is converged by
 a ``rotation.rollout.Rollout``; this module decides what to run, and turns each outcome into
-one canonical audit record plus one ``rotation.target`` record per target. See
-``docs/rotation.md`` for the semantics.
+one canonical audit record plus one ``rotation.target`` record per target. ``batch`` gives the
+``EventHandler`` a replay uses: the same ``handle``, but consecutive events of one certificate
+share its APIM listing while nothing changed it (``ListingCache``). See ``docs/rotation.md``
+for the semantics.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rotation.domain.model import (
     Trigger,
 )
 from rotation.domain.planning import bound_certificates, parse_secret_identifier, vault_key
+from rotation.listings import ListingCache
 from rotation.ports import (
     ApimGateway,
     AuditSink,
@@ -39,7 +42,7 @@ from rotation.ports import (
 )
 from rotation.rollout import Inventory, Outcome, Rollout, Settings
 
-__all__ = ["RotationPlan", "RotationService"]
+__all__ = ["BatchHandler", "RotationPlan", "RotationService"]
 
 
 class RotationService:
@@ -91,22 +94,55 @@ class RotationService:
     # --- EventHandler ------------------------------------------------------------------------
 
     def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
-        """Handle one event end to end and return its canonical audit record.
+        """Handle one event end to end and return its canonical audit record. APIM is listed
+        afresh for every event (see ``batch`` for a replay's shared listings).
 
         Raises:
             RotationError: after recording a ``failed`` record, the error that failed the run
                 (``retryable`` says whether Event Grid should redeliver). Permanent outcomes
                 (rejected, ignored, superseded, ...) are returned, not raised.
         """
+        return self._handle(event, trigger=trigger, listings=None)
+
+    def batch(self, *, max_age_seconds: float = 30.0, max_certificates: int = 64) -> BatchHandler:
+        """An ``EventHandler`` for many events in a row (``certrotate replay``): ``handle`` as
+        above, except that an event plans from the APIM listing the previous run of the same
+        certificate ended with, while that listing is younger than ``max_age_seconds`` (by this
+        service's clock) and no run since changed APIM or failed. Listings of the
+        ``max_certificates`` most recently handled certificates are kept.
+
+        Raises:
+            ValueError: ``max_age_seconds`` < 0 or ``max_certificates`` < 1.
+        """
+        listings = ListingCache(
+            self._clock,
+            max_age=timedelta(seconds=max_age_seconds),
+            max_certificates=max_certificates,
+        )
+        return BatchHandler(self, listings)
+
+    def _handle(
+        self, event: KeyVaultEvent, *, trigger: Trigger, listings: ListingCache | None
+    ) -> AuditRecord:
+        """``handle``, planning from ``listings`` when a usable one is kept there."""
         started, correlation = time.perf_counter(), self._correlation()
         reason = self._ignore_reason(event)
         if reason is not None:
             outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
         else:
             vault = self._vaults[vault_key(event.vault_url)]
-            outcome = self._converge(
-                Rollout(self._settings, vault, event.object_name, event=event)
-            )
+            if listings is None:
+                rollout = Rollout(self._settings, vault, event.object_name, event=event)
+                outcome = self._converge(rollout)
+            else:
+                shared = listings.take(vault, event.object_name)
+                rollout = Rollout(
+                    self._settings, vault, event.object_name, event=event,
+                    inventory=shared.inventory if shared else None, borrowed=shared is not None,
+                )  # fmt: skip
+                listed_at = shared.listed_at if shared else self._clock.now()
+                outcome = self._converge(rollout)
+                listings.settle(rollout, listed_at=listed_at)
         record = self._record(
             outcome, event=event, trigger=trigger, started=started, correlation=correlation
         )
@@ -320,3 +356,35 @@ def _event_name(outcome: Outcome, event: KeyVaultEvent | None, *, dry_run: bool)
 def _error_text(exc: BaseException) -> str:
     """Type and message only (adapters build messages from names and status codes)."""
     return f"{type(exc).__name__}: {exc}"
+
+
+class BatchHandler:
+    """The ``EventHandler`` a replay hands its events to (``RotationService.batch``).
+
+    ``handle`` decides and records exactly as ``RotationService.handle`` does; it only plans
+    from a certificate's kept APIM listing (``ListingCache``) instead of listing again.
+    """
+
+    def __init__(self, service: RotationService, listings: ListingCache) -> None:
+        self._service = service
+        self.listings = listings
+
+    def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
+        """``RotationService.handle`` over the shared listings.
+
+        Raises:
+            RotationError: as ``RotationService.handle`` (the certificate's listing is dropped).
+        """
+        return self._service._handle(event, trigger=trigger, listings=self.listings)  # noqa: SLF001 - the service's own batch view
+
+    def reconcile(self, *, trigger: Trigger = Trigger.TIMER) -> Sequence[AuditRecord]:
+        """``RotationService.reconcile`` (its own single listing); the kept listings are
+        dropped, as the sweep may have written.
+
+        Raises:
+            BackendUpdateError: as ``RotationService.reconcile``.
+        """
+        try:
+            return self._service.reconcile(trigger=trigger)
+        finally:
+            self.listings.clear()

@@ -1,11 +1,13 @@
 """`certrotate replay`, `certrotate plan` and `certrotate demo`.
 
 ``replay`` streams events (files or an Event Grid dead-letter container) through the same
-``RotationService.handle`` the Functions trigger uses, one event in memory at a time (only the
-decision counts are kept; the loop lives in ``rotation.entrypoints.replay``); ``plan`` shows what a rotation would do now; ``demo`` tells the whole
-story on the embedded local stack (the logic lives in ``rotation.demo``). Exit codes: 0 success,
-1 a problem found, 2 usage or configuration error. Diagnostics and audit lines go to stderr, so
-``--json`` output on stdout stays machine-readable.
+rotation path the Functions trigger uses, one event in memory at a time (only the decision counts
+are kept; the loop lives in ``rotation.entrypoints.replay``), through ``RotationService.batch``:
+consecutive events of one certificate share its APIM listing while nothing changed it; ``plan``
+shows what a rotation would do now; ``demo`` tells the whole story on the embedded local stack
+(the logic lives in ``rotation.demo``). Exit codes: 0 success, 1 a problem found, 2 usage or
+configuration error. Diagnostics and audit lines go to stderr, so ``--json`` output on stdout
+stays machine-readable.
 """
 
 from __future__ import annotations
@@ -108,8 +110,10 @@ def replay(
 
     FILES may hold a JSON array or object, JSON Lines, either schema (Event Grid or CloudEvents),
     or dead-letter blobs saved as files. Events stream one at a time through the same rotation
-    path as the Functions trigger. A malformed event is reported on stderr (file, index, field)
-    and audited, and the replay goes on; so does an event whose handling fails.
+    path as the Functions trigger (consecutive events of one certificate reuse its APIM listing
+    for up to 30 s while no run changed APIM; writes stay compare-and-swaps). A malformed event
+    is reported on stderr (file, index, field) and audited, and the replay goes on; so does an
+    event whose handling fails.
 
     Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
     failed OR any input was malformed; 2 on a usage or configuration error.
@@ -124,7 +128,7 @@ def replay(
     settings, service, audit = wire(dry_run=dry_run, as_json=as_json)
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
-        counts = run_replay(service, audit, items, as_json=as_json)
+        counts = run_replay(service.batch(), audit, items, as_json=as_json)
     except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
         click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)

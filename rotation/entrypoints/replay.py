@@ -1,8 +1,10 @@
 """The replay loop behind ``certrotate replay``: stream, handle, audit the malformed, count.
 
 Events come one at a time from files and/or an Event Grid dead-letter container and go through
-the same ``EventHandler.handle`` as the Functions trigger; a malformed event is audited (as the
-trigger does) and reported, a failing one fails alone. Only the decision counts are kept, so a
+an ``EventHandler.handle`` (the ``replay`` command passes ``RotationService.batch()``: the
+Functions trigger's path, with APIM listings shared between consecutive events of one
+certificate); a malformed event is audited (as the trigger does) and reported, a failing one
+fails alone. Only the decision counts are kept (and the batch's listings are bounded), so a
 replay runs in constant memory. The click command itself is in ``cli_rotate``.
 """
 

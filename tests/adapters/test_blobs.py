@@ -128,6 +128,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.versions: list[str] = []
 
+    def batch(self, **_options: object) -> _Recorder:
+        """What ``certrotate replay`` hands its events to (``RotationService.batch``)."""
+        return self
+
     def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
         self.versions.append(event.version)
         return AuditRecord(

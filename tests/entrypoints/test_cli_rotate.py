@@ -98,6 +98,12 @@ class ScriptedService:
     def __init__(self, script: dict[str, Decision | Exception] | None = None) -> None:
         self.script = script or {}
         self.handled: list[KeyVaultEvent] = []
+        self.batches = 0
+
+    def batch(self, **_options: object) -> ScriptedService:
+        """What ``certrotate replay`` hands its events to (``RotationService.batch``)."""
+        self.batches += 1
+        return self
 
     def handle(self, event: KeyVaultEvent, *, trigger: Trigger) -> AuditRecord:
         self.handled.append(event)
@@ -401,6 +407,19 @@ class TestReplayWithTheService:
         decisions = [r.decision for r in world.audit.records if r.event != "rotation.target"]
         assert decisions.count(Decision.APPLIED) == 1
         assert decisions.count(Decision.ALREADY_CURRENT) == 999
+
+    def test_duplicates_share_one_apim_listing(self, tmp_path, env, world):
+        """replay hands its events to RotationService.batch: after the write, the duplicates
+        plan from one APIM listing (the first event lists, the write drops it, the second event
+        lists again, the other 998 reuse it)."""
+        path = duplicates_file(tmp_path / "dupes.jsonl", 1000)
+
+        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+
+        assert result.exit_code == 0, result.output
+        assert world.gateway.calls["list_certificates"] == 2
+        assert world.gateway.calls["list_backends"] == 2
+        assert world.source.calls["list_certificate_versions"] == 1000
 
     def test_dry_run_writes_nothing_and_reports_the_targets(self, tmp_path, env, world):
         """--dry-run decides and lists the targets but makes no APIM write."""
