@@ -101,17 +101,25 @@ def wire(
 @click.option(
     "--prefix", default="", metavar="P", help="Only dead-letter blobs whose names start with P."
 )
+@click.option(
+    "--listing-max-age", type=click.FloatRange(min=0), default=30.0, show_default=True,
+    metavar="SECONDS",
+    help="How long consecutive events of one certificate may reuse its APIM listing (0: list "
+    "afresh for every event, like the Functions trigger).",
+)  # fmt: skip
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
     deadletter_container: str | None, connection_string_env: str | None, prefix: str,
+    listing_max_age: float,
 ) -> None:  # fmt: skip
     """Replay Key Vault events from FILES and/or an Event Grid dead-letter container.
 
     FILES may hold a JSON array or object, JSON Lines, either schema (Event Grid or CloudEvents),
     or dead-letter blobs saved as files. Events stream one at a time through the same rotation
     path as the Functions trigger (consecutive events of one certificate reuse its APIM listing
-    for up to 30 s while no run changed APIM; writes stay compare-and-swaps). A malformed event
+    for up to --listing-max-age seconds while no run changed APIM; writes stay
+    compare-and-swaps). A malformed event
     is reported on stderr (file, index, field) and audited, and the replay goes on; so does an
     event whose handling fails.
 
@@ -128,7 +136,8 @@ def replay(
     settings, service, audit = wire(dry_run=dry_run, as_json=as_json)
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
-        counts = run_replay(service.batch(), audit, items, as_json=as_json)
+        handler = service.batch(max_age_seconds=listing_max_age)
+        counts = run_replay(handler, audit, items, as_json=as_json)
     except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
         click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)

@@ -421,6 +421,26 @@ class TestReplayWithTheService:
         assert world.gateway.calls["list_backends"] == 2
         assert world.source.calls["list_certificate_versions"] == 1000
 
+    def test_listing_max_age_zero_lists_for_every_event(self, tmp_path, env, world):
+        """--listing-max-age 0 turns sharing off: every event lists APIM, as the trigger does;
+        the decisions are the same."""
+        path = duplicates_file(tmp_path / "dupes.jsonl", 20)
+
+        result = CliRunner(env=env).invoke(cli, ["replay", "--listing-max-age", "0", str(path)])
+
+        assert result.exit_code == 0, result.output
+        assert world.gateway.calls["list_certificates"] == 20
+        assert [w.op for w in world.gateway.updates] == ["put_certificate"]
+
+    def test_negative_listing_max_age_is_a_usage_error(self, tmp_path, env):
+        """A negative max age is refused before anything runs (exit 2, naming the option)."""
+        path = duplicates_file(tmp_path / "dupes.jsonl", 1)
+
+        result = CliRunner(env=env).invoke(cli, ["replay", "--listing-max-age", "-1", str(path)])
+
+        assert result.exit_code == 2
+        assert "--listing-max-age" in result.output
+
     def test_dry_run_writes_nothing_and_reports_the_targets(self, tmp_path, env, world):
         """--dry-run decides and lists the targets but makes no APIM write."""
         path = write_array(tmp_path / "e.json", [eg_event(V2)])
