@@ -216,16 +216,13 @@ class RotationService:
         """
         if self._dry_run:
             return rollout.run(write=False)
-        ran = False
         try:
             with self._lock.hold(rollout.vault_url, rollout.name):
-                ran = True
-                return rollout.run(write=True)
-        except RotationError as exc:
+                return rollout.run(write=True)  # never raises a RotationError
+        except RotationError as exc:  # taking the lock failed (a release failure is ignored)
             out = rollout.outcome
             out.decision, out.error = Decision.FAILED, exc
-            verb = "release" if ran else "take"
-            out.message = f"could not {verb} the rotation lock of {rollout.name}"
+            out.message = f"could not take the rotation lock of {rollout.name}"
             return out
 
     def _ignore_reason(self, event: KeyVaultEvent) -> str | None:
