@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/bench_replay.py [--events N] [--devstack-events M]
 
 A JSON Lines file holds N Event Grid events for one certificate, mostly duplicates: each names
 one of three versions (v3 the newest), in a seeded random order, with a Secret event (ignored)
-every 50th. Each event is read with ``rotation.events.iter_file_events`` (the intake the
+every 50th. Each event is read with ``rotation.intake.events.iter_file_events`` (the intake the
 ``replay`` command uses) and handled by ``RotationService.batch()`` (what ``replay`` hands its
 events to) of a service built by ``bootstrap.build_service`` with the real ``PolicyValidator``;
 audit records go to a sink that only counts decisions.
@@ -46,7 +46,7 @@ from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import AuditRecord, Trigger
-from rotation.events import iter_file_events
+from rotation.intake.events import iter_file_events
 from rotation.ports import EventHandler
 from rotation.service import RotationService
 from rotation.testing import FakeApimGateway, FakeCertificateSource, FrozenClock

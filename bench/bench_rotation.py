@@ -52,7 +52,7 @@ from rotation.adapters.credentials import StaticTokenCredential
 from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.model import Trigger
-from rotation.events import parse_payload
+from rotation.intake.events import parse_payload
 from rotation.logconfig import configure_logging
 from rotation.service import RotationService
 from rotation.testing import FrozenClock

@@ -19,7 +19,7 @@ Wiring (``build_service``):
 - lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
   ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
 - ``RotationService`` with every knob mapped from the settings, a UTC system clock, and the
-  correlation id the entrypoint bound with ``rotation.audit.bind_correlation``.
+  correlation id the entrypoint bound with ``rotation.adapters.audit.bind_correlation``.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def build_audit_sink(settings: Settings) -> AuditSink:
     Raises:
         DependencyError: the storage connection string is malformed.
     """
-    from rotation.audit import CompositeAuditSink, StructlogAuditSink  # noqa: PLC0415
+    from rotation.adapters.audit import CompositeAuditSink, StructlogAuditSink  # noqa: PLC0415
 
     stdout = StructlogAuditSink()
     if not (settings.audit_table and settings.audit_connection):

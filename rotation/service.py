@@ -30,7 +30,6 @@ from rotation.domain.model import (
     Trigger,
 )
 from rotation.domain.planning import bound_certificates, parse_secret_identifier, vault_key
-from rotation.listings import ListingCache
 from rotation.ports import (
     ApimGateway,
     AuditSink,
@@ -41,6 +40,7 @@ from rotation.ports import (
     Validator,
 )
 from rotation.rollout import Inventory, Outcome, Rollout, Settings
+from rotation.rollout.listings import ListingCache
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService"]
 

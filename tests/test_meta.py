@@ -60,7 +60,7 @@ class TestArchitecture:
     def test_only_config_reads_the_environment(self):
         """Nothing in rotation/ reads os.environ/os.getenv except config.py (and bootstrap passes it)."""
         pattern = re.compile(r"os\.(environ|getenv)")
-        allowed = {"rotation/config.py", "rotation/bootstrap.py"}
+        allowed = {"rotation/config/settings.py", "rotation/bootstrap.py"}
         readers = {
             str(path.relative_to(ROOT))
             for path in (ROOT / "rotation").rglob("*.py")
@@ -72,9 +72,9 @@ class TestArchitecture:
     def test_rotation_imports_devstack_only_from_cli_commands(self):
         """The product never depends on the local stand-ins, except the demo/devstack commands."""
         allowed = {
-            "rotation/entrypoints/cli_devstack.py",
-            "rotation/entrypoints/cli_rotate.py",
-            "rotation/demo.py",
+            "rotation/entrypoints/cli/devstack.py",
+            "rotation/entrypoints/cli/replay.py",
+            "rotation/entrypoints/demo.py",
         }
         importers = {
             str(path.relative_to(ROOT))

@@ -4,7 +4,7 @@ Event Grid writes each dead-lettered delivery as one blob,
 ``{container}/{SUBSCRIPTION-NAME}/{YYYY}/{M}/{D}/{H}/{guid}.json``, holding a JSON array of one or
 more events with ``deadLetterReason``/``deliveryAttempts``/... added. This adapter lists the
 blobs under a prefix (page by page, so a large container never sits in memory), downloads one blob
-at a time into a temporary file and streams it through the intake (``rotation.events``), which
+at a time into a temporary file and streams it through the intake (``rotation.intake.events``), which
 normalises each event.
 
 It is the only code that knows ``azure.storage.blob``; SDK errors become the domain's
@@ -35,7 +35,7 @@ from rotation.domain.errors import (
     TransientDependencyError,
 )
 from rotation.domain.model import KeyVaultEvent
-from rotation.events import iter_file_events
+from rotation.intake.events import iter_file_events
 
 __all__ = ["DeadLetterBlobSource"]
 

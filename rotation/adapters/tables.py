@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient
 
-from rotation.audit import AUDIT_FIELDS
+from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.domain.errors import AuthorizationError, DependencyError, TransientDependencyError
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from rotation import bootstrap
-from rotation.audit import StructlogAuditSink, bind_correlation
+from rotation.adapters.audit import StructlogAuditSink, bind_correlation
 from rotation.config import log_level_from_env, read_environment, vault_urls_from_env
 from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
-from rotation.events import from_function_event
+from rotation.intake.events import from_function_event
 from rotation.logconfig import configure_logging, redact
 
 if TYPE_CHECKING:

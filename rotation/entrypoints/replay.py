@@ -5,7 +5,7 @@ an ``EventHandler.handle`` (the ``replay`` command passes ``RotationService.batc
 Functions trigger's path, with APIM listings shared between consecutive events of one
 certificate); a malformed event is audited (as the trigger does) and reported, a failing one
 fails alone. Only the decision counts are kept (and the batch's listings are bounded), so a
-replay runs in constant memory. The click command itself is in ``cli_rotate``.
+replay runs in constant memory. The click command itself is in ``rotation.entrypoints.cli.replay``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def event_stream(
         OSError: a file cannot be read.
         RotationError: the dead-letter container cannot be listed or read.
     """
-    from rotation.events import iter_file_events  # noqa: PLC0415
+    from rotation.intake.events import iter_file_events  # noqa: PLC0415
 
     for path in files:
         yield from iter_file_events(path, allowed_vault_urls=vaults)
@@ -84,7 +84,7 @@ def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dic
 
 def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
     """Handle one event. Any error fails this event only (the service has audited it)."""
-    from rotation.audit import bind_correlation  # noqa: PLC0415
+    from rotation.adapters.audit import bind_correlation  # noqa: PLC0415
     from rotation.logconfig import redact  # noqa: PLC0415
 
     bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
@@ -109,7 +109,7 @@ def run_replay(
     Raises:
         OSError | RotationError: reading an input failed (one event's failure does not raise).
     """
-    # The stream as it is now, before Progress swaps sys.stderr (see cli_rotate._Stderr).
+    # The stream as it is now, before Progress swaps sys.stderr (see cli.replay._Stderr).
     err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
     counts: Counter[str] = Counter()
     columns = (SpinnerColumn(), TextColumn("replaying"), MofNCompleteColumn(), TimeElapsedColumn())

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.tables import TableAuditSink, iter_audit_records, open_table
-from rotation.audit import AUDIT_FIELDS
 from rotation.domain.errors import DependencyError, TransientDependencyError
 from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
 from rotation.testing import FrozenClock

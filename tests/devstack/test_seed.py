@@ -39,7 +39,7 @@ from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.model import Decision
 from rotation.entrypoints.cli import cli
-from rotation.events import iter_file_events
+from rotation.intake.events import iter_file_events
 
 
 @pytest.fixture(name="scene_pki", scope="session")

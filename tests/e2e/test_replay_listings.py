@@ -23,7 +23,7 @@ from devstack.pki import to_pkcs12
 from devstack.stack import Devstack
 from rotation import bootstrap
 from rotation.entrypoints.replay import Item, run_replay
-from rotation.events import iter_file_events
+from rotation.intake.events import iter_file_events
 from rotation.ports import EventHandler
 from rotation.testing import MemoryAuditSink
 from tests.e2e.world import CERT, NEW_VERSION, E2ePki, World, event_data, topic

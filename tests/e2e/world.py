@@ -37,7 +37,7 @@ from devstack.pki import (
 )
 from devstack.stack import Devstack
 from rotation import bootstrap
-from rotation.audit import CompositeAuditSink, StructlogAuditSink
+from rotation.adapters.audit import CompositeAuditSink, StructlogAuditSink
 from rotation.config import Settings
 from rotation.entrypoints.functions import on_key_vault_event
 from rotation.service import RotationService

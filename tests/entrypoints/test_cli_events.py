@@ -12,8 +12,8 @@ import pytest
 import structlog
 from click.testing import CliRunner
 
+from rotation.adapters.audit import AUDIT_FIELDS, StructlogAuditSink
 from rotation.adapters.tables import TableAuditSink, open_table
-from rotation.audit import AUDIT_FIELDS, StructlogAuditSink
 from rotation.domain.model import AuditRecord, Decision, Trigger
 from rotation.entrypoints.cli import cli
 from rotation.logconfig import configure_logging

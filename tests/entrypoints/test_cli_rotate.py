@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from devstack.pki import Issued, make_key, mint_certificate, mint_chain, to_pkcs12
 from devstack.stack import Devstack
 from rotation import bootstrap
-from rotation.audit import AUDIT_FIELDS
+from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.domain.errors import TransientDependencyError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.entrypoints.cli import cli

@@ -15,7 +15,7 @@ from azure.functions.timer import TimerRequest
 
 from function_app import app
 from rotation import bootstrap
-from rotation.audit import StructlogAuditSink
+from rotation.adapters.audit import StructlogAuditSink
 from rotation.domain.errors import (
     AuthorizationError,
     ChainValidationError,

@@ -26,8 +26,8 @@ from rotation.domain.model import (
     Strategy,
     Trigger,
 )
-from rotation.listings import ListingCache
 from rotation.ports import EventHandler
+from rotation.rollout.listings import ListingCache
 from rotation.service import BatchHandler
 from rotation.testing import MemoryLock
 from tests.service.conftest import (

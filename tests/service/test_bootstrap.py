@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rotation import bootstrap
+from rotation.adapters.audit import CompositeAuditSink, StructlogAuditSink
 from rotation.adapters.crl import HttpCrlFetcher
-from rotation.audit import CompositeAuditSink, StructlogAuditSink
 from rotation.config import Settings
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Decision, Strategy, Trigger

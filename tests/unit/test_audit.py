@@ -10,7 +10,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from rotation.audit import AUDIT_FIELDS, CompositeAuditSink, StructlogAuditSink, bind_correlation
+from rotation.adapters.audit import (
+    AUDIT_FIELDS,
+    CompositeAuditSink,
+    StructlogAuditSink,
+    bind_correlation,
+)
 from rotation.domain.errors import DependencyError, TransientDependencyError
 from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
 from rotation.logconfig import configure_logging

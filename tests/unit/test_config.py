@@ -302,7 +302,7 @@ class TestDocumentation:
         read = set(
             re.findall(
                 r'"((?:ROTATION_[A-Z_]+)|AZURE_CLIENT_ID)"',
-                (root / "rotation/config.py").read_text(),
+                (root / "rotation/config/settings.py").read_text(),
             )
         )
         example = json.loads((root / "local.settings.example.json").read_text())["Values"]

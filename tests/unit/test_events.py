@@ -14,17 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rotation import jsonstream
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import Disposition
-from rotation.events import (
+from rotation.intake import jsonstream
+from rotation.intake.events import (
     MAX_PAYLOAD_BYTES,
     from_function_event,
     iter_file_events,
     parse_bytes,
     parse_payload,
 )
-from rotation.jsonstream import JsonStream
+from rotation.intake.jsonstream import JsonStream
 from tests.payloads import DATA, TOPIC, VERSION
 
 # Wire reference A.4: Event Grid schema, delivered as an array even for one event.

@@ -21,7 +21,7 @@ from rotation.domain.model import (
 )
 
 if TYPE_CHECKING:
-    from rotation.rollout import Outcome, Settings
+    from rotation.rollout.converge import Outcome, Settings
 
 __all__ = ["admit"]
 

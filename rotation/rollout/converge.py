@@ -6,8 +6,8 @@ changed target, 1 verify read per changed entity), re-reads and re-plans on 412 
 ``max_attempts``, and accumulates what happened in an ``Outcome``. It never writes audit
 records; the service turns the outcome into records. Errors are captured in ``Outcome.error``.
 
-This module resolves and plans; the validate step is ``rotation.rollout_admit`` and the apply
-and verify steps are ``rotation.rollout_apply``.
+This module resolves and plans; the validate step is ``rotation.rollout.validate`` and the apply
+and verify steps are ``rotation.rollout.apply``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from rotation.domain.planning import (
     plan_rotation,
 )
 from rotation.ports import ApimGateway, CertificateSource, Clock, Validator
-from rotation.rollout_admit import admit
-from rotation.rollout_apply import apply_actions, write_action
+from rotation.rollout.apply import apply_actions, write_action
+from rotation.rollout.validate import admit
 
 __all__ = ["Inventory", "Outcome", "Rollout", "Settings"]
 

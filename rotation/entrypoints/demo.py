@@ -3,7 +3,7 @@
 It starts the devstack (Key Vault and APIM/ARM stand-ins over TLS on loopback, ephemeral, free
 ports), mints a private CA, imports certificate v1, binds it in two APIM services, and then wires
 the *real* service (real adapters, real SDK clients) through ``bootstrap.build_service``. Four
-real-shaped Event Grid events follow, each parsed by ``rotation.events``:
+real-shaped Event Grid events follow, each parsed by ``rotation.intake.events``:
 
 1. a new valid v2                        -> ``applied`` (every binding moves to v2)
 2. the same event again                  -> ``already_current`` (nothing written)
@@ -45,7 +45,7 @@ from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision, KeyVaultEvent, Trigger
-from rotation.events import parse_payload
+from rotation.intake.events import parse_payload
 from rotation.service import RotationService
 
 __all__ = ["CERTIFICATE", "DemoStep", "run_demo"]

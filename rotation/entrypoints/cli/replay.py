@@ -5,7 +5,7 @@ rotation path the Functions trigger uses, one event in memory at a time (only th
 are kept; the loop lives in ``rotation.entrypoints.replay``), through ``RotationService.batch``:
 consecutive events of one certificate share its APIM listing while nothing changed it; ``plan``
 shows what a rotation would do now; ``demo`` tells the whole story on the embedded local stack
-(the logic lives in ``rotation.demo``). Exit codes: 0 success, 1 a problem found, 2 usage or
+(the logic lives in ``rotation.entrypoints.demo``). Exit codes: 0 success, 1 a problem found, 2 usage or
 configuration error. Diagnostics and audit lines go to stderr, so ``--json`` output on stdout
 stays machine-readable.
 """
@@ -62,7 +62,7 @@ def wire(
     error (exit 2).
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
-    from rotation.audit import CompositeAuditSink  # noqa: PLC0415
+    from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
     from rotation.config import Settings, read_environment  # noqa: PLC0415
     from rotation.logconfig import configure_logging  # noqa: PLC0415
 
@@ -239,7 +239,7 @@ def demo(ctx: click.Context, audit_log: Path, strategy: str) -> None:
     old version is superseded, and a version from an untrusted issuer is rejected. Exit status 1
     if any step's decision or APIM state is not the expected one (it doubles as a smoke test).
     """
-    from rotation.demo import run_demo  # noqa: PLC0415 - imports the devstack only when asked
+    from rotation.entrypoints.demo import run_demo  # noqa: PLC0415 - imports the devstack only when asked
 
     try:
         ok = run_demo(audit_log=audit_log, strategy=strategy, console=Console(highlight=False))

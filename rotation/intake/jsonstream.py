@@ -1,6 +1,6 @@
 """Stream JSON values out of a text file in constant memory (``json.JSONDecoder.raw_decode``).
 
-Used by event replay (``rotation.events.iter_file_events``) and the audit reader. Handles a
+Used by event replay (``rotation.intake.events.iter_file_events``) and the audit reader. Handles a
 top-level JSON array (each element is one value), a single value, and JSON Lines or concatenated
 values. A syntax error is yielded in place of the value as ``InvalidEventError``: in JSON Lines
 the rest of that line is skipped and reading goes on; in an array the element boundaries are lost,

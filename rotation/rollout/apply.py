@@ -29,7 +29,7 @@ from rotation.ports import ApimGateway
 
 if TYPE_CHECKING:
     from rotation.domain.model import ValidationReport
-    from rotation.rollout import Outcome
+    from rotation.rollout.converge import Outcome
 
 __all__ = ["apply_actions", "write_action"]
 

@@ -17,12 +17,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rotation.audit import AUDIT_FIELDS
+from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import normalize_vault_url, read_environment, vault_urls_from_env
 from rotation.domain.errors import ConfigError, DependencyError, InvalidEventError
 from rotation.domain.model import Decision, KeyVaultEvent, Trigger
-from rotation.events import iter_file_events
-from rotation.jsonstream import JsonStream
+from rotation.intake.events import iter_file_events
+from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
 
 __all__ = ["COMMANDS", "audit", "event_to_dict", "events", "verify_record"]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from rotation.domain.planning import vault_key
 from rotation.ports import Clock
-from rotation.rollout import Inventory, Rollout
+from rotation.rollout.converge import Inventory, Rollout
 
 __all__ = ["ListingCache"]
 

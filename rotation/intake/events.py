@@ -24,8 +24,8 @@ import azure.functions as func
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import KeyVaultEvent
-from rotation.event_schema import parse_event, vault_origins
-from rotation.jsonstream import JsonStream
+from rotation.intake.jsonstream import JsonStream
+from rotation.intake.schema import parse_event, vault_origins
 
 __all__ = [
     "MAX_EVENTS",

@@ -3,7 +3,7 @@
 Calls ``RotationService.reconcile(trigger=Trigger.CLI)``, the sweep behind the ``reconcile``
 timer: every certificate an APIM entity references in a configured vault is converged (missed
 events are caught) and in-use versions near expiry get their alert records. Wired like
-``replay``/``plan`` (``cli_rotate.wire``: settings from the environment, audit and log lines on
+``replay``/``plan`` (``cli.replay.wire``: settings from the environment, audit and log lines on
 stderr). The service raises a retryable ``BackendUpdateError`` only *after* writing every
 record, and returns the records only when it does not raise, so the command collects the
 records as they are written (a tap on the audit sink) and prints them either way. Exit codes:
@@ -22,7 +22,7 @@ from rich.table import Table
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import AuditRecord, Decision, Trigger
-from rotation.entrypoints.cli_rotate import stderr_stream, wire
+from rotation.entrypoints.cli.replay import stderr_stream, wire
 
 __all__ = ["COMMANDS", "reconcile"]
 
@@ -68,7 +68,7 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     certificate or APIM service failed (the records are still printed); 2 on a usage or
     configuration error.
     """
-    from rotation.audit import bind_correlation  # noqa: PLC0415 - keeps `--help` fast
+    from rotation.adapters.audit import bind_correlation  # noqa: PLC0415 - keeps `--help` fast
     from rotation.logconfig import redact  # noqa: PLC0415
 
     sweep = _Sweep()

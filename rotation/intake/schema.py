@@ -1,6 +1,6 @@
 """One Key Vault event object → ``KeyVaultEvent``: the schema field readers and the trust checks.
 
-The per-event half of the intake; ``rotation.events`` handles whole deliveries, files and the
+The per-event half of the intake; ``rotation.intake.events`` handles whole deliveries, files and the
 objects the Functions trigger hands over. Here: a case-insensitive view of an event's fields
 (readers for text, ISO-8601 times with 7-digit fractions, epoch seconds and counts), either
 schema (Event Grid or CloudEvents 1.0) and the dead-letter envelope, and the checks that make a

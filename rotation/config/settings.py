@@ -5,7 +5,7 @@ else is given a mapping. ``Settings.from_env(os.environ)`` is pure: it reads onl
 is given (and checks that the trust-anchor bundle it names exists and holds a certificate), and
 raises one ``ConfigError`` listing every missing or invalid setting at once. Secrets
 (``audit_connection``, ``lock_connection``, ``devstack_token``) are excluded from ``repr``. The table of settings is in
-``docs/settings.md``; the parsers of single values are in ``rotation.config_values``.
+``docs/settings.md``; the parsers of single values are in ``rotation.config.values``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rotation import config_values as parse
-from rotation.config_values import SettingsReader, normalize_vault_url
+from rotation.config import values as parse
+from rotation.config.values import SettingsReader, normalize_vault_url
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Strategy
 
