@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import hashes, serialization
 
 from devstack.pki import EPOCH, Issued, make_crl, mint_chain, to_pem_bundle, to_pkcs12
-from rotation.entrypoints.cli_validate import validate
+from rotation.entrypoints.cli.validate import validate
 
 AT = "2026-03-01T00:00:00Z"
 

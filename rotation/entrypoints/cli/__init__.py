@@ -9,11 +9,11 @@ from __future__ import annotations
 import click
 
 from rotation import __version__
-from rotation.entrypoints import cli_validate
 from rotation.entrypoints.cli import devstack as cli_devstack
 from rotation.entrypoints.cli import events as cli_events
 from rotation.entrypoints.cli import reconcile as cli_reconcile
 from rotation.entrypoints.cli import replay as cli_rotate
+from rotation.entrypoints.cli import validate as cli_validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
