@@ -14,10 +14,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import timedelta
 
 from rotation.domain.actions import RotationPlan
+from rotation.domain.decisions import expiry_alert
 from rotation.domain.errors import BackendUpdateError, RotationError
 from rotation.domain.model import (
     ApimBackend,
@@ -39,8 +39,8 @@ from rotation.ports import (
     RotationLock,
     Validator,
 )
-from rotation.rollout import Inventory, Outcome, Rollout, Settings
-from rotation.rollout.listings import ListingCache
+from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
+from rotation.rollout.record import error_text, outcome_records
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService"]
 
@@ -85,7 +85,7 @@ class RotationService:
         self._strategy = strategy
         self._lock: RotationLock = lock or NullLock()
         self._near_expiry = timedelta(days=near_expiry_days)
-        self._settings = Settings(
+        self._context = RolloutContext(
             source=source, gateway=gateway, validator=validator, clock=clock,
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
             max_attempts=max_attempts, clock_skew=clock_skew, pin_identity=pin_identity,
@@ -132,12 +132,12 @@ class RotationService:
         else:
             vault = self._vaults[vault_key(event.vault_url)]
             if listings is None:
-                rollout = Rollout(self._settings, vault, event.object_name, event=event)
+                rollout = Rollout(self._context, vault, event.object_name, event=event)
                 outcome = self._converge(rollout)
             else:
                 shared = listings.take(vault, event.object_name)
                 rollout = Rollout(
-                    self._settings, vault, event.object_name, event=event,
+                    self._context, vault, event.object_name, event=event,
                     inventory=shared.inventory if shared else None, borrowed=shared is not None,
                 )  # fmt: skip
                 listed_at = shared.listed_at if shared else self._clock.now()
@@ -165,7 +165,7 @@ class RotationService:
         entities = [c for certs, _ in inventory.values() for c in certs]
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
             started = time.perf_counter()
-            outcome = self._converge(Rollout(self._settings, vault, name, inventory=inventory))
+            outcome = self._converge(Rollout(self._context, vault, name, inventory=inventory))
             records.append(
                 self._record(
                     outcome, event=None, trigger=trigger, started=started, correlation=correlation
@@ -197,7 +197,7 @@ class RotationService:
                 candidate=None, previous_version=None, actions=(),
                 message=f"vault {vault_url} is not in ROTATION_VAULTS",
             )  # fmt: skip
-        out = Rollout(self._settings, vault, certificate_name).run(write=False)
+        out = Rollout(self._context, vault, certificate_name).run(write=False)
         if out.error is not None:
             raise out.error
         return RotationPlan(
@@ -240,9 +240,9 @@ class RotationService:
         failures: list[RotationError],
     ) -> Inventory:
         """Every service's entities (and backends where an entity names a configured vault)."""
-        gateway = self._settings.gateway
+        gateway = self._context.gateway
         inventory: Inventory = {}
-        for service_id in self._settings.apim_services:
+        for service_id in self._context.apim_services:
             try:
                 certs = tuple(gateway.list_certificates(service_id))
                 ours = any(self._references_vault(c) for c in certs)
@@ -253,7 +253,7 @@ class RotationService:
                 failures.append(exc)
                 record = AuditRecord(
                     event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
-                    correlation_id=correlation, error=_error_text(exc), strategy=self._strategy,
+                    correlation_id=correlation, error=error_text(exc), strategy=self._strategy,
                     message=f"could not list APIM service {service_id}",
                 )  # fmt: skip
                 self._audit.write(record)
@@ -276,30 +276,12 @@ class RotationService:
         correlation: str,
     ) -> AuditRecord:
         """Write one record per target, then the canonical record; return the canonical one."""
-        candidate = outcome.candidate
-        about_candidate = candidate is not None and outcome.decision not in {
-            Decision.SUPERSEDED, Decision.IGNORED,
-        }  # fmt: skip
-        leaf = outcome.report.leaf if outcome.report and about_candidate else None
-        chosen = candidate if about_candidate else None
-        record = AuditRecord(
-            event=_event_name(outcome, event, dry_run=self._dry_run),
-            decision=outcome.decision, trigger=trigger,
-            event_id=event.event_id if event else None, event_type=event.event_type if event else None,
-            vault=outcome.vault, certificate=outcome.certificate,
-            version=chosen.version if chosen else event.version if event else None,
-            previous_version=outcome.previous_version,
-            thumbprint_sha1=leaf.thumbprint_sha1 if leaf else chosen.thumbprint_sha1 if chosen else None,
-            thumbprint_sha256=leaf.thumbprint_sha256 if leaf else None,
-            not_before=leaf.not_before if leaf else chosen.not_before if chosen else None,
-            not_after=leaf.not_after if leaf else chosen.expires if chosen else None,
-            findings=tuple(outcome.findings), targets=tuple(outcome.targets.values()),
-            strategy=self._strategy, dry_run=self._dry_run,
+        record, per_target = outcome_records(
+            outcome, event=event, trigger=trigger, strategy=self._strategy, dry_run=self._dry_run,
             duration_ms=round((time.perf_counter() - started) * 1000, 3), correlation_id=correlation,
-            error=_error_text(outcome.error) if outcome.error else None, message=outcome.message,
         )  # fmt: skip
-        for target in record.targets:
-            self._audit.write(replace(record, event="rotation.target", targets=(target,)))
+        for target in per_target:
+            self._audit.write(target)
         self._audit.write(record)
         return record
 
@@ -307,52 +289,13 @@ class RotationService:
         self, outcome: Outcome, *, trigger: Trigger, correlation: str
     ) -> AuditRecord | None:
         """A ``certificate.near_expiry`` (or ``.expired``) record when what the bindings present
-        after this run expires within ``near_expiry_days``."""
-        now = self._clock.now()
-        applied = outcome.decision is Decision.APPLIED and not self._dry_run
-        presented = (outcome.candidate,) if applied and outcome.candidate else outcome.in_use
-        expiring = [
-            v for v in presented if v.expires is not None and v.expires <= now + self._near_expiry
-        ]
-        if not expiring:
-            return None
-        soonest = min(expiring, key=lambda v: (v.expires, v.version))
-        assert soonest.expires is not None  # noqa: S101 - filtered above
-        expired = soonest.expires <= now
-        newer = (
-            ""
-            if outcome.decision is Decision.ALREADY_CURRENT
-            else f" (this run: {outcome.decision})"
-        )
-        return AuditRecord(
-            event="certificate.expired" if expired else "certificate.near_expiry",
-            decision=outcome.decision, trigger=trigger, vault=outcome.vault,
-            certificate=outcome.certificate, version=soonest.version,
-            thumbprint_sha1=soonest.thumbprint_sha1, not_before=soonest.not_before,
-            not_after=soonest.expires, strategy=self._strategy, dry_run=self._dry_run,
-            correlation_id=correlation,
-            message=f"version {soonest.version} in use {'expired' if expired else 'expires'} at "
-            f"{soonest.expires.isoformat()}; no newer valid version is bound{newer}",
+        after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``)."""
+        return expiry_alert(
+            decision=outcome.decision, candidate=outcome.candidate, in_use=outcome.in_use,
+            vault=outcome.vault, certificate=outcome.certificate, now=self._clock.now(),
+            near_expiry=self._near_expiry, strategy=self._strategy, dry_run=self._dry_run,
+            trigger=trigger, correlation_id=correlation,
         )  # fmt: skip
-
-
-def _event_name(outcome: Outcome, event: KeyVaultEvent | None, *, dry_run: bool) -> str:
-    if dry_run and outcome.decision is Decision.APPLIED:
-        return "rotation.planned"
-    alert = event is not None and event.disposition is Disposition.ALERT
-    if alert and outcome.decision not in {Decision.APPLIED, Decision.FAILED}:
-        assert event is not None  # noqa: S101 - narrowed by ``alert``
-        return (
-            "certificate.expired"
-            if event.event_type.endswith("Expired")
-            else "certificate.near_expiry"
-        )
-    return f"rotation.{outcome.decision}"
-
-
-def _error_text(exc: BaseException) -> str:
-    """Type and message only (adapters build messages from names and status codes)."""
-    return f"{type(exc).__name__}: {exc}"
 
 
 class BatchHandler:

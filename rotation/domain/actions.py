@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rotation.domain.model import AuditTarget, CertificateVersion, Decision
+from rotation.domain.model import (
+    AuditTarget,
+    CertificateVersion,
+    Decision,
+    TargetKind,
+    TargetResult,
+)
 
 __all__ = [
     "Action",
@@ -77,7 +83,7 @@ class AlreadyCurrent:
     """The target already uses the candidate: nothing to do."""
 
     service_id: str
-    kind: str  # "certificate" | "backend"
+    kind: TargetKind
     name: str
     reference: str | None
 
@@ -87,7 +93,7 @@ class Superseded:
     """The target uses a version newer than the candidate: never roll back."""
 
     service_id: str
-    kind: str
+    kind: TargetKind
     name: str
     in_use: str | None
     candidate: str
@@ -95,17 +101,21 @@ class Superseded:
 
 Action = PinEntity | CreateEntity | MoveBackend | RetireEntity | AlreadyCurrent | Superseded
 
-_CHANGE_RESULT = {
-    "PinEntity": "updated",
-    "CreateEntity": "created",
-    "MoveBackend": "updated",
-    "RetireEntity": "retired",
+_CHANGE_RESULT: dict[type, TargetResult] = {
+    PinEntity: TargetResult.UPDATED,
+    CreateEntity: TargetResult.CREATED,
+    MoveBackend: TargetResult.UPDATED,
+    RetireEntity: TargetResult.RETIRED,
+    AlreadyCurrent: TargetResult.ALREADY_CURRENT,
+    Superseded: TargetResult.SUPERSEDED,
 }
-_PLANNED_RESULT = {
-    "PinEntity": "update",
-    "CreateEntity": "create",
-    "MoveBackend": "move",
-    "RetireEntity": "retire",
+_PLANNED_RESULT: dict[type, TargetResult] = {
+    PinEntity: TargetResult.UPDATE,
+    CreateEntity: TargetResult.CREATE,
+    MoveBackend: TargetResult.MOVE,
+    RetireEntity: TargetResult.RETIRE,
+    AlreadyCurrent: TargetResult.ALREADY_CURRENT,
+    Superseded: TargetResult.SUPERSEDED,
 }
 
 
@@ -117,34 +127,37 @@ def _tail(ids: tuple[str, ...]) -> str:
     return ",".join(i.rstrip("/").rsplit("/", 1)[-1] for i in ids)
 
 
-def describe(action: Action, result: str | None = None, *, planned: bool = False) -> AuditTarget:
-    """The audit target of an action; ``result`` defaults to what applying it records."""
-    default = (_PLANNED_RESULT if planned else _CHANGE_RESULT).get(type(action).__name__)
+def describe(
+    action: Action, result: TargetResult | None = None, *, planned: bool = False
+) -> AuditTarget:
+    """The audit target of an action; ``result`` defaults to what applying it records (or,
+    ``planned``, to the verb ``plan`` prints)."""
+    result = result or (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
     svc = _service_name(action.service_id)
     if isinstance(action, PinEntity | CreateEntity):
         old = action.from_secret if isinstance(action, PinEntity) else None
         return AuditTarget(
-            service=svc, kind="certificate", name=action.certificate_id, from_=old, to=action.to_secret,
-            result=result or default or "",
+            service=svc, kind=TargetKind.CERTIFICATE, name=action.certificate_id, from_=old,
+            to=action.to_secret, result=result,
         )  # fmt: skip
     if isinstance(action, MoveBackend):
         return AuditTarget(
-            service=svc, kind="backend", name=action.backend_id, from_=_tail(action.from_ids),
-            to=_tail(action.to_ids), result=result or default or "",
+            service=svc, kind=TargetKind.BACKEND, name=action.backend_id,
+            from_=_tail(action.from_ids), to=_tail(action.to_ids), result=result,
         )  # fmt: skip
     if isinstance(action, RetireEntity):
         return AuditTarget(
-            service=svc, kind="certificate", name=action.certificate_id, from_=action.secret, to=None,
-            result=result or default or "",
+            service=svc, kind=TargetKind.CERTIFICATE, name=action.certificate_id,
+            from_=action.secret, to=None, result=result,
         )  # fmt: skip
     if isinstance(action, AlreadyCurrent):
         return AuditTarget(
             service=svc, kind=action.kind, name=action.name, from_=action.reference,
-            to=action.reference, result=result or "already_current",
+            to=action.reference, result=result,
         )  # fmt: skip
     return AuditTarget(
         service=svc, kind=action.kind, name=action.name, from_=action.in_use, to=action.candidate,
-        result=result or "superseded",
+        result=result,
     )  # fmt: skip
 
 
@@ -179,10 +192,3 @@ class RotationPlan:
             "message": self.message,
             "targets": [t.as_dict() for t in self.targets],
         }
-
-    def keys(self) -> list[str]:
-        """Mapping protocol, so ``dict(plan)`` gives ``as_dict()`` (what the CLI prints)."""
-        return list(self.as_dict())
-
-    def __getitem__(self, key: str) -> object:
-        return self.as_dict()[key]

@@ -26,6 +26,8 @@ __all__ = [
     "SecretMaterial",
     "Severity",
     "Strategy",
+    "TargetKind",
+    "TargetResult",
     "Trigger",
     "ValidationReport",
 ]
@@ -64,6 +66,46 @@ class Trigger(StrEnum):
     EVENTGRID = "eventgrid"
     TIMER = "timer"
     CLI = "cli"
+
+
+class TargetKind(StrEnum):
+    """What an audit target is: an APIM certificate entity or a backend."""
+
+    CERTIFICATE = "certificate"
+    BACKEND = "backend"
+
+
+class TargetResult(StrEnum):
+    """The ``result`` of an audit target: what a run did to it (or, for ``plan``, would do)."""
+
+    UPDATED = "updated"
+    CREATED = "created"
+    RETIRED = "retired"
+    ALREADY_CURRENT = "already_current"
+    SUPERSEDED = "superseded"
+    FAILED = "failed"
+    SKIPPED_DRY_RUN = "skipped_dry_run"
+    DEFERRED = "deferred"  # the candidate was deferred: the target was left as it is
+    REJECTED = "rejected"  # the candidate was rejected: the target was left as it is
+    # planned verbs (``RotationPlan.targets``)
+    UPDATE = "update"
+    CREATE = "create"
+    MOVE = "move"
+    RETIRE = "retire"
+
+    @property
+    def wrote(self) -> bool:
+        """The run wrote to APIM for this target (or tried to: ``failed``)."""
+        return self in _WRITTEN
+
+    @property
+    def changed(self) -> bool:
+        """The run changed what APIM holds for this target."""
+        return self in _CHANGED
+
+
+_CHANGED = frozenset({TargetResult.UPDATED, TargetResult.CREATED, TargetResult.RETIRED})
+_WRITTEN = _CHANGED | {TargetResult.FAILED}
 
 
 class Severity(StrEnum):
@@ -250,21 +292,21 @@ class AuditTarget:
     """One APIM target a rotation considered: a certificate entity or a backend."""
 
     service: str  # APIM service name
-    kind: str  # "certificate" | "backend"
+    kind: TargetKind
     name: str  # entity id or backend id
     from_: str | None  # what it referenced before (secret id or certificate entity id)
     to: str | None  # what it references now / would reference
-    result: str  # updated | already_current | skipped_dry_run | superseded | failed | created | retired
+    result: TargetResult
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record (§5)."""
         return {
             "service": self.service,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "name": self.name,
             "from": self.from_,
             "to": self.to,
-            "result": self.result,
+            "result": str(self.result),
         }
 
 

@@ -32,7 +32,13 @@ from rotation.domain.bindings import (
     references,
     vault_key,
 )
-from rotation.domain.model import ApimBackend, ApimCertificate, CertificateVersion, Strategy
+from rotation.domain.model import (
+    ApimBackend,
+    ApimCertificate,
+    CertificateVersion,
+    Strategy,
+    TargetKind,
+)
 
 __all__ = [
     "Action",
@@ -148,14 +154,14 @@ def _plan_pin(
     if state == "current" and _presents(entity, candidate):
         return AlreadyCurrent(
             service_id=entity.service_id,
-            kind="certificate",
+            kind=TargetKind.CERTIFICATE,
             name=entity.certificate_id,
             reference=entity.secret_identifier,
         )
     if state == "newer":
         return Superseded(
             service_id=entity.service_id,
-            kind="certificate",
+            kind=TargetKind.CERTIFICATE,
             name=entity.certificate_id,
             in_use=b.version,
             candidate=candidate.version,
@@ -253,7 +259,7 @@ def _plan_backend(
     if all(g.entity.resource_id.lower() == target_resource.lower() for g in used):
         return AlreadyCurrent(
             service_id=backend.service_id,
-            kind="backend",
+            kind=TargetKind.BACKEND,
             name=backend.backend_id,
             reference=target_resource,
         )
@@ -261,7 +267,7 @@ def _plan_backend(
     if newer:
         return Superseded(
             service_id=backend.service_id,
-            kind="backend",
+            kind=TargetKind.BACKEND,
             name=backend.backend_id,
             in_use=newer[0].version,
             candidate=candidate.version,

@@ -18,22 +18,21 @@ as cheap as importing ``azure.functions`` (ARCHITECTURE §7 cold-start budget).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
+import azure.functions as func
 import structlog
 
 from rotation import bootstrap
 from rotation.adapters.audit import StructlogAuditSink, bind_correlation
 from rotation.config import log_level_from_env, read_environment, vault_urls_from_env
-from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
-from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
-from rotation.intake.events import from_function_event
+from rotation.domain.decisions import failure_audit
+from rotation.domain.errors import ConfigError, RotationError
+from rotation.domain.model import AuditRecord, KeyVaultEvent, Trigger
+from rotation.intake.events import parse_object
 from rotation.logconfig import configure_logging, redact
 
-if TYPE_CHECKING:
-    import azure.functions as func
-
-__all__ = ["handle_event", "run_reconcile"]
+__all__ = ["from_function_event", "handle_event", "run_reconcile"]
 
 _log = structlog.get_logger("rotation.entrypoints.functions")
 
@@ -61,6 +60,26 @@ def handle_event(event: func.EventGridEvent | func.CloudEvent) -> None:
         _audit_failure(exc, Trigger.EVENTGRID, correlation_id, event_id, parsed)
         raise
     _log.info("event_handled", decision=str(record.decision), event_name=record.event)
+
+
+def from_function_event(
+    event: func.EventGridEvent | func.CloudEvent, *, allowed_vault_urls: Iterable[str] = ()
+) -> KeyVaultEvent:
+    """Normalise the object the Functions Event Grid trigger hands the function: its fields are
+    laid out as the wire JSON and parsed by ``rotation.intake.events.parse_object``.
+
+    Raises:
+        InvalidEventError: the event is malformed or forged.
+    """
+    obj: dict[str, object]
+    if isinstance(event, func.CloudEvent):
+        obj = {**event.extension_attrs, "specversion": event.specversion, "id": event.id}
+        obj |= {"source": event.source, "type": event.type, "time": event.time}
+    else:
+        obj = {"id": event.id, "topic": event.topic, "eventType": event.event_type}
+        obj["eventTime"] = event.event_time
+    obj |= {"subject": event.subject, "data": event.get_json()}
+    return parse_object(obj, path="event", allowed_vault_urls=allowed_vault_urls)
 
 
 def run_reconcile(*, past_due: bool) -> None:
@@ -92,16 +111,9 @@ def _audit_failure(
     event_id: str | None,
     parsed: KeyVaultEvent | None,
 ) -> None:
-    """Leave an audit line for an invocation that did not produce its own record."""
-    if isinstance(exc, InvalidEventError):
-        name, decision = "event.malformed", Decision.IGNORED
-    elif isinstance(exc, ConfigError):
-        name, decision = "config.invalid", Decision.FAILED
-    elif isinstance(exc, RotationError) and not exc.retryable:
-        name, decision = "event.refused", Decision.IGNORED
-    else:
-        name = f"{'event' if trigger is Trigger.EVENTGRID else 'reconcile'}.failed"
-        decision = Decision.FAILED
+    """Leave an audit line for an invocation that did not produce its own record (name and
+    decision: ``rotation.domain.decisions.failure_audit``)."""
+    name, decision = failure_audit(exc, trigger)
     message = str(redact(f"{type(exc).__name__}: {exc}"))
     record = AuditRecord(
         event=name,

@@ -16,11 +16,8 @@ a file, ``MAX_EVENTS`` (5000, Event Grid's largest batch) per payload.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import azure.functions as func
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import KeyVaultEvent
@@ -30,9 +27,8 @@ from rotation.intake.schema import parse_event, vault_origins
 __all__ = [
     "MAX_EVENTS",
     "MAX_PAYLOAD_BYTES",
-    "from_function_event",
     "iter_file_events",
-    "parse_bytes",
+    "parse_object",
     "parse_payload",
 ]
 
@@ -58,48 +54,16 @@ def parse_payload(
     return [parse_event(item, f"[{i}]", origins) for i, item in enumerate(payload)]
 
 
-def parse_bytes(
-    data: bytes,
-    *,
-    allowed_vault_urls: Iterable[str] = (),
-    max_bytes: int = MAX_PAYLOAD_BYTES,
-    max_events: int = MAX_EVENTS,
-) -> list[KeyVaultEvent]:
-    """Decode one delivery body (UTF-8 JSON, at most ``max_bytes``) and normalise it.
-
-    Raises:
-        InvalidEventError: too large, not UTF-8 JSON, or malformed (see ``parse_payload``).
-    """
-    if len(data) > max_bytes:
-        raise InvalidEventError(f"payload is {len(data)} bytes; the limit is {max_bytes}")
-    try:
-        payload = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise InvalidEventError("payload is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidEventError(f"payload is not JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise InvalidEventError("payload is nested too deeply") from None
-    return parse_payload(payload, allowed_vault_urls=allowed_vault_urls, max_events=max_events)
-
-
-def from_function_event(
-    event: func.EventGridEvent | func.CloudEvent, *, allowed_vault_urls: Iterable[str] = ()
+def parse_object(
+    obj: dict[str, object], *, path: str = "event", allowed_vault_urls: Iterable[str] = ()
 ) -> KeyVaultEvent:
-    """Normalise the object the Functions Event Grid trigger hands the function.
+    """Normalise one event object (e.g. the fields of a Functions trigger's event; the
+    entrypoint converts the host's types). Error paths start with ``path``.
 
     Raises:
         InvalidEventError: the event is malformed or forged.
     """
-    obj: dict[str, object]
-    if isinstance(event, func.CloudEvent):
-        obj = {**event.extension_attrs, "specversion": event.specversion, "id": event.id}
-        obj |= {"source": event.source, "type": event.type, "time": event.time}
-    else:
-        obj = {"id": event.id, "topic": event.topic, "eventType": event.event_type}
-        obj["eventTime"] = event.event_time
-    obj |= {"subject": event.subject, "data": event.get_json()}
-    return parse_event(obj, "event", vault_origins(allowed_vault_urls))
+    return parse_event(obj, path, vault_origins(allowed_vault_urls))
 
 
 def iter_file_events(

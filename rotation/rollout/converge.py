@@ -1,104 +1,31 @@
-"""One convergence of one certificate: resolve, plan, validate, apply, verify (ARCHITECTURE §2).
+"""One convergence of one certificate: resolve, plan, validate, apply, verify
+(``docs/architecture.md``, "The rotation path").
 
-``Rollout`` is the unit of work behind ``RotationService``: it makes the §7 minimum of calls
+``Rollout`` is the unit of work behind ``RotationService``: it makes the minimum of calls
 (APIM list pages, 1 version list, 1 secret read only when something must change, 1 write per
-changed target, 1 verify read per changed entity), re-reads and re-plans on 412 up to
-``max_attempts``, and accumulates what happened in an ``Outcome``. It never writes audit
-records; the service turns the outcome into records. Errors are captured in ``Outcome.error``.
+changed target, 1 verify read per changed entity; ``docs/architecture.md``, "Budgets"),
+re-reads and re-plans on 412 up to ``max_attempts``, and accumulates what happened in an
+``Outcome``. It never writes audit records; the service turns the outcome into records
+(``rotation.rollout.record``). Errors are captured in ``Outcome.error``.
 
-This module resolves and plans; the validate step is ``rotation.rollout.validate`` and the apply
-and verify steps are ``rotation.rollout.apply``.
+The steps are modules of this package: ``resolve`` (resolve and plan), ``validate``, ``apply``
+and ``verify``; the decisions they act on are ``rotation.domain.decisions``'.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
-
-from rotation.domain.actions import describe
+from rotation.domain.actions import AlreadyCurrent, RetireEntity, Superseded
+from rotation.domain.bindings import Binding
+from rotation.domain.decisions import settle
 from rotation.domain.errors import PreconditionFailedError, RotationError
-from rotation.domain.model import (
-    ApimBackend,
-    ApimCertificate,
-    AuditTarget,
-    CertificateVersion,
-    Decision,
-    Disposition,
-    FindingCode,
-    KeyVaultEvent,
-    Strategy,
-    ValidationReport,
-)
-from rotation.domain.planning import (
-    Action,
-    AlreadyCurrent,
-    Binding,
-    RetireEntity,
-    Superseded,
-    choose_candidate,
-    discover_bindings,
-    is_superseded,
-    live_bindings,
-    needs_change,
-    plan_rotation,
-)
-from rotation.ports import ApimGateway, CertificateSource, Clock, Validator
+from rotation.domain.model import CertificateVersion, Decision, KeyVaultEvent, TargetResult
+from rotation.domain.planning import needs_change
 from rotation.rollout.apply import apply_actions, write_action
-from rotation.rollout.validate import admit
+from rotation.rollout.resolve import bindings_in, list_inventory, plan
+from rotation.rollout.state import Inventory, Outcome, RolloutContext
+from rotation.rollout.validate import validate
 
-__all__ = ["Inventory", "Outcome", "Rollout", "Settings"]
-
-Inventory = dict[str, tuple[tuple[ApimCertificate, ...], tuple[ApimBackend, ...]]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    """The ports and knobs a rollout needs (built once by ``RotationService``)."""
-
-    source: CertificateSource
-    gateway: ApimGateway
-    validator: Validator
-    clock: Clock
-    apim_services: tuple[str, ...]
-    strategy: Strategy
-    retain_previous: int
-    max_attempts: int
-    clock_skew: timedelta
-    pin_identity: bool
-
-
-@dataclass(kw_only=True)
-class Outcome:
-    """What one rollout found and did (mutable while it runs)."""
-
-    vault: str
-    certificate: str
-    decision: Decision = Decision.IGNORED
-    message: str | None = None
-    candidate: CertificateVersion | None = None
-    previous_version: str | None = None
-    report: ValidationReport | None = None
-    findings: list[str] = field(default_factory=list)
-    actions: tuple[Action, ...] = ()
-    targets: dict[tuple[str, str, str], AuditTarget] = field(default_factory=dict)
-    in_use: tuple[CertificateVersion, ...] = ()  # versions the live bindings present
-    error: RotationError | None = None
-
-    def record(self, action: Action, result: str | None = None) -> None:
-        """Record the target ``action`` touches (``result`` overrides its default wording)."""
-        target = describe(action, result)
-        key = (target.service.lower(), target.kind, target.name.lower())
-        earlier = self.targets.get(key)
-        if earlier is not None and earlier.result in {"updated", "created", "retired"} and target.result in {
-            "already_current", "superseded",
-        }:  # fmt: skip
-            return  # a re-plan after 412 sees our own earlier write as current: keep "updated"
-        self.targets[key] = target
-
-    def note(self, code: str) -> None:
-        """Add a finding code once, in first-seen order."""
-        if code not in self.findings:
-            self.findings.append(code)
+__all__ = ["Rollout"]
 
 
 class Rollout:
@@ -106,7 +33,7 @@ class Rollout:
 
     def __init__(
         self,
-        settings: Settings,
+        context: RolloutContext,
         vault_url: str,
         certificate_name: str,
         *,
@@ -118,7 +45,7 @@ class Rollout:
         replay's shared listing); a compare-and-swap that refuses a plan drops it and re-lists.
         ``borrowed``: ``inventory`` is a listing an earlier rollout made (a replay's shared
         one), so a plan refused on it is one more attempt, not one of ``max_attempts``."""
-        self.s = settings
+        self.ctx = context
         self.vault_url = vault_url
         self.name = certificate_name
         self.event = event
@@ -144,9 +71,17 @@ class Rollout:
             self.outcome.error = exc
         return self.outcome
 
+    def versions(self) -> tuple[CertificateVersion, ...]:
+        """The certificate's versions, listed once per rollout."""
+        if self._versions is None:
+            self._versions = tuple(
+                self.ctx.source.list_certificate_versions(self.vault_url, self.name)
+            )
+        return self._versions
+
     def _converge(self, *, write: bool) -> None:
         out = self.outcome
-        attempts = self.s.max_attempts + self._extra_attempts
+        attempts = self.ctx.max_attempts + self._extra_attempts
         for attempt in range(1, attempts + 1):
             self._final = attempt >= attempts
             if not self._resolve():
@@ -154,14 +89,14 @@ class Rollout:
             if not needs_change(out.actions):
                 self._settle(write=write)
                 return
-            if not admit(self.s, out, self.versions()):
-                self._mark_all(str(out.decision))
+            if not validate(self.ctx, out, self.versions()):
+                self._mark_all(TargetResult(out.decision))
                 return
             if not write:
-                self._mark_all("skipped_dry_run")
+                self._mark_all(TargetResult.SKIPPED_DRY_RUN)
                 return
             try:
-                apply_actions(self.s.gateway, out, final=self._final)
+                apply_actions(self.ctx.gateway, out, final=self._final)
             except PreconditionFailedError:
                 if self._final:
                     raise
@@ -170,110 +105,36 @@ class Rollout:
             else:
                 return
 
-    def _mark_all(self, result: str) -> None:
+    def _resolve(self) -> bool:
+        """Resolve and plan (``rotation.rollout.resolve``); False when the rollout stops."""
+        bindings = self._bindings()
+        if not bindings:
+            self.outcome.message = (
+                f"no APIM certificate entity references {self.vault_url}/secrets/{self.name}"
+            )
+            return False
+        return plan(self.ctx, self.outcome, bindings, self.versions(), self.event)
+
+    def _bindings(self) -> tuple[Binding, ...]:
+        if self._inventory is None:
+            self._inventory = list_inventory(self.ctx, self.vault_url, self.name)
+        return bindings_in(self._inventory, self.vault_url, self.name)
+
+    def _mark_all(self, result: TargetResult) -> None:
         """Record every target; the ones that would change get ``result``."""
         for action in self.outcome.actions:
             changes = not isinstance(action, AlreadyCurrent | Superseded)
             self.outcome.record(action, result if changes else None)
 
-    # --- resolve and plan ---------------------------------------------------------------------
-
-    def _bindings(self) -> tuple[Binding, ...]:
-        if self._inventory is None:
-            self._inventory = {}
-            for service_id in self.s.apim_services:
-                certs = tuple(self.s.gateway.list_certificates(service_id))
-                mine = discover_bindings(self.vault_url, self.name, certs, ())
-                backends = tuple(self.s.gateway.list_backends(service_id)) if mine else ()
-                self._inventory[service_id] = (certs, backends)
-        found: list[Binding] = []
-        for certs, backends in self._inventory.values():
-            found.extend(discover_bindings(self.vault_url, self.name, certs, backends))
-        return tuple(found)
-
-    def versions(self) -> tuple[CertificateVersion, ...]:
-        """The certificate's versions, listed once per rollout."""
-        if self._versions is None:
-            self._versions = tuple(
-                self.s.source.list_certificate_versions(self.vault_url, self.name)
-            )
-        return self._versions
-
-    def _resolve(self) -> bool:
-        out = self.outcome
-        bindings = self._bindings()
-        if not bindings:
-            out.message = (
-                f"no APIM certificate entity references {self.vault_url}/secrets/{self.name}"
-            )
-            return False
-        versions = self.versions()
-        out.candidate = candidate = choose_candidate(versions)
-        if candidate is None:
-            out.message = "the certificate has no enabled version"
-            return False
-        live = live_bindings(bindings, self.s.strategy)
-        self._note_in_use(live, versions, candidate)
-        if any(b.version is None for b in bindings):
-            out.note(str(FindingCode.BINDING_VERSIONLESS))
-        if self._superseded(live, versions):
-            return False
-        out.actions = plan_rotation(
-            bindings=bindings, versions=versions, candidate=candidate,
-            strategy=self.s.strategy, retain_previous=self.s.retain_previous,
-        )  # fmt: skip
-        return True
-
-    def _note_in_use(
-        self,
-        live: tuple[Binding, ...],
-        versions: tuple[CertificateVersion, ...],
-        candidate: CertificateVersion,
-    ) -> None:
-        """What the live bindings present (versionless: the candidate) and the previous version."""
-        index = {v.version.lower(): v for v in versions}
-        in_use = [index.get((b.version or candidate.version).lower()) for b in live]
-        self.outcome.in_use = tuple(v for v in in_use if v is not None)
-        older = sorted(
-            (v for v in self.outcome.in_use if v.version != candidate.version),
-            key=lambda v: v.created,
-        )
-        self.outcome.previous_version = older[-1].version if older else None
-
-    def _superseded(
-        self, live: tuple[Binding, ...], versions: tuple[CertificateVersion, ...]
-    ) -> bool:
-        """A new-version event older than what every live binding uses: record and stop."""
-        event = self.event
-        if event is None or event.disposition is not Disposition.ROTATE:
-            return False
-        if not is_superseded(event.version, live, versions):
-            return False
-        self.outcome.decision = Decision.SUPERSEDED
-        self.outcome.message = f"version {event.version} is older than what every binding uses"
-        for b in live:
-            self.outcome.record(
-                Superseded(
-                    service_id=b.entity.service_id,
-                    kind="certificate",
-                    name=b.entity.certificate_id,
-                    in_use=b.version,
-                    candidate=event.version,
-                )
-            )
-        return True
-
     def _settle(self, *, write: bool) -> None:
         """Nothing changes what is presented: no secret read; only pending retirements run."""
         out = self.outcome
-        kept = [a for a in out.actions if not isinstance(a, RetireEntity)]
-        superseded = bool(kept) and all(isinstance(a, Superseded) for a in kept)
-        out.decision = Decision.SUPERSEDED if superseded else Decision.ALREADY_CURRENT
+        out.decision = settle(out.actions)
         if not write:
-            self._mark_all("skipped_dry_run")
+            self._mark_all(TargetResult.SKIPPED_DRY_RUN)
             return
         for action in out.actions:
             if isinstance(action, RetireEntity):
-                write_action(self.s.gateway, out, action, final=self._final)
+                write_action(self.ctx.gateway, out, action, final=self._final)
             else:
                 out.record(action)

@@ -13,12 +13,10 @@ from datetime import datetime, timedelta
 
 from rotation.domain.planning import vault_key
 from rotation.ports import Clock
-from rotation.rollout.converge import Inventory, Rollout
+from rotation.rollout.converge import Rollout
+from rotation.rollout.state import Inventory
 
 __all__ = ["ListingCache"]
-
-# Target results that mean this run wrote to APIM (its listing no longer says what APIM holds).
-_WRITTEN = frozenset({"updated", "created", "retired", "failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +76,8 @@ class ListingCache:
         """
         key = _listing_key(rollout.vault_url, rollout.name)
         out = rollout.outcome
-        wrote = any(t.result in _WRITTEN for t in out.targets.values())
         inventory = rollout.inventory
-        if out.error is not None or rollout.replanned or wrote or inventory is None:
+        if out.error is not None or rollout.replanned or out.wrote or inventory is None:
             self._kept.pop(key, None)
             return
         self._kept[key] = _Listing(inventory, listed_at)

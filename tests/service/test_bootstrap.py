@@ -53,8 +53,8 @@ class TestBuildService:
         record = service.handle(make_event(V2), trigger=Trigger.EVENTGRID)
 
         assert isinstance(service, RotationService)
-        assert isinstance(service._settings.validator, PolicyValidator)
-        assert (service._settings.strategy, service._settings.max_attempts) == (
+        assert isinstance(service._context.validator, PolicyValidator)
+        assert (service._context.strategy, service._context.max_attempts) == (
             Strategy.BLUE_GREEN,
             5,
         )

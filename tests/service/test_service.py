@@ -688,9 +688,9 @@ class TestPlan:
         assert rotated.gateway.updates == []
         assert rotated.audit.records == []
 
-    def test_plan_prints_as_a_mapping(self, rotated: World) -> None:
-        """dict(plan) gives the JSON view the CLI prints, with the audit record's names."""
-        plan = dict(rotated.service().plan(VAULT, CERT))
+    def test_plan_as_dict_is_the_view_the_cli_prints(self, rotated: World) -> None:
+        """plan.as_dict() gives the JSON view the CLI prints, with the audit record's names."""
+        plan = rotated.service().plan(VAULT, CERT).as_dict()
 
         assert (plan["version"], plan["previous_version"], plan["decision"]) == (V2, V1, "applied")
         assert plan["targets"] == [

@@ -16,14 +16,9 @@ from hypothesis import strategies as st
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import Disposition
+from rotation.entrypoints.invocation import from_function_event
 from rotation.intake import jsonstream
-from rotation.intake.events import (
-    MAX_PAYLOAD_BYTES,
-    from_function_event,
-    iter_file_events,
-    parse_bytes,
-    parse_payload,
-)
+from rotation.intake.events import MAX_PAYLOAD_BYTES, iter_file_events, parse_payload
 from rotation.intake.jsonstream import JsonStream
 from tests.payloads import DATA, TOPIC, VERSION
 
@@ -257,12 +252,6 @@ class TestAcceptedShapes:
         assert parsed.disposition is Disposition.IGNORE
         assert (parsed.vault_url, parsed.object_name, parsed.version) == ("", "", "")
 
-    def test_parse_bytes_accepts_a_utf8_bom(self):
-        """A delivery body with a UTF-8 BOM decodes."""
-        body = b"\xef\xbb\xbf" + json.dumps(A4).encode()
-
-        assert len(parse_bytes(body)) == 1
-
 
 class TestFunctionEvents:
     def test_event_grid_event_from_the_functions_worker(self):
@@ -419,17 +408,6 @@ class TestMalformed:
         """A payload beyond max_events is refused before parsing any event."""
         assert "limit" in refused(A4 * 3, max_events=2).reason
 
-    def test_payload_too_large(self):
-        """parse_bytes refuses bodies over the cap without decoding them."""
-        with pytest.raises(InvalidEventError, match="limit"):
-            parse_bytes(b" " * (MAX_PAYLOAD_BYTES + 1))
-
-    @pytest.mark.parametrize("body", [b"\xff\xfe", b"{not json", b"[" * 100_000])
-    def test_undecodable_bodies(self, body):
-        """Non-UTF-8, broken and absurdly nested bodies are InvalidEventError, not crashes."""
-        with pytest.raises(InvalidEventError):
-            parse_bytes(body)
-
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -468,13 +446,6 @@ class TestProperties:
 
         with contextlib.suppress(InvalidEventError):
             parse_payload([event])
-
-    @given(body=st.binary(max_size=200))
-    @settings(max_examples=100)
-    def test_arbitrary_bytes_raise_only_invalid_event_error(self, body):
-        """No byte string makes parse_bytes raise anything else."""
-        with contextlib.suppress(InvalidEventError):
-            parse_bytes(body)
 
     @given(values=st.lists(_json, max_size=6), chunk=st.integers(min_value=1, max_value=9))
     @settings(max_examples=150)
