@@ -11,11 +11,11 @@ from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
 
 from devstack.pki import make_key, mint_certificate
-from rotation import bootstrap
 from rotation.adapters.blobs import DeadLetterBlobSource
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import AuditRecord, KeyVaultEvent, Trigger
 from rotation.entrypoints.cli import cli
+from rotation.entrypoints.cli.wiring import Wiring
 from rotation.testing import MemoryAuditSink
 
 pytestmark = pytest.mark.azurite
@@ -148,11 +148,12 @@ def _anchors(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class TestReplayFromContainer:
-    def test_cli_replays_a_dead_letter_container(self, azurite, container, anchors, monkeypatch):
+    def test_cli_replays_a_dead_letter_container(self, azurite, container, anchors):
         """`replay --deadletter-container` streams the blobs through the service; malformed → exit 1."""
         recorder = _Recorder()
-        monkeypatch.setattr(bootstrap, "build_service", lambda _s, **_k: recorder)
-        monkeypatch.setattr(bootstrap, "build_audit_sink", lambda _s: MemoryAuditSink())
+        wiring = Wiring(
+            build_service=lambda _s, **_k: recorder, build_audit_sink=lambda _s: MemoryAuditSink()
+        )
         env = {
             "ROTATION_VAULTS": VAULT,
             "ROTATION_APIM_SERVICES": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim-a",
@@ -162,7 +163,7 @@ class TestReplayFromContainer:
         args = ["replay", "--json", "--deadletter-container", container,
                 "--connection-string-env", "DEADLETTER_CONNECTION", "--prefix", PREFIX]  # fmt: skip
 
-        result = CliRunner(env=env).invoke(cli, args)
+        result = CliRunner(env=env).invoke(cli, args, obj=wiring)
 
         lines = [json.loads(x) for x in result.stdout.splitlines()]
         assert result.exit_code == 1

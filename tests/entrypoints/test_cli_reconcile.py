@@ -2,8 +2,8 @@
 
 The CLI is wired from the devstack's environment (``Devstack.env()`` plus trust anchors), so the
 real ``KeyVaultCertificateSource``, ``ArmApimGateway``, ``PolicyValidator`` and stderr audit sink
-run; only the clock is injected (through ``bootstrap.build_service``'s own keyword, as the other
-CLI tests do), so expiry is a matter of input, never of waiting.
+run; only the clock is injected (through ``bootstrap.build_service``'s own keyword, handed to the
+CLI as click's context object like the other CLI tests do), so expiry is a matter of input, never of waiting.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from devstack.pki import make_key, mint_chain
 from devstack.stack import Devstack
 from rotation import bootstrap
 from rotation.entrypoints.cli import cli
+from rotation.entrypoints.cli.wiring import Wiring
 from tests.e2e.world import CERT, NOW, E2ePki, World, mint_stranger
 
 RECORD_KEYS = {"certificate", "version", "decision", "findings", "targets"}
@@ -37,15 +39,24 @@ def _pki() -> E2ePki:
 def _world(
     devstack: Devstack, pki: E2ePki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> World:
-    """The devstack world, and the CLI's service built with the world's frozen clock."""
-    world = World(devstack, pki, tmp_path, monkeypatch)
-    real_build = bootstrap.build_service
+    """The devstack world."""
+    return World(devstack, pki, tmp_path, monkeypatch)
+
+
+@pytest.fixture(name="run")
+def _run(world: World) -> Callable[..., Result]:
+    """``run(env, *args)``: `certrotate reconcile ARGS` with the CLI's service built with the
+    world's frozen clock (handed to the CLI as click's context object)."""
 
     def build(settings, **kwargs):
-        return real_build(settings, clock=world.clock, **kwargs)
+        return bootstrap.build_service(settings, clock=world.clock, **kwargs)
 
-    monkeypatch.setattr(bootstrap, "build_service", build)
-    return world
+    wiring = Wiring(build_service=build)
+
+    def run(env: dict[str, str | None], *args: str) -> Result:
+        return CliRunner(env=env).invoke(cli, ["reconcile", *args], obj=wiring)
+
+    return run
 
 
 @pytest.fixture(name="env")
@@ -73,10 +84,6 @@ def _missed(world: World) -> tuple[World, str, str]:
     return world, v1, v2
 
 
-def run(env: dict[str, str | None], *args: str) -> Result:
-    return CliRunner(env=env).invoke(cli, ["reconcile", *args])
-
-
 def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
@@ -102,7 +109,7 @@ def assert_no_secrets(result: Result, world: World) -> None:
 
 
 class TestMissedVersion:
-    def test_missed_version_is_applied_and_apim_presents_it(self, missed, env):
+    def test_missed_version_is_applied_and_apim_presents_it(self, missed, env, run):
         """A version imported without an event is applied by the sweep; APIM presents it."""
         world, _, v2 = missed
 
@@ -118,7 +125,7 @@ class TestMissedVersion:
         assert "rotation.applied" in result.stderr  # the audit line, not on stdout
         assert_no_secrets(result, world)
 
-    def test_second_run_is_already_current_without_an_apim_write(self, missed, env):
+    def test_second_run_is_already_current_without_an_apim_write(self, missed, env, run):
         """Run again, the sweep finds every binding current and writes nothing."""
         world, _, v2 = missed
         assert run(env).exit_code == 0
@@ -132,7 +139,7 @@ class TestMissedVersion:
         assert world.writes() == []
         assert "reconcile summary: already_current 1" in result.stderr
 
-    def test_dry_run_reports_the_decision_and_writes_nothing(self, missed, env):
+    def test_dry_run_reports_the_decision_and_writes_nothing(self, missed, env, run):
         """--dry-run decides (applied, as a plan) and lists the targets; APIM is unchanged."""
         world, v1, v2 = missed
         before = world.snapshot()
@@ -152,7 +159,7 @@ class TestMissedVersion:
         assert world.writes() == []
         assert world.pinned(world.svc1, CERT).endswith(f"/{v1}")
 
-    def test_dry_run_table_counts_what_would_change(self, missed, env):
+    def test_dry_run_table_counts_what_would_change(self, missed, env, run):
         """Without --json, a dry run's table says how many targets would change."""
         world, _, v2 = missed
 
@@ -163,7 +170,7 @@ class TestMissedVersion:
         assert table_rows(result.stdout) == [[CERT, v2[:8], "plan", "applied", "-", "2"]]
         assert world.writes() == []
 
-    def test_json_lines_parse_and_carry_the_record_keys(self, missed, env):
+    def test_json_lines_parse_and_carry_the_record_keys(self, missed, env, run):
         """--json: one record per line on stdout, with the audit record's own keys."""
         world, v1, v2 = missed
 
@@ -183,7 +190,7 @@ class TestMissedVersion:
 
 
 class TestNearExpiry:
-    def test_near_expiry_of_the_version_in_use_is_alerted(self, world, env):
+    def test_near_expiry_of_the_version_in_use_is_alerted(self, world, env, run):
         """The in-use version gets a certificate.near_expiry record once the (injected) clock is
         within ROTATION_NEAR_EXPIRY_DAYS of its expiry, and not before."""
         v1 = world.add_version(not_before=NOW - timedelta(days=30), days=365)
@@ -206,7 +213,7 @@ class TestNearExpiry:
         assert "1 expiry alert(s)" in result.stderr
         assert world.writes() == []
 
-    def test_alert_row_in_the_table(self, world, env):
+    def test_alert_row_in_the_table(self, world, env, run):
         """The table shows the alert as its own row."""
         v1 = world.add_version(not_before=NOW - timedelta(days=340), days=350)
         world.bind(world.svc1, CERT, v1)
@@ -222,7 +229,7 @@ class TestNearExpiry:
 
 
 class TestFailures:
-    def test_apim_failure_exits_1_and_the_records_still_print(self, missed, env):
+    def test_apim_failure_exits_1_and_the_records_still_print(self, missed, env, run):
         """A 503 on one certificate's write: the sweep goes on, every record prints, exit 1."""
         world, v1, _ = missed
         other_v1 = world.add_version("other")
@@ -244,7 +251,7 @@ class TestFailures:
         assert world.pinned(world.svc1, "other").endswith(f"/{other_v2}")
         assert_no_secrets(result, world)
 
-    def test_failure_table_shows_the_failed_row(self, missed, env):
+    def test_failure_table_shows_the_failed_row(self, missed, env, run):
         """Without --json the failed certificate is a table row, and the summary counts it."""
         world, _, _ = missed
         world.stack.faults_arm.fail(f"*/certificates/{CERT}", status=503, method="PUT", count=10)
@@ -255,7 +262,7 @@ class TestFailures:
         assert [row[2:4] for row in table_rows(result.stdout)] == [["rotation", "failed"]]
         assert "reconcile summary: failed 1" in result.stdout
 
-    def test_non_retryable_failure_also_exits_1(self, missed, env):
+    def test_non_retryable_failure_also_exits_1(self, missed, env, run):
         """A 400 (not retried: the service returns normally) still fails the command."""
         world, v1, _ = missed
         world.stack.faults_arm.fail(f"*/certificates/{CERT}", status=400, method="PUT", count=10)
@@ -268,7 +275,7 @@ class TestFailures:
         assert "reconcile failed" not in result.stderr
         assert world.pinned(world.svc1, CERT).endswith(f"/{v1}")
 
-    def test_unlistable_service_is_a_reconcile_failed_record(self, missed, env):
+    def test_unlistable_service_is_a_reconcile_failed_record(self, missed, env, run):
         """A service that cannot be listed gets its reconcile.failed record; the rest converge."""
         world, _, v2 = missed
         world.stack.faults_arm.fail(f"*/service/{world.svc2}/certificates", status=503, count=10)
@@ -289,7 +296,7 @@ class TestFailures:
 
 
 class TestUsage:
-    def test_broken_setting_exits_2_naming_it(self, world, env):
+    def test_broken_setting_exits_2_naming_it(self, world, env, run):
         """An invalid setting is a usage error naming the setting; nothing is called."""
         result = run(env | {"ROTATION_NEAR_EXPIRY_DAYS": "0"})
 

@@ -22,6 +22,7 @@ from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.domain.errors import TransientDependencyError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.entrypoints.cli import cli
+from rotation.entrypoints.cli.wiring import Wiring
 from rotation.testing import (
     FakeApimGateway,
     FakeCertificateSource,
@@ -137,17 +138,23 @@ def _env(anchors: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture(name="wiring")
+def _wiring() -> Wiring:
+    """The factories the CLI builds with, handed to it as click's context object."""
+    return Wiring()
+
+
 @pytest.fixture(name="audit")
-def _audit(monkeypatch: pytest.MonkeyPatch) -> MemoryAuditSink:
+def _audit(wiring: Wiring) -> MemoryAuditSink:
     """The audit sink the CLI wires (and hands the service)."""
     sink = MemoryAuditSink()
-    monkeypatch.setattr(bootstrap, "build_audit_sink", lambda _settings: sink)
+    wiring.build_audit_sink = lambda _settings: sink
     return sink
 
 
 @pytest.fixture(name="scripted")
-def _scripted(monkeypatch: pytest.MonkeyPatch, audit: MemoryAuditSink) -> ScriptedService:
-    """Replace the composition root's service factory with a scripted service."""
+def _scripted(wiring: Wiring, audit: MemoryAuditSink) -> ScriptedService:
+    """The CLI's service factory returns a scripted service."""
     service = ScriptedService()
     service.settings = None  # type: ignore[attr-defined]
 
@@ -155,7 +162,7 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, audit: MemoryAuditSink) -> Script
         service.settings = settings  # type: ignore[attr-defined]
         return service
 
-    monkeypatch.setattr(bootstrap, "build_service", build)
+    wiring.build_service = build
     return service
 
 
@@ -177,11 +184,11 @@ def json_lines(output: str) -> list[dict]:
 
 
 class TestReplayShapes:
-    def test_json_array_file_prints_one_object_per_event(self, tmp_path, env, scripted):
+    def test_json_array_file_prints_one_object_per_event(self, wiring, tmp_path, env, scripted):
         """--json prints one JSON object per event with the documented keys."""
         path = write_array(tmp_path / "batch.json", [eg_event("a1"), eg_event("b2")])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         lines = json_lines(result.stdout)
         assert result.exit_code == 0, result.output
@@ -190,22 +197,24 @@ class TestReplayShapes:
         assert lines[0]["location"] == "batch.json[0]"
         assert lines[0]["decision"] == "applied"
 
-    def test_json_lines_of_both_schemas(self, tmp_path, env, scripted):
+    def test_json_lines_of_both_schemas(self, wiring, tmp_path, env, scripted):
         """JSON Lines mixing the Event Grid and CloudEvents schemas are all replayed."""
         path = write_lines(tmp_path / "events.jsonl", [eg_event("a1"), cloud_event("b2")])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         assert result.exit_code == 0, result.output
         assert [e.schema for e in scripted.handled] == ["eventgrid", "cloudevents"]
 
-    def test_dead_letter_file_and_single_object(self, tmp_path, env, scripted):
+    def test_dead_letter_file_and_single_object(self, wiring, tmp_path, env, scripted):
         """A saved dead-letter blob and a single-object file replay like any other file."""
         blob = write_array(tmp_path / "5d1c.json", [dead_lettered("a1"), dead_lettered("b2")])
         single = tmp_path / "one.json"
         single.write_text(json.dumps(eg_event("c3")), encoding="utf-8")
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(blob), str(single)])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["replay", "--json", str(blob), str(single)]
+        )
 
         assert result.exit_code == 0, result.output
         assert [e.version for e in scripted.handled] == ["a1", "b2", "c3"]
@@ -215,7 +224,7 @@ class TestReplayShapes:
 
 class TestReplayOutcomes:
     def test_malformed_event_in_the_middle_is_reported_and_replay_goes_on(
-        self, tmp_path, env, scripted
+        self, wiring, tmp_path, env, scripted
     ):
         """A malformed event names file, index and field on stderr; later events still run; exit 1."""
         bad = eg_event("b2")
@@ -224,7 +233,7 @@ class TestReplayOutcomes:
             tmp_path / "mixed.jsonl", [eg_event("a1"), bad, "{not json", eg_event("c3")]
         )
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         lines = json_lines(result.stdout)
         assert result.exit_code == 1
@@ -235,14 +244,14 @@ class TestReplayOutcomes:
         assert "mixed.jsonl[2]" in result.stderr
 
     def test_malformed_event_is_audited_without_echoing_the_payload(
-        self, tmp_path, env, scripted, audit
+        self, wiring, tmp_path, env, scripted, audit
     ):
         """A malformed event leaves an `event.malformed` audit record naming where it was."""
         bad = eg_event("b2")
         bad["data"]["Version"] = "not/a-version"
         path = write_lines(tmp_path / "bad.jsonl", [bad])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", str(path)])
 
         assert result.exit_code == 1
         assert [r.event for r in audit.records] == ["event.malformed"]
@@ -251,24 +260,26 @@ class TestReplayOutcomes:
         assert "data.Version" in (audit.records[0].error or "")
         assert "not/a-version" not in (audit.records[0].error or "")
 
-    def test_rejection_is_a_correct_outcome(self, tmp_path, env, scripted):
+    def test_rejection_is_a_correct_outcome(self, wiring, tmp_path, env, scripted):
         """Only rejections and already-current decisions exit 0."""
         scripted.script = {"a1": Decision.REJECTED, "b2": Decision.ALREADY_CURRENT}
         path = write_array(tmp_path / "e.json", [eg_event("a1"), eg_event("b2")])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         assert result.exit_code == 0, result.output
         assert json_lines(result.stdout)[0]["findings"] == ["chain.untrusted"]
 
-    def test_transient_error_marks_event_failed_and_continues(self, tmp_path, env, scripted):
+    def test_transient_error_marks_event_failed_and_continues(
+        self, wiring, tmp_path, env, scripted
+    ):
         """A transient error fails that event only; the replay continues and exits 1."""
         scripted.script = {
             "a1": TransientDependencyError("ARM said 503", service="apim", operation="list")
         }
         path = write_array(tmp_path / "e.json", [eg_event("a1"), eg_event("b2")])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         lines = json_lines(result.stdout)
         assert result.exit_code == 1
@@ -276,12 +287,12 @@ class TestReplayOutcomes:
         assert "503" in lines[0]["error"]
         assert "e.json[0]" in result.stderr
 
-    def test_summary_table_counts_decisions(self, tmp_path, env, scripted):
+    def test_summary_table_counts_decisions(self, wiring, tmp_path, env, scripted):
         """Without --json a summary table counts each decision."""
         scripted.script = {"b2": Decision.REJECTED}
         path = write_array(tmp_path / "e.json", [eg_event("a1"), eg_event("b2"), eg_event("c3")])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", str(path)])
 
         assert result.exit_code == 0, result.output
         rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
@@ -291,12 +302,12 @@ class TestReplayOutcomes:
         assert rows["total"] == "3"
         assert "rejected at e.json[1]: chain.untrusted" in result.output
 
-    def test_dry_run_forces_dry_run_settings(self, tmp_path, env, scripted):
+    def test_dry_run_forces_dry_run_settings(self, wiring, tmp_path, env, scripted):
         """--dry-run builds the service with dry_run=True whatever the environment says."""
         path = write_array(tmp_path / "e.json", [eg_event("a1")])
 
         result = CliRunner(env=env | {"ROTATION_DRY_RUN": "false"}).invoke(
-            cli, ["replay", "--dry-run", "--json", str(path)]
+            cli, obj=wiring, args=["replay", "--dry-run", "--json", str(path)]
         )
 
         assert result.exit_code == 0, result.output
@@ -312,9 +323,9 @@ class TestReplayUsage:
             ["replay", "does-not-exist.json"],
         ],
     )
-    def test_usage_errors_exit_2(self, env, scripted, args):
+    def test_usage_errors_exit_2(self, wiring, env, scripted, args):
         """Missing inputs, a container without credentials, or a missing file exit 2."""
-        result = CliRunner(env=env).invoke(cli, args)
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=args)
 
         assert result.exit_code == 2
         assert scripted.handled == []
@@ -358,9 +369,7 @@ def _chain() -> list[Issued]:
 
 
 @pytest.fixture(name="world")
-def _world(
-    monkeypatch: pytest.MonkeyPatch, chain: list[Issued], audit: MemoryAuditSink
-) -> FakeWorld:
+def _world(wiring: Wiring, chain: list[Issued], audit: MemoryAuditSink) -> FakeWorld:
     """Wire the CLI's service to fakes through bootstrap.build_service's own keywords."""
     leaf, inter = chain[0], chain[1]
     source = FakeCertificateSource()
@@ -374,15 +383,14 @@ def _world(
         SERVICE, "partner-mtls", secret_identifier=f"{VAULT}/secrets/partner-mtls/{V1}"
     )
     gateway.add_backend(SERVICE, "orders-api", [f"{SERVICE}/certificates/partner-mtls"])
-    real_build = bootstrap.build_service
 
     def build(settings, **kwargs):
-        return real_build(
+        return bootstrap.build_service(
             settings, source=source, gateway=gateway, validator=FakeValidator(),
             clock=FrozenClock(NOW), **kwargs,
         )  # fmt: skip
 
-    monkeypatch.setattr(bootstrap, "build_service", build)
+    wiring.build_service = build
     return FakeWorld(source, gateway, audit)
 
 
@@ -396,11 +404,11 @@ def duplicates_file(path: Path, count: int) -> Path:
 
 
 class TestReplayWithTheService:
-    def test_thousand_duplicates_write_apim_once(self, tmp_path, env, world):
+    def test_thousand_duplicates_write_apim_once(self, wiring, tmp_path, env, world):
         """1,000 deliveries of one event: one applied, 999 already current, one APIM write."""
         path = duplicates_file(tmp_path / "dupes.jsonl", 1000)
 
-        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", str(path)])
 
         assert result.exit_code == 0, result.output
         assert [w.op for w in world.gateway.updates] == ["put_certificate"]
@@ -408,25 +416,27 @@ class TestReplayWithTheService:
         assert decisions.count(Decision.APPLIED) == 1
         assert decisions.count(Decision.ALREADY_CURRENT) == 999
 
-    def test_duplicates_share_one_apim_listing(self, tmp_path, env, world):
+    def test_duplicates_share_one_apim_listing(self, wiring, tmp_path, env, world):
         """replay hands its events to RotationService.batch: after the write, the duplicates
         plan from one APIM listing (the first event lists, the write drops it, the second event
         lists again, the other 998 reuse it)."""
         path = duplicates_file(tmp_path / "dupes.jsonl", 1000)
 
-        result = CliRunner(env=env).invoke(cli, ["replay", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", str(path)])
 
         assert result.exit_code == 0, result.output
         assert world.gateway.calls["list_certificates"] == 2
         assert world.gateway.calls["list_backends"] == 2
         assert world.source.calls["list_certificate_versions"] == 1000
 
-    def test_listing_max_age_zero_lists_for_every_event(self, tmp_path, env, world):
+    def test_listing_max_age_zero_lists_for_every_event(self, wiring, tmp_path, env, world):
         """--listing-max-age 0 turns sharing off: every event lists APIM, as the trigger does;
         the decisions are the same."""
         path = duplicates_file(tmp_path / "dupes.jsonl", 20)
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--listing-max-age", "0", str(path)])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["replay", "--listing-max-age", "0", str(path)]
+        )
 
         assert result.exit_code == 0, result.output
         assert world.gateway.calls["list_certificates"] == 20
@@ -441,11 +451,13 @@ class TestReplayWithTheService:
         assert result.exit_code == 2
         assert "--listing-max-age" in result.output
 
-    def test_dry_run_writes_nothing_and_reports_the_targets(self, tmp_path, env, world):
+    def test_dry_run_writes_nothing_and_reports_the_targets(self, wiring, tmp_path, env, world):
         """--dry-run decides and lists the targets but makes no APIM write."""
         path = write_array(tmp_path / "e.json", [eg_event(V2)])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--dry-run", "--json", str(path)])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["replay", "--dry-run", "--json", str(path)]
+        )
 
         (line,) = json_lines(result.stdout)
         assert result.exit_code == 0, result.output
@@ -453,11 +465,11 @@ class TestReplayWithTheService:
         assert line["dry_run"] is True
         assert line["targets"][0]["to"] == f"{VAULT}/secrets/partner-mtls/{V2}"
 
-    def test_late_event_is_superseded(self, tmp_path, env, world):
+    def test_late_event_is_superseded(self, wiring, tmp_path, env, world):
         """After v2 is applied, a late v1 event is superseded and changes nothing."""
         path = write_array(tmp_path / "e.json", [eg_event(V2), eg_event(V1)])
 
-        result = CliRunner(env=env).invoke(cli, ["replay", "--json", str(path)])
+        result = CliRunner(env=env).invoke(cli, obj=wiring, args=["replay", "--json", str(path)])
 
         assert result.exit_code == 0, result.output
         assert [x["decision"] for x in json_lines(result.stdout)] == ["applied", "superseded"]
@@ -465,10 +477,10 @@ class TestReplayWithTheService:
 
 
 class TestPlan:
-    def test_plan_lists_targets_and_writes_nothing(self, env, world):
+    def test_plan_lists_targets_and_writes_nothing(self, wiring, env, world):
         """plan shows per target what would move from v1 to v2, and writes nothing."""
         result = CliRunner(env=env).invoke(
-            cli, ["plan", "--certificate", "partner-mtls", "--json"]
+            cli, obj=wiring, args=["plan", "--certificate", "partner-mtls", "--json"]
         )
 
         body = json.loads(result.stdout)
@@ -480,9 +492,11 @@ class TestPlan:
         assert world.gateway.updates == []
         assert world.audit.records == []
 
-    def test_plan_table(self, env, world):
+    def test_plan_table(self, wiring, env, world):
         """Without --json plan prints a table with service, entity, from, to and action."""
-        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["plan", "--certificate", "partner-mtls"]
+        )
 
         assert result.exit_code == 0, result.output
         assert "apim-a" in result.stdout
@@ -491,30 +505,36 @@ class TestPlan:
         assert "update" in result.stdout
         assert "planned changes" in result.stdout
 
-    def test_unbound_certificate_is_ignored(self, env, world):
+    def test_unbound_certificate_is_ignored(self, wiring, env, world):
         """A certificate no APIM entity references plans to `ignored`, exit 0."""
-        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "nope", "--json"])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["plan", "--certificate", "nope", "--json"]
+        )
 
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["decision"] == "ignored"
 
-    def test_unreachable_key_vault_exits_1(self, env, world):
+    def test_unreachable_key_vault_exits_1(self, wiring, env, world):
         """A failing read is reported on stderr, without a traceback, exit 1."""
         world.source.fail["list_certificate_versions"] = TransientDependencyError(
             "Key Vault said 503", service="keyvault", operation="list_versions"
         )
 
-        result = CliRunner(env=env).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["plan", "--certificate", "partner-mtls"]
+        )
 
         assert result.exit_code == 1
         assert "503" in result.stderr
         assert "Traceback" not in result.output
 
-    def test_several_vaults_need_vault_option(self, env, world):
+    def test_several_vaults_need_vault_option(self, wiring, env, world):
         """With several vaults configured, --vault is required (exit 2)."""
         two = env | {"ROTATION_VAULTS": f"{VAULT},https://kv-other.vault.azure.net"}
 
-        result = CliRunner(env=two).invoke(cli, ["plan", "--certificate", "partner-mtls"])
+        result = CliRunner(env=two).invoke(
+            cli, obj=wiring, args=["plan", "--certificate", "partner-mtls"]
+        )
 
         assert result.exit_code == 2
         assert "--vault" in result.stderr
@@ -623,14 +643,14 @@ class CountingSink:
 
 @pytest.mark.slow
 class TestReplayMemory:
-    def test_ten_thousand_events_stream_in_constant_memory(
-        self, tmp_path, env, world, monkeypatch
-    ):
+    def test_ten_thousand_events_stream_in_constant_memory(self, wiring, tmp_path, env, world):
         """Replaying 10,000 events peaks no higher than replaying 1,000 (tracemalloc), with one write."""
         sink = CountingSink()
-        monkeypatch.setattr(bootstrap, "build_audit_sink", lambda _settings: sink)
+        wiring.build_audit_sink = lambda _settings: sink
         runner = CliRunner(env=env)
-        runner.invoke(cli, ["replay", str(duplicates_file(tmp_path / "warm.jsonl", 10))])
+        runner.invoke(
+            cli, obj=wiring, args=["replay", str(duplicates_file(tmp_path / "warm.jsonl", 10))]
+        )
         small = duplicates_file(tmp_path / "small.jsonl", 1_000)
         large = duplicates_file(tmp_path / "large.jsonl", 10_000)
         peaks = []
@@ -640,7 +660,7 @@ class TestReplayMemory:
             for path in (small, large):
                 tracemalloc.reset_peak()
                 before = tracemalloc.get_traced_memory()[0]
-                result = runner.invoke(cli, ["replay", str(path)])
+                result = runner.invoke(cli, obj=wiring, args=["replay", str(path)])
                 assert result.exit_code == 0, result.output
                 peaks.append(tracemalloc.get_traced_memory()[1] - before)
         finally:

@@ -1,33 +1,102 @@
 """The ``certrotate`` command line (click).
 
-Each command lives in its own module and exports ``COMMANDS``; this module only assembles the
-group. Exit codes: 0 success, 1 the work found a problem (rejected, malformed, failed), 2 usage.
+One module per command in this package (``replay``, ``plan``, ``demo``, ``events``, ``audit``,
+``reconcile``, ``devstack``, ``validate``), plus ``wiring`` (what the commands that run the
+service share). Commands are registered lazily: ``certrotate --help`` lists them from the table
+below and imports none of them (so neither the Azure SDKs nor cryptography); a command's module
+is imported when that command runs or shows its own help. Exit codes: 0 success, 1 the work
+found a problem (rejected, malformed, failed), 2 usage.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from rotation import __version__
-from rotation.entrypoints.cli import devstack as cli_devstack
-from rotation.entrypoints.cli import events as cli_events
-from rotation.entrypoints.cli import reconcile as cli_reconcile
-from rotation.entrypoints.cli import replay as cli_rotate
-from rotation.entrypoints.cli import validate as cli_validate
+
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module in this package, the command's short help, shown by `certrotate --help`)
+    "audit": (
+        "audit",
+        "Read the durable audit trail and verify every record (all audit fields, nothing secret).",
+    ),
+    "demo": ("demo", "The whole story on an embedded local stack, in seconds."),
+    "devstack": (
+        "devstack",
+        "Run the Key Vault and APIM (ARM) stand-ins until Ctrl-C / SIGTERM.",
+    ),
+    "events": (
+        "events",
+        "Parse event FILES (JSON arrays, objects, JSON Lines, dead-letter blobs) and print them.",
+    ),
+    "plan": ("plan", "Show what rotating certificate NAME would do right now, per APIM target."),
+    "reconcile": (
+        "reconcile",
+        (
+            "Run the reconcile sweep now: converge every certificate an APIM entity references in "
+            "a configured vault (catches missed events) and record near-expiry alerts."
+        ),
+    ),
+    "replay": (
+        "replay",
+        "Replay Key Vault events from FILES and/or an Event Grid dead-letter container.",
+    ),
+    "validate": (
+        "validate",
+        "Validate BUNDLE (PKCS#12, PEM or DER) for use as an APIM client certificate.",
+    ),
+}
+"""Every command, its module and its short help (a test keeps the help equal to the command's)."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use; ``--help`` lists them from
+    ``COMMANDS`` without importing them."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted (the order of ``COMMANDS``)."""
+        del ctx
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the command's module and return the command (None: no such command)."""
+        del ctx
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{entry[0]}")
+        command = getattr(module, cmd_name)
+        if not isinstance(command, click.Command):  # pragma: no cover - a wrong table entry
+            raise TypeError(f"{module.__name__}.{cmd_name} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands section of ``--help`` as click writes it, from ``COMMANDS`` (nothing is
+        imported)."""
+        del ctx
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [  # click shortens a stand-in command's help exactly as the real one's
+            (name, click.Command(name, help=short).get_short_help_str(limit))
+            for name, (_, short) in COMMANDS.items()
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="certrotate")
 def cli() -> None:
     """Validated, audited rotation of APIM client certificates from Key Vault.
 
     Run `certrotate demo` to see the whole story on the embedded local stack.
     """
-
-
-for _module in (cli_validate, cli_events, cli_rotate, cli_reconcile, cli_devstack):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Calls ``RotationService.reconcile(trigger=Trigger.CLI)``, the sweep behind the ``reconcile``
 timer: every certificate an APIM entity references in a configured vault is converged (missed
 events are caught) and in-use versions near expiry get their alert records. Wired like
-``replay``/``plan`` (``cli.replay.wire``: settings from the environment, audit and log lines on
+``replay``/``plan`` (``cli.wiring.wire``: settings from the environment, audit and log lines on
 stderr). The service raises a retryable ``BackendUpdateError`` only *after* writing every
 record, and returns the records only when it does not raise, so the command collects the
 records as they are written (a tap on the audit sink) and prints them either way. Exit codes:
@@ -21,15 +21,15 @@ from rich.console import Console
 from rich.table import Table
 
 from rotation.domain.errors import RotationError
-from rotation.domain.model import AuditRecord, Decision, Trigger
-from rotation.entrypoints.cli.replay import stderr_stream, wire
+from rotation.domain.model import AuditRecord, Decision, TargetResult, Trigger
+from rotation.entrypoints.cli.wiring import stderr_stream, wire
 
-__all__ = ["COMMANDS", "reconcile"]
+__all__ = ["reconcile"]
 
 _TARGET = "rotation.target"
 _ALERTS = frozenset({"certificate.near_expiry", "certificate.expired"})
-_CHANGED = frozenset({"updated", "created", "retired"})
-_WOULD_CHANGE = frozenset({"skipped_dry_run"})
+_CHANGED = frozenset({TargetResult.UPDATED, TargetResult.CREATED, TargetResult.RETIRED})
+_WOULD_CHANGE = frozenset({TargetResult.SKIPPED_DRY_RUN})
 _KINDS = {  # the table's short name of a record (every other one is a "rotation")
     "rotation.planned": "plan",
     "certificate.near_expiry": "near expiry",
@@ -72,7 +72,7 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     from rotation.logconfig import redact  # noqa: PLC0415
 
     sweep = _Sweep()
-    settings, service, _ = wire(dry_run=dry_run, as_json=as_json, tap=sweep)
+    settings, service, _ = wire(ctx, dry_run=dry_run, as_json=as_json, tap=sweep)
     bind_correlation(trigger=Trigger.CLI)
     error: str | None = None
     try:
@@ -135,6 +135,3 @@ def _summary(records: Sequence[AuditRecord]) -> str:
     alerts = sum(r.event in _ALERTS for r in records)
     line = f"reconcile summary: {', '.join(parts) or 'nothing bound'}"
     return line + (f"; {alerts} expiry alert(s)" if alerts else "")
-
-
-COMMANDS: list[click.Command] = [reconcile]
