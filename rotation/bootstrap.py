@@ -18,17 +18,19 @@ Wiring (``build_service``):
   connection are set, fanned out by ``CompositeAuditSink``;
 - lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
   ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
-- ``RotationService`` with every knob mapped from the settings, a UTC system clock, and the
-  correlation id the entrypoint bound with ``rotation.adapters.audit.bind_correlation``.
+- ``RotationService`` with every knob mapped from the settings, ``SystemClock``
+  (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
+  ``rotation.adapters.audit.bind_correlation``.
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from rotation.adapters.clock import SystemClock
 from rotation.domain.errors import BundleFormatError, ConfigError
 
 if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import on --help
@@ -45,21 +47,12 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
     from rotation.service import RotationService
 
 __all__ = [
-    "SystemClock",
     "build_audit_sink",
     "build_lock",
     "build_service",
     "build_validator",
     "get_handler",
 ]
-
-
-class SystemClock:
-    """The production ``Clock``: the system time in UTC."""
-
-    def now(self) -> datetime:
-        """Now, tz-aware UTC."""
-        return datetime.now(UTC)
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient
 
 from rotation.adapters.audit import AUDIT_FIELDS
+from rotation.adapters.clock import SystemClock
 from rotation.domain.errors import AuthorizationError, DependencyError, TransientDependencyError
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
@@ -39,11 +40,6 @@ _LIST_FIELDS = ("findings", "targets")
 _TABLE_KEYS = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag"})
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _TRANSIENT = frozenset({408, 412, 429, 500, 502, 503, 504})
-
-
-class _UtcClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def _translate(exc: AzureError, operation: str) -> DependencyError:
@@ -95,7 +91,7 @@ class TableAuditSink:
 
     def __init__(self, client: TableClient, *, clock: Clock | None = None) -> None:
         self._client = client
-        self._clock: Clock = clock or _UtcClock()
+        self._clock: Clock = clock or SystemClock()
         self._ready = False
 
     def __repr__(self) -> str:

@@ -6,7 +6,6 @@ The public names live in ``rotation.config.settings``; the parsers in ``rotation
 from __future__ import annotations
 
 from rotation.config.settings import (
-    DEFAULT_RECONCILE_SCHEDULE,
     Settings,
     log_level_from_env,
     normalize_vault_url,
@@ -15,7 +14,6 @@ from rotation.config.settings import (
 )
 
 __all__ = [
-    "DEFAULT_RECONCILE_SCHEDULE",
     "Settings",
     "log_level_from_env",
     "normalize_vault_url",

@@ -7,7 +7,6 @@ The hierarchy (retry semantics live in the type, as ``retryable``)::
     ├── InvalidEventError(RotationError, ValueError)   malformed/forged event; audit and drop
     ├── ConfigError(RotationError)                     settings invalid; lists every problem
     ├── BundleFormatError(RotationError, ValueError)   a certificate bundle cannot be parsed
-    ├── ChainValidationError(RotationError)            policy rejected a certificate; audit "rejected"
     ├── CertificateNotFoundError(RotationError, LookupError)
     ├── DependencyError(RotationError)                 Key Vault / APIM failure (.service, .status_code, .operation)
     │   ├── TransientDependencyError                   429/5xx/timeout/reset/412 after retries; retryable
@@ -16,7 +15,7 @@ The hierarchy (retry semantics live in the type, as ``retryable``)::
     └── BackendUpdateError(RotationError)              some targets failed; retryable if any failure was
 
 Event Grid redelivers when an invocation raises, so ``retryable`` errors propagate out of the
-Functions trigger and non-retryable ones are audited and swallowed (ARCHITECTURE §3).
+Functions trigger and non-retryable ones are audited and swallowed (``docs/architecture.md``, "Errors and Event Grid").
 Messages never carry secret material: adapters build them from status codes and names only.
 """
 
@@ -29,7 +28,6 @@ __all__ = [
     "BackendUpdateError",
     "BundleFormatError",
     "CertificateNotFoundError",
-    "ChainValidationError",
     "ConfigError",
     "DependencyError",
     "InvalidEventError",
@@ -76,14 +74,6 @@ class ConfigError(RotationError):
 
 class BundleFormatError(RotationError, ValueError):
     """Raised when a certificate bundle (PKCS#12/PEM/DER) cannot be parsed."""
-
-
-class ChainValidationError(RotationError):
-    """Raised when the validation policy rejects a certificate; carries the finding codes."""
-
-    def __init__(self, message: str, *, codes: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.codes = codes
 
 
 class CertificateNotFoundError(RotationError, LookupError):

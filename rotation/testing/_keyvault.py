@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -63,11 +63,6 @@ class FakeCertificateSource:
         )
         self._versions[self._key(vault_url, name, version)] = _Stored(props, material)
         return props
-
-    def set_enabled(self, vault_url: str, name: str, version: str, *, enabled: bool) -> None:
-        """Enable or disable a stored version."""
-        stored = self._versions[self._key(vault_url, name, version)]
-        stored.version = replace(stored.version, enabled=enabled)
 
     @staticmethod
     def _key(vault_url: str, name: str, version: str) -> tuple[str, str, str]:

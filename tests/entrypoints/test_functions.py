@@ -18,7 +18,7 @@ from rotation import bootstrap
 from rotation.adapters.audit import StructlogAuditSink
 from rotation.domain.errors import (
     AuthorizationError,
-    ChainValidationError,
+    CertificateNotFoundError,
     ConfigError,
     RotationError,
     TransientDependencyError,
@@ -234,7 +234,7 @@ class TestEventGridTrigger:
 
     def test_permanent_failure_is_audited_and_returns(self, use_handler, capsys):
         """A non-retryable RotationError is swallowed after auditing, so Event Grid stops."""
-        use_handler(MemoryHandler(ChainValidationError("rejected", codes=("chain.untrusted",))))
+        use_handler(MemoryHandler(CertificateNotFoundError("certificate partner-mtls is gone")))
 
         trigger(eventgrid_event())
 

@@ -62,7 +62,7 @@ class TestFromEnv:
             2,
             3,
         )
-        assert settings.reconcile_schedule == "0 */30 * * * *"
+        assert settings.reconcile_schedule is None  # the host reads the app setting itself
         assert (settings.audit_table, settings.audit_connection) == (None, None)
         assert settings.arm_endpoint == "https://management.azure.com"
         assert (settings.http_retries, settings.crl_timeout_seconds, settings.crl_max_bytes) == (
