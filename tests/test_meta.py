@@ -73,7 +73,6 @@ class TestArchitecture:
         """The product never depends on the local stand-ins, except the demo/devstack commands."""
         allowed = {
             "rotation/entrypoints/cli/devstack.py",
-            "rotation/entrypoints/cli/replay.py",
             "rotation/entrypoints/demo.py",
         }
         importers = {
