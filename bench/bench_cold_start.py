@@ -1,6 +1,6 @@
 """Cold start: importing ``function_app`` versus importing ``azure.functions`` alone.
 
-Budget (ARCHITECTURE §7): ≤ 1.5×. Each sample is a fresh interpreter (``python -c "import …"``),
+Budget (docs/architecture.md, "Budgets"): ≤ 1.5×. Each sample is a fresh interpreter (``python -c "import …"``),
 the two commands interleaved so machine noise hits both alike; medians are compared.
 Run: ``.venv/bin/python bench/bench_cold_start.py [--rounds N]``.
 """

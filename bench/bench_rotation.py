@@ -1,5 +1,5 @@
-"""Rotation benchmarks against the devstack: Azure calls versus the §7 lower bound, and wall time
-versus a minimal hand-written SDK script (ARCHITECTURE §7).
+"""Rotation benchmarks against the devstack: Azure calls versus the budgeted lower bound, and wall
+time versus a minimal hand-written SDK script (docs/architecture.md, "Budgets").
 
 Run: ``.venv/bin/python bench/bench_rotation.py [--rounds N]``. One devstack, one PKI; the scene
 is two APIM services: ``apim-devstack-1`` with 150 entities (2 list pages) and 250 backends (3
@@ -14,7 +14,7 @@ pages), 3 of them bound to ``partner-mtls``; ``apim-devstack-2`` with 41 entitie
    per page) per service + backend-list pages for each service holding a binding + 1 write per
    target whose state changed + 1 verify read per entity written, plus one ETag read per
    conditional update of an existing target (ARM list items carry no ETag, so ``If-Match``
-   needs a GET; §7's count assumes the list supplies it). Must be equal; both parts are printed.
+   needs a GET; the budgeted count assumes the list supplies it). Must be equal; both parts are printed.
 2. Wall time (pin). Each round imports a new version for each side (untimed) and times, in
    alternating order: ``RotationService.handle`` of the parsed event (intake, lists, version list,
    secret read, validation, PUT + verify per entity, audit lines to /dev/null) versus
@@ -140,13 +140,13 @@ class Scene:
 def lower_bound(
     scene: Scene, before: dict[tuple[str, str, str], str], after: dict[tuple[str, str, str], str]
 ) -> tuple[int, int]:
-    """(§7 as written, ETag reads the wire requires on top).
+    """(the budget as written, ETag reads the wire requires on top).
 
-    §7: version pages + 1 secret + list pages + 1 write per changed target + 1 verify each.
+    Budget: version pages + 1 secret + list pages + 1 write per changed target + 1 verify each.
     ARM list items carry no ETag (wire reference E.4: the ETag is a header of GET/HEAD/PUT/PATCH),
     so every conditional update of an existing target (an entity re-pinned, a backend moved)
     needs one read for its ``If-Match``; creates and retirements (``If-Match: *`` on an entity no
-    backend references) need none. §7's count assumes the ETag comes with the list.
+    backend references) need none. The budgeted count assumes the ETag comes with the list.
     """
     versions = math.ceil(len(scene.stack.state.kv.versions(CERT)) / KV_PAGE)
     pages = 0
@@ -183,7 +183,7 @@ def describe(stack: Devstack) -> str:
 
 
 def count_calls(strategy: str) -> tuple[int, tuple[int, int], str]:
-    """(calls made, (§7 bound, ETag reads), breakdown) for one rotation with ``strategy``."""
+    """(calls made, (budget bound, ETag reads), breakdown) for one rotation with ``strategy``."""
     with tempfile.TemporaryDirectory() as tmp, Devstack.start() as stack:
         scene = Scene(stack, Path(tmp) / "anchors.pem")
         service = scene.service(strategy)
@@ -307,7 +307,7 @@ def main() -> int:
         ok &= calls == bound
         print(
             f"   {strategy:<10} calls {calls} / lower bound {bound} "
-            f"(§7 {section7} + {etag_reads} If-Match reads: ARM lists carry no ETag)  {verdict}"
+            f"(budget {section7} + {etag_reads} If-Match reads: ARM lists carry no ETag)  {verdict}"
         )
         print(f"              {breakdown}")
     ours, base = wall_time(args.rounds)

@@ -16,7 +16,7 @@ a root (RSA 2048), then times, interleaved round by round so both see the same m
   bare ``pkcs12.load_pkcs12`` + ``verify`` on the same bytes.
 
 It prints the medians and the ratios, and exits non-zero when a ratio exceeds the 1.5x budget
-(ARCHITECTURE §7).
+(docs/architecture.md, "Budgets").
 """
 
 from __future__ import annotations

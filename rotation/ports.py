@@ -143,7 +143,7 @@ class ApimGateway(Protocol):
 
 @runtime_checkable
 class Validator(Protocol):
-    """Decides whether a certificate bundle is fit to present (ARCHITECTURE §4)."""
+    """Decides whether a certificate bundle is fit to present (docs/architecture.md, "Validation and finding codes")."""
 
     def validate(
         self,

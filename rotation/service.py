@@ -1,4 +1,4 @@
-"""``RotationService``: the rotation core over the ports (ARCHITECTURE §2, §3, §5, §7).
+"""``RotationService``: the rotation core over the ports (docs/architecture.md).
 
 It implements ``rotation.ports.EventHandler``: ``handle`` (one event), ``reconcile`` (the timer
 sweep) and ``plan`` (what a rotation would do now, no writes). Each certificate is converged by

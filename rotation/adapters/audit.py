@@ -2,7 +2,7 @@
 
 ``StructlogAuditSink`` writes one JSON line per ``AuditRecord`` through the ``rotation.audit``
 logger with ``audit=True`` (so audit lines can be queried apart from diagnostics), carrying every
-ARCHITECTURE §5 field. ``CompositeAuditSink`` fans a record out to several sinks and never lets
+audit field (docs/architecture.md, "Audit record"). ``CompositeAuditSink`` fans a record out to several sinks and never lets
 one failing sink starve the others. ``bind_correlation`` starts each invocation's log context.
 """
 
@@ -23,7 +23,7 @@ AUDIT_FIELDS: tuple[str, ...] = (
     "previous_version", "thumbprint_sha1", "thumbprint_sha256", "not_before", "not_after",
     "findings", "targets", "strategy", "dry_run", "duration_ms", "correlation_id", "trigger",
 )  # fmt: skip
-"""The ARCHITECTURE §5 fields every audit record carries (``None`` where not applicable)."""
+"""The fields every audit record carries (docs/architecture.md, "Audit record"), (``None`` where not applicable)."""
 
 
 class StructlogAuditSink:

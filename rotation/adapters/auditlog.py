@@ -1,7 +1,7 @@
 """An ``AuditSink`` that appends one JSON object per audit record to a file (JSON Lines).
 
 Used by ``certrotate demo`` (and available to any CLI run) for a local, greppable audit trail.
-Each record is ``AuditRecord.as_dict()``: the ARCHITECTURE §5 fields, which by construction carry
+Each record is ``AuditRecord.as_dict()``: the audit fields (docs/architecture.md, "Audit record"), which by construction carry
 no secret material (no keys, bundles, tokens or connection strings).
 """
 

@@ -2,7 +2,7 @@
 
 One entity per ``AuditRecord``: PartitionKey ``{vault}|{certificate}`` (so one certificate's
 history is one partition), RowKey ``{UTC time, sortable}-{uuid4}`` (so rows sort by time and never
-collide), every §5 field as a property (``None`` omitted, ``findings``/``targets`` JSON-encoded)
+collide), every audit field as a property (``None`` omitted, ``findings``/``targets`` JSON-encoded)
 and ``recorded_at``. ``azure.core`` errors become the domain's ``DependencyError`` family;
 messages carry status codes and error codes, never the connection string.
 """

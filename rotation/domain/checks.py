@@ -1,4 +1,4 @@
-"""Per-certificate checks of the validation policy (ARCHITECTURE §4), signatures and summaries.
+"""Per-certificate checks of the validation policy (docs/architecture.md, "Validation and finding codes"), signatures and summaries.
 
 Each function looks at one certificate (or the bundle's key) and returns ``Finding``s; the
 path-level checks and the report live in ``rotation.domain.validation``.

@@ -34,7 +34,7 @@ __all__ = [
 
 
 class Decision(StrEnum):
-    """The ``decision`` of an audit record (ARCHITECTURE §2)."""
+    """The ``decision`` of an audit record (docs/architecture.md, "Decisions")."""
 
     APPLIED = "applied"
     ALREADY_CURRENT = "already_current"
@@ -54,7 +54,7 @@ class Disposition(StrEnum):
 
 
 class Strategy(StrEnum):
-    """How APIM references are moved (ARCHITECTURE §2 step 6)."""
+    """How APIM references are moved (docs/architecture.md, "The rotation path", step 2)."""
 
     PIN = "pin"
     BLUE_GREEN = "blue-green"
@@ -116,7 +116,7 @@ class Severity(StrEnum):
 
 
 class FindingCode(StrEnum):
-    """Stable finding codes (ARCHITECTURE §4); users, tests and audit records depend on them."""
+    """Stable finding codes (docs/architecture.md, "Validation and finding codes"); users, tests and audit records depend on them."""
 
     FORMAT_UNREADABLE = "format.unreadable"
     CHAIN_UNTRUSTED = "chain.untrusted"
@@ -299,7 +299,7 @@ class AuditTarget:
     result: TargetResult
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record (§5)."""
+        """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record."""
         return {
             "service": self.service,
             "kind": str(self.kind),
@@ -312,7 +312,7 @@ class AuditTarget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditRecord:
-    """The canonical audit record of one event (ARCHITECTURE §5)."""
+    """The canonical audit record of one event (docs/architecture.md, "Audit record")."""
 
     event: str  # dotted name, e.g. "rotation.applied"
     decision: Decision
@@ -337,7 +337,7 @@ class AuditRecord:
     message: str | None = None  # why (ignored/deferred/alert), for people reading the trail
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready dict with the §5 field names (``targets`` entries use ``from``)."""
+        """JSON-ready dict with the audit record's field names (``targets`` entries use ``from``)."""
         out: dict[str, object] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)

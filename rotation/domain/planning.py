@@ -1,4 +1,4 @@
-"""Pure rotation planning: which APIM references move where (ARCHITECTURE §2 steps 1, 4, 5).
+"""Pure rotation planning: which APIM references move where (docs/architecture.md, "The rotation path", steps 1-2).
 
 No I/O and no Azure imports: plain value objects in, a tuple of actions out, in the style of
 cosmicpython's ``determine_actions()``. ``RotationService`` fetches the inputs and applies the

@@ -1,4 +1,4 @@
-"""The validation policy: every knob of ARCHITECTURE §4 with its documented default.
+"""The validation policy: every knob of docs/architecture.md ("Validation and finding codes") with its documented default.
 
 A ``ValidationPolicy`` is an immutable value; build a variant with ``dataclasses.replace``.
 Defaults suit private-CA client certificates presented by APIM to its backends.

@@ -1,4 +1,4 @@
-"""Validate a certificate bundle against the policy (ARCHITECTURE §4) and report every finding.
+"""Validate a certificate bundle against the policy (docs/architecture.md, "Validation and finding codes") and report every finding.
 
 Path validation uses ``cryptography.x509.verification``'s *client* verifier with extension
 policies chosen on purpose for private-CA client certificates:

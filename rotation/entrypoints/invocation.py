@@ -1,7 +1,7 @@
 """What one Functions invocation does, behind the thin triggers in ``functions.py``.
 
 Configure logging, parse, bind correlation, hand the event to ``bootstrap.get_handler()``, and map
-the outcome to what Event Grid should do (ARCHITECTURE §3):
+the outcome to what Event Grid should do (docs/architecture.md, "Errors and Event Grid"):
 
 - retryable ``RotationError`` (transient dependency, configuration, authorization) and any
   unexpected exception: audited, then raised, so the host answers 500 and Event Grid redelivers;
@@ -13,7 +13,7 @@ Every outcome leaves exactly one canonical audit record: the service records wha
 (malformed events, invalid settings) and unexpected exceptions.
 
 It is imported by the triggers on first invocation, not by ``function_app``, so indexing stays
-as cheap as importing ``azure.functions`` (ARCHITECTURE §7 cold-start budget).
+as cheap as importing ``azure.functions`` (docs/architecture.md, "Budgets": cold start).
 """
 
 from __future__ import annotations

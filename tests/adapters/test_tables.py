@@ -51,7 +51,7 @@ def _table(azurite):
 @pytest.mark.azurite
 class TestTableAuditSink:
     def test_records_round_trip_with_every_field(self, table):
-        """What is written reads back as the same §5 dict (lists decoded), plus recorded_at."""
+        """What is written reads back as the same audit dict (lists decoded), plus recorded_at."""
         clock = FrozenClock(AT)
         sink = TableAuditSink(table, clock=clock)
         record = _record()

@@ -197,7 +197,7 @@ class TestAuditCommand:
         assert run("audit", "--file", str(path)).exit_code == 0
 
     def test_missing_fields_fail_verification(self, tmp_path):
-        """A record lacking §5 fields exits 1 naming the field."""
+        """A record lacking audit fields exits 1 naming the field."""
         record = RECORD.as_dict()
         del record["thumbprint_sha256"]
         path = tmp_path / "bad.jsonl"

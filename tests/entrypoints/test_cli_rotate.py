@@ -593,7 +593,7 @@ class TestDemo:
         assert "All four decisions as expected" in result.stdout
 
     def test_audit_log_has_one_record_per_decision_with_section_5_fields(self, demo_run):
-        """The JSON Lines log holds one canonical record per step, each with every §5 field."""
+        """The JSON Lines log holds one canonical record per step, each with every audit field."""
         _, log, _ = demo_run
 
         records = [json.loads(line) for line in log.read_text().splitlines()]

@@ -78,7 +78,7 @@ class TestHandle:
         assert lock.acquisitions == [KEY]
 
     def test_an_uncontended_lock_changes_no_call_count(self, rotated: World, pki: Any) -> None:
-        """§7 budgets hold with the lock: the same calls as a run without one."""
+        """The call budgets hold with the lock: the same calls as a run without one."""
         plain = World(pki)
         plain.add_version("v1", V1)
         plain.add_version("v2", V2)

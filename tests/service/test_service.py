@@ -74,7 +74,7 @@ class TestApplied:
         )
 
     def test_makes_exactly_the_minimum_calls(self, rotated: World) -> None:
-        """§7: APIM lists per service, 1 version list, 1 secret read, 1 write and 1 verify read,
+        """The call budget: APIM lists per service, 1 version list, 1 secret read, 1 write and 1 verify read,
         plus the write's compare-and-swap read (ARM lists carry no ETag for If-Match)."""
         rotated.service().handle(make_event(V2), trigger=EG)
 

@@ -1,4 +1,4 @@
-"""Audit sinks: one structlog line per record with every §5 field; composites lose nothing."""
+"""Audit sinks: one structlog line per record with every audit field; composites lose nothing."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class _Failing:
 
 class TestStructlogAuditSink:
     def test_one_line_per_record_with_every_field(self):
-        """The line is named after the record, flagged audit=True and carries all §5 fields."""
+        """The line is named after the record, flagged audit=True and carries all audit fields."""
         with capture_logs() as logs:
             StructlogAuditSink().write(RECORD)
 

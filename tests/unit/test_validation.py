@@ -1,4 +1,4 @@
-"""Tests for rotation.domain.validation: every §4 check and finding code, boundaries, the report."""
+"""Tests for rotation.domain.validation: every validation check and finding code, boundaries, the report."""
 
 from __future__ import annotations
 
