@@ -17,14 +17,13 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from rotation.domain.actions import RotationPlan
-from rotation.domain.decisions import expiry_alert
+from rotation.domain.decisions import expiry_alert, ignore_reason
 from rotation.domain.errors import BackendUpdateError, RotationError
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
     AuditRecord,
     Decision,
-    Disposition,
     KeyVaultEvent,
     Strategy,
     Trigger,
@@ -126,7 +125,7 @@ class RotationService:
     ) -> AuditRecord:
         """``handle``, planning from ``listings`` when a usable one is kept there."""
         started, correlation = time.perf_counter(), self._correlation()
-        reason = self._ignore_reason(event)
+        reason = ignore_reason(event, self._vaults)
         if reason is not None:
             outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
         else:
@@ -224,13 +223,6 @@ class RotationService:
             out.decision, out.error = Decision.FAILED, exc
             out.message = f"could not take the rotation lock of {rollout.name}"
             return out
-
-    def _ignore_reason(self, event: KeyVaultEvent) -> str | None:
-        if event.disposition is Disposition.IGNORE or event.object_type.lower() != "certificate":
-            return f"{event.event_type} for a {event.object_type or 'non-Key Vault'} object does not act"
-        if vault_key(event.vault_url) not in self._vaults:
-            return f"vault {event.vault_url} is not in ROTATION_VAULTS"
-        return None
 
     def _inventory(
         self,

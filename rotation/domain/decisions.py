@@ -4,6 +4,7 @@ The rollout (``rotation.rollout``) and the entrypoints perform the I/O and ask t
 what to decide; each returns a value (a decision with its message, the actions to record, an
 audit record) and changes nothing. See ``docs/architecture.md`` ("Decisions").
 
+- intake: ``ignore_reason`` (an event that does not act);
 - admission: ``premature`` (deferred before any read), ``admit`` (after validation),
   ``leaf_mismatch`` and ``identity_reference`` (which version's identity to pin to);
 - what is presented: ``presented`` (versions in use, previous version);
@@ -15,12 +16,12 @@ audit record) and changes nothing. See ``docs/architecture.md`` ("Decisions").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rotation.domain.actions import Action, RetireEntity, Superseded
-from rotation.domain.bindings import Binding
+from rotation.domain.bindings import Binding, vault_key
 from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
 from rotation.domain.model import (
     AuditRecord,
@@ -45,12 +46,26 @@ __all__ = [
     "expiry_alert",
     "failure_audit",
     "identity_reference",
+    "ignore_reason",
     "leaf_mismatch",
     "premature",
     "presented",
     "settle",
     "supersede",
 ]
+
+
+def ignore_reason(event: KeyVaultEvent, vault_keys: Container[str | None]) -> str | None:
+    """Why ``event`` does not act (decision ``ignored``), or None: only certificate events with
+    a rotate or alert disposition, for a vault whose normalised host (``vault_key``) is one of
+    ``vault_keys``, act."""
+    if event.disposition is Disposition.IGNORE or event.object_type.lower() != "certificate":
+        return (
+            f"{event.event_type} for a {event.object_type or 'non-Key Vault'} object does not act"
+        )
+    if vault_key(event.vault_url) not in vault_keys:
+        return f"vault {event.vault_url} is not in ROTATION_VAULTS"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

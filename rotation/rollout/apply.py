@@ -1,14 +1,11 @@
-"""Apply: the APIM writes of one rollout, each guarded before and read back after.
+"""Apply: the APIM writes of one rollout (docs/architecture.md, "The rotation path", step 4).
 
-The write half of ``rotation.rollout.Rollout`` (``docs/architecture.md``, "The rotation path",
-steps 6-7): one write per changed target (``put_certificate`` / ``update_backend_certificates``
-/ ``delete_certificate``) and one verify read per written certificate entity
-(``rotation.rollout.verify``). Updates of existing targets are the gateway's compare-and-swaps
-(``docs/architecture.md``, "Compare-and-swap"): the core passes what the plan saw (``PinEntity.from_secret``, ``MoveBackend.from_ids``) and the
-gateway reads the target, compares and writes with ``If-Match`` (ARM lists carry no ETag), so no
-ETag passes through here except a retirement's listed one. Every target lands in the
-``Outcome``; errors propagate to the rollout, which re-reads and re-plans on a 412 (or a target
-that moved since it was listed) until its last attempt.
+One write per changed target (``put_certificate`` / ``update_backend_certificates`` /
+``delete_certificate``), then, for a certificate entity, its verify read
+(``rotation.rollout.verify``). Updates of existing targets are the port's compare-and-swaps
+(``docs/architecture.md``, "Compare-and-swap"): the action carries what the plan saw. Every target
+lands in the ``Outcome``; errors propagate to ``Rollout``, which re-plans after a 412 until its
+last attempt.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Resolve and plan: which bindings name the certificate, which version is the candidate, and
-what would change (``docs/architecture.md``, "The rotation path", steps 1 and 4).
+what would change (``docs/architecture.md``, "The rotation path", steps 1 and 2).
 
 Reads only: the APIM listing (every service's certificate entities; backends only where the
 certificate is bound) and, through the rollout, the certificate's version list. The decisions

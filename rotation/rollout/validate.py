@@ -1,5 +1,5 @@
 """Validate: may the rollout's candidate be applied now? (``docs/architecture.md``, "The rotation
-path", steps 2-3.)
+path", step 3.)
 
 A candidate whose ``not_before`` lies beyond the clock skew is deferred without reading
 anything; otherwise its secret is read once (the report is kept in the ``Outcome`` across 412

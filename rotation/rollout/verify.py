@@ -1,5 +1,5 @@
 """Verify: read a written certificate entity back (``docs/architecture.md``, "The rotation
-path", step 7). APIM must present the candidate's thumbprint with ``lastStatus`` Success."""
+path", step 5). APIM must present the candidate's thumbprint with ``lastStatus`` Success."""
 
 from __future__ import annotations
 

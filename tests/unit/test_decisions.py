@@ -13,6 +13,7 @@ from rotation.domain.decisions import (
     expiry_alert,
     failure_audit,
     identity_reference,
+    ignore_reason,
     leaf_mismatch,
     premature,
     presented,
@@ -85,6 +86,23 @@ def event(v: str, disposition: Disposition = Disposition.ROTATE) -> KeyVaultEven
         object_name="cert", version=v, not_before=None, expires=None, event_time=None,
         deadletter=None, disposition=disposition,
     )  # fmt: skip
+
+
+class TestIgnore:
+    def test_a_certificate_event_for_a_configured_vault_acts(self):
+        """Rotate and alert events of a configured vault are not ignored (host compared)."""
+        assert ignore_reason(event("v1"), {"kv-demo.vault.azure.net"}) is None
+        assert ignore_reason(event("v1", Disposition.ALERT), {"kv-demo.vault.azure.net"}) is None
+
+    def test_other_vaults_and_other_events_are_ignored_with_a_reason(self):
+        """The reason names the vault, or the event type and object type."""
+        other_vault = ignore_reason(event("v1"), {"kv-other.vault.azure.net"})
+        not_ours = ignore_reason(event("v1", Disposition.IGNORE), {"kv-demo.vault.azure.net"})
+
+        assert other_vault == f"vault {VAULT} is not in ROTATION_VAULTS"
+        assert not_ours == (
+            "Microsoft.KeyVault.CertificateNewVersionCreated for a Certificate object does not act"
+        )
 
 
 class TestAdmission:
