@@ -208,6 +208,27 @@ class TestAuditCommand:
         assert result.exit_code == 1
         assert "missing field 'thumbprint_sha256'" in result.stderr
 
+    def test_targets_outside_the_vocabulary_fail_verification(self, tmp_path):
+        """A target whose kind or result is not a documented value exits 1 naming it."""
+        target = {"service": "apim", "name": "x", "from": None, "to": None}
+        record = {
+            **RECORD.as_dict(),
+            "targets": [
+                {**target, "kind": "certificate", "result": "updated"},
+                {**target, "kind": "policy", "result": "updated"},
+                {**target, "kind": "backend", "result": "rolled_back"},
+            ],
+        }
+        path = tmp_path / "vocabulary.jsonl"
+        path.write_text(json.dumps(record) + "\n")
+
+        result = run("audit", "--file", str(path))
+
+        assert result.exit_code == 1
+        assert "targets[1].kind is not one of certificate, backend" in result.stderr
+        assert "targets[2].result is not a documented target result" in result.stderr
+        assert "targets[0]" not in result.stderr
+
     def test_secret_material_fails_verification_and_is_not_printed(self, tmp_path):
         """A record holding a secret exits 1, and the secret is not echoed."""
         record = {**RECORD.as_dict(), "error": "conn AccountKey=c2VjcmV0a2V5dmFsdWU="}

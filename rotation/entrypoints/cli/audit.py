@@ -18,7 +18,7 @@ from rich.table import Table
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import read_environment
 from rotation.domain.errors import DependencyError, InvalidEventError
-from rotation.domain.model import Decision, Trigger
+from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
 from rotation.entrypoints.cli.wiring import wide_console
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
@@ -29,8 +29,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def verify_record(record: dict[str, object]) -> list[str]:
-    """Problems with one audit record: missing fields (``AUDIT_FIELDS``), bad enums,
-    secret-looking content."""
+    """Problems with one audit record: missing fields (``AUDIT_FIELDS``), values outside the
+    vocabulary (decision, trigger, each target's kind and result), secret-looking content."""
     problems = [f"missing field {name!r}" for name in AUDIT_FIELDS if name not in record]
     if record.get("decision") not in {str(d) for d in Decision}:
         problems.append("decision is not one of the documented decisions")
@@ -38,6 +38,15 @@ def verify_record(record: dict[str, object]) -> list[str]:
         problems.append("trigger is not eventgrid, timer or cli")
     if not isinstance(record.get("event"), str) or not record.get("event"):
         problems.append("event name is empty")
+    targets = record.get("targets", [])
+    for index, target in enumerate(targets if isinstance(targets, list) else [None]):
+        if not isinstance(target, dict):
+            problems.append(f"targets[{index}] is not an object")
+            continue
+        if target.get("kind") not in {str(k) for k in TargetKind}:
+            problems.append(f"targets[{index}].kind is not one of {', '.join(TargetKind)}")
+        if target.get("result") not in {str(r) for r in TargetResult}:
+            problems.append(f"targets[{index}].result is not a documented target result")
     problems.extend(
         f"field {key!r} holds secret-looking content"
         for key, value in record.items()
