@@ -20,7 +20,7 @@ Wiring (``build_service``):
   ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
 - ``RotationService`` with every knob mapped from the settings, ``SystemClock``
   (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
-  ``rotation.adapters.audit.bind_correlation``.
+  ``rotation.logconfig.bind_correlation``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TextIO
@@ -24,7 +25,9 @@ from typing import TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "redact", "redact_processor"]
+from rotation.domain.model import Trigger
+
+__all__ = ["REDACTED", "bind_correlation", "configure_logging", "redact", "redact_processor"]
 
 REDACTED = "[REDACTED]"
 _LOGGER_NAME = "rotation"
@@ -166,3 +169,28 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def bind_correlation(
+    *,
+    trigger: Trigger,
+    eventgrid_event_id: str | None = None,
+    correlation_id: str | None = None,
+) -> str:
+    """Start a fresh log context for one invocation and return its correlation id.
+
+    Clears any context left by a previous invocation on this worker thread, then binds
+    ``correlation_id`` (and the same value as ``rotation_id``), ``trigger`` and, for Event Grid,
+    ``eventgrid_event_id``.
+    """
+    structlog.contextvars.clear_contextvars()
+    cid = correlation_id or str(uuid.uuid4())
+    context: dict[str, object] = {
+        "correlation_id": cid,
+        "rotation_id": cid,
+        "trigger": str(trigger),
+    }
+    if eventgrid_event_id is not None:
+        context["eventgrid_event_id"] = eventgrid_event_id
+    structlog.contextvars.bind_contextvars(**context)
+    return cid

@@ -3,20 +3,19 @@
 ``StructlogAuditSink`` writes one JSON line per ``AuditRecord`` through the ``rotation.audit``
 logger with ``audit=True`` (so audit lines can be queried apart from diagnostics), carrying every
 audit field (docs/architecture.md, "Audit record"). ``CompositeAuditSink`` fans a record out to several sinks and never lets
-one failing sink starve the others. ``bind_correlation`` starts each invocation's log context.
+one failing sink starve the others.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import structlog
 
-from rotation.domain.model import AuditRecord, Trigger
+from rotation.domain.model import AuditRecord
 from rotation.ports import AuditSink
 
-__all__ = ["AUDIT_FIELDS", "CompositeAuditSink", "StructlogAuditSink", "bind_correlation"]
+__all__ = ["AUDIT_FIELDS", "CompositeAuditSink", "StructlogAuditSink"]
 
 AUDIT_FIELDS: tuple[str, ...] = (
     "event", "decision", "event_id", "event_type", "vault", "certificate", "version",
@@ -75,28 +74,3 @@ class CompositeAuditSink:
             for other in errors[1:]:
                 first.add_note(f"another audit sink also failed: {type(other).__name__}: {other}")
             raise first
-
-
-def bind_correlation(
-    *,
-    trigger: Trigger,
-    eventgrid_event_id: str | None = None,
-    correlation_id: str | None = None,
-) -> str:
-    """Start a fresh log context for one invocation and return its correlation id.
-
-    Clears any context left by a previous invocation on this worker thread, then binds
-    ``correlation_id`` (and the same value as ``rotation_id``), ``trigger`` and, for Event Grid,
-    ``eventgrid_event_id``.
-    """
-    structlog.contextvars.clear_contextvars()
-    cid = correlation_id or str(uuid.uuid4())
-    context: dict[str, object] = {
-        "correlation_id": cid,
-        "rotation_id": cid,
-        "trigger": str(trigger),
-    }
-    if eventgrid_event_id is not None:
-        context["eventgrid_event_id"] = eventgrid_event_id
-    structlog.contextvars.bind_contextvars(**context)
-    return cid

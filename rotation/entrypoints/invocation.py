@@ -24,13 +24,13 @@ import azure.functions as func
 import structlog
 
 from rotation import bootstrap
-from rotation.adapters.audit import StructlogAuditSink, bind_correlation
+from rotation.adapters.audit import StructlogAuditSink
 from rotation.config import log_level_from_env, read_environment, vault_urls_from_env
 from rotation.domain.decisions import failure_audit
 from rotation.domain.errors import ConfigError, RotationError
 from rotation.domain.model import AuditRecord, KeyVaultEvent, Trigger
 from rotation.intake.events import parse_object
-from rotation.logconfig import configure_logging, redact
+from rotation.logconfig import bind_correlation, configure_logging, redact
 
 __all__ = ["from_function_event", "handle_event", "run_reconcile"]
 

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+from rotation.logconfig import bind_correlation, redact
 
 if TYPE_CHECKING:
     from rotation.ports import AuditSink, EventHandler
@@ -67,8 +68,6 @@ def event_stream(
 
 def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:
     """Audit a malformed event (as the Functions trigger does) and describe it."""
-    from rotation.logconfig import redact  # noqa: PLC0415
-
     message = str(redact(str(error)))
     audit.write(
         AuditRecord(
@@ -84,9 +83,6 @@ def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dic
 
 def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
     """Handle one event. Any error fails this event only (the service has audited it)."""
-    from rotation.adapters.audit import bind_correlation  # noqa: PLC0415
-    from rotation.logconfig import redact  # noqa: PLC0415
-
     bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
     try:
         body = service.handle(event, trigger=Trigger.CLI).as_dict()

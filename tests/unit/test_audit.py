@@ -14,11 +14,10 @@ from rotation.adapters.audit import (
     AUDIT_FIELDS,
     CompositeAuditSink,
     StructlogAuditSink,
-    bind_correlation,
 )
 from rotation.domain.errors import DependencyError, TransientDependencyError
 from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
-from rotation.logconfig import configure_logging
+from rotation.logconfig import bind_correlation, configure_logging
 from rotation.testing import MemoryAuditSink
 
 RECORD = AuditRecord(

@@ -23,6 +23,7 @@ from rich.table import Table
 from rotation.domain.errors import RotationError
 from rotation.domain.model import AuditRecord, Decision, TargetResult, Trigger
 from rotation.entrypoints.cli.wiring import stderr_stream, wire
+from rotation.logconfig import bind_correlation, redact
 
 __all__ = ["reconcile"]
 
@@ -68,9 +69,6 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     certificate or APIM service failed (the records are still printed); 2 on a usage or
     configuration error.
     """
-    from rotation.adapters.audit import bind_correlation  # noqa: PLC0415 - keeps `--help` fast
-    from rotation.logconfig import redact  # noqa: PLC0415
-
     sweep = _Sweep()
     settings, service, _ = wire(ctx, dry_run=dry_run, as_json=as_json, tap=sweep)
     bind_correlation(trigger=Trigger.CLI)
