@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from azure.mgmt.apimanagement.operations import BackendOperations
 from cryptography.hazmat.primitives import hashes
@@ -217,7 +219,7 @@ class TestCertificates:
 
 
 class TestBackends:
-    def _seed_with_credentials(self, devstack, devstack_http, world) -> dict:
+    def _seed_with_credentials(self, devstack, devstack_http, world) -> dict[str, Any]:
         credentials = {
             "certificateIds": [world.entity_id],
             "header": {"x-partner": ["demo"]},
@@ -248,7 +250,7 @@ class TestBackends:
         ``credentials`` instead of merging it; If-Match is the ETag of that read."""
         credentials = self._seed_with_credentials(devstack, devstack_http, world)
         current = apim_gateway.get_backend(world.service_id, "b")
-        sent: list[tuple[str, dict]] = []
+        sent: list[tuple[str, dict[str, Any]]] = []
         original = BackendOperations.update
 
         def spy(operations, *args, **kwargs):

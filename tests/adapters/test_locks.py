@@ -81,7 +81,7 @@ def competing_acquire_error(azurite: Azurite, container: str) -> str | None:
     try:
         lease = lock_blob(azurite, container).acquire_lease(lease_duration=15)
     except HttpResponseError as exc:
-        return str(exc.error_code)
+        return str(getattr(exc, "error_code", None))
     lease.release()
     return None
 

@@ -59,8 +59,15 @@ class Version:
 class VaultWorld(Protocol):
     """A Key Vault seen through a ``CertificateSource``."""
 
-    source: CertificateSource
-    vault_url: str
+    @property
+    def source(self) -> CertificateSource:
+        """The implementation under test."""
+        ...
+
+    @property
+    def vault_url(self) -> str:
+        """The vault's URL."""
+        ...
 
     def add(
         self, name: str, chain: list[Issued], *, pem: bool = False, enabled: bool = True
@@ -72,8 +79,15 @@ class VaultWorld(Protocol):
 class ApimWorld(VaultWorld, Protocol):
     """An APIM service (and the vault its entities fetch from) seen through an ``ApimGateway``."""
 
-    gateway: ApimGateway
-    service_id: str
+    @property
+    def gateway(self) -> ApimGateway:
+        """The implementation under test."""
+        ...
+
+    @property
+    def service_id(self) -> str:
+        """The APIM service's ARM id."""
+        ...
 
     def seed_certificate(self, certificate_id: str, secret_identifier: str) -> None:
         """An entity that exists (or is re-pinned by another writer), fetched by APIM."""

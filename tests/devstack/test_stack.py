@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -58,11 +59,11 @@ class TestPersistence:
             stack.put_backend(
                 stack.apim_services[0], "b", url="https://x.test", certificate_ids=[]
             )
-            etag = stack.state.service(stack.apim_services[0]).backends["b"].etag
+            etag = stack.state.services[stack.apim_services[0].lower()].backends["b"].etag
 
         with Devstack.start(tmp_path, ephemeral=False) as stack:
-            assert stack.state.kv.get("c").version == version
-            assert stack.state.service(stack.apim_services[0]).backends["b"].etag == etag
+            assert [v.version for v in stack.state.kv.versions("c")] == [version]
+            assert stack.state.services[stack.apim_services[0].lower()].backends["b"].etag == etag
             assert stack.state.next_etag() != etag
 
     def test_ephemeral_writes_no_state(self, tmp_path, devstack_pki):
@@ -105,7 +106,7 @@ class TestSeeding:
             devstack.put_backend("nope", "b", url="https://x.test", certificate_ids=[])
 
 
-def _run_devstack(state: Path, *args: str) -> tuple[list[str], dict, str]:
+def _run_devstack(state: Path, *args: str) -> tuple[list[str], dict[str, Any], str]:
     """Run `certrotate devstack --state STATE ARGS` until it listens, then SIGTERM it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rotation", "devstack", "--state", str(state), *args],
@@ -115,6 +116,7 @@ def _run_devstack(state: Path, *args: str) -> tuple[list[str], dict, str]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     lines: list[str] = []
+    assert proc.stdout is not None
     try:
         for line in proc.stdout:
             lines.append(line)
@@ -143,6 +145,7 @@ class TestCli:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         lines = []
+        assert proc.stdout is not None
         try:
             for line in proc.stdout:
                 lines.append(line)

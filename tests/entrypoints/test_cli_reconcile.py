@@ -13,6 +13,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -77,7 +78,7 @@ def run(env: dict[str, str | None], *args: str) -> Result:
     return CliRunner(env=env).invoke(cli, ["reconcile", *args])
 
 
-def json_lines(output: str) -> list[dict]:
+def json_lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
