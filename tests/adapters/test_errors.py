@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -209,6 +210,16 @@ class TestTranslate:
         )
 
         assert isinstance(error, CertificateNotFoundError)
+
+    def test_any_other_sdk_failure_is_a_permanent_dependency_error(self):
+        """An Azure error with no status and no transport cause is not retried."""
+        error = translate(
+            DecodeError("unexpected body"), service=AUDIT_TABLE, operation="query", name="t"
+        )
+
+        assert type(error) is DependencyError
+        assert error.retryable is False
+        assert str(error) == "audit-table query 't' failed (DecodeError)"
 
     def test_translating_chains_the_original(self):
         """The context manager raises the domain error from the original."""
