@@ -108,7 +108,7 @@ AUDIT_TABLE = Service(
 DEAD_LETTERS = Service(
     name="blob storage",
     hints={
-        HTTPStatus.NOT_FOUND: "not found",
+        HTTPStatus.NOT_FOUND: "the dead-letter container or blob does not exist",
         HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
         HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
     },
@@ -116,7 +116,7 @@ DEAD_LETTERS = Service(
 LOCKS = Service(
     name="blob-lease",
     hints={
-        HTTPStatus.NOT_FOUND: "not found",
+        HTTPStatus.NOT_FOUND: "the lock container or blob does not exist",
         HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
         HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
     },

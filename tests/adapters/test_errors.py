@@ -109,8 +109,8 @@ class TestTranslate:
         ("service", "hint"),
         [
             (AUDIT_TABLE, "the table does not exist"),
-            (DEAD_LETTERS, "not found"),
-            (LOCKS, "not found"),
+            (DEAD_LETTERS, "the dead-letter container or blob does not exist"),
+            (LOCKS, "the lock container or blob does not exist"),
         ],
         ids=lambda v: getattr(v, "name", ""),
     )
