@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -31,6 +33,7 @@ from rotation.domain.errors import (
 )
 
 SERVICES = [KEY_VAULT, APIM, AUDIT_TABLE, DEAD_LETTERS, LOCKS]
+ROTATION = Path(__file__).resolve().parents[2] / "rotation"
 
 
 def _http(status, cls=HttpResponseError):
@@ -246,3 +249,20 @@ class TestTranslate:
         """Programmer errors are not disguised as dependency failures."""
         with pytest.raises(KeyError), translating(APIM, "op", "n"):
             raise KeyError("x")
+
+
+class TestOneTranslator:
+    def test_no_other_module_maps_sdk_failures_itself(self):
+        """The status and transport mapping lives in adapters/errors.py alone: no other module
+        names the SDK's authentication or transport errors."""
+        mapped = {"ClientAuthenticationError", "ServiceRequestError", "ServiceResponseError"}
+
+        offenders = sorted(
+            (str(path.relative_to(ROTATION)), name)
+            for path in ROTATION.rglob("*.py")
+            if path != ROTATION / "adapters" / "errors.py"
+            for name in mapped
+            if name in path.read_text(encoding="utf-8")
+        )
+
+        assert offenders == []
