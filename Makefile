@@ -21,12 +21,16 @@ $(NPMSTAMP): package.json
 demo: $(STAMP)
 	$(BIN)/certrotate demo
 
-## test: lint, types and the whole main test suite (starts and stops Azurite itself).
+## test: lint, types (rotation/, tests/, bench/) and the whole main test suite under branch
+## coverage, failing below [tool.coverage.report] fail_under (starts and stops Azurite itself).
 test: $(STAMP) $(NPMSTAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -m "not slow" -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
 
 ## test-slow: the suites marked slow (large replays, soak).
 test-slow: $(STAMP) $(NPMSTAMP)
@@ -44,4 +48,4 @@ bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -32,7 +32,7 @@ from azure.mgmt.apimanagement.models import (
     KeyVaultContractCreateProperties,
 )
 
-from rotation.adapters.errors import translating
+from rotation.adapters.errors import APIM, translating
 from rotation.domain.errors import (
     CertificateNotFoundError,
     DependencyError,
@@ -42,7 +42,7 @@ from rotation.domain.model import ApimBackend, ApimCertificate
 
 __all__ = ["ArmApimGateway"]
 
-_SERVICE = "apim"
+_SERVICE = APIM.name
 _SERVICE_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.ApiManagement/service/(?P<name>[^/]+)$",
@@ -109,7 +109,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(_SERVICE, "list_certificates", name):
+        with translating(APIM, "list_certificates", name):
             return [
                 _certificate_to_domain(service_id, item, "")
                 for item in client.certificate.list_by_service(rg, name)
@@ -123,7 +123,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(_SERVICE, "get_certificate", certificate_id):
+        with translating(APIM, "get_certificate", certificate_id):
             model, etag = _etagged(client.certificate.get, rg, name, certificate_id)
         return _certificate_to_domain(service_id, model, etag)
 
@@ -160,7 +160,7 @@ class ArmApimGateway:
                 secret_identifier=secret_identifier, identity_client_id=identity_client_id
             )
         )
-        with translating(_SERVICE, "put_certificate", certificate_id):
+        with translating(APIM, "put_certificate", certificate_id):
             model, new_etag = _etagged(
                 client.certificate.create_or_update,
                 rg,
@@ -179,7 +179,7 @@ class ArmApimGateway:
             DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(_SERVICE, "refresh_certificate", certificate_id):
+        with translating(APIM, "refresh_certificate", certificate_id):
             model, etag = _etagged(client.certificate.refresh_secret, rg, name, certificate_id)
         return _certificate_to_domain(service_id, model, etag)
 
@@ -192,7 +192,7 @@ class ArmApimGateway:
         """
         client, rg, name = self._client(service_id)
         try:
-            with translating(_SERVICE, "delete_certificate", certificate_id):
+            with translating(APIM, "delete_certificate", certificate_id):
                 client.certificate.delete(rg, name, certificate_id, if_match=etag or "*")
         except CertificateNotFoundError:
             return
@@ -206,7 +206,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(_SERVICE, "list_backends", name):
+        with translating(APIM, "list_backends", name):
             return [
                 _backend_to_domain(service_id, item, "")
                 for item in client.backend.list_by_service(rg, name)
@@ -220,7 +220,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(_SERVICE, "get_backend", backend_id):
+        with translating(APIM, "get_backend", backend_id):
             model, etag = _etagged(client.backend.get, rg, name, backend_id)
         return _backend_to_domain(service_id, model, etag)
 
@@ -250,7 +250,7 @@ class ArmApimGateway:
         if _ids(backend.credentials) != tuple(expected_ids):
             raise _moved("update_backend_certificates", backend_id)
         credentials = _replace_ids(backend.credentials, certificate_ids)
-        with translating(_SERVICE, "update_backend_certificates", backend_id):
+        with translating(APIM, "update_backend_certificates", backend_id):
             model, new_etag = _etagged(
                 client.backend.update,
                 rg,
@@ -273,7 +273,7 @@ def _read_for_swap(
         TransientDependencyError / AuthorizationError: see the port.
     """
     try:
-        with translating(_SERVICE, operation, target):
+        with translating(APIM, operation, target):
             model, etag = _etagged(get, rg, name, target)
     except CertificateNotFoundError:
         raise _moved(operation, target, gone=True) from None

@@ -8,7 +8,8 @@ at a time into a temporary file and streams it through the intake (``rotation.in
 normalises each event.
 
 It is the only code that knows ``azure.storage.blob``; SDK errors become the domain's
-``DependencyError`` family, built from status codes and names only (never the connection string).
+``DependencyError`` family (``rotation.adapters.errors.translate``), built from status codes and
+names only (never the connection string).
 """
 
 from __future__ import annotations
@@ -18,33 +19,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError
 from azure.storage.blob import ContainerClient
 
-from rotation.domain.errors import (
-    AuthorizationError,
-    DependencyError,
-    InvalidEventError,
-    TransientDependencyError,
-)
+from rotation.adapters.errors import DEAD_LETTERS, translate
+from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import KeyVaultEvent
 from rotation.intake.events import iter_file_events
 
 __all__ = ["DeadLetterBlobSource"]
 
-_SERVICE = "blob storage"
+_SERVICE = DEAD_LETTERS.name
 _SPOOL = "blob.json"
-_UNAUTHORISED = 401
-_FORBIDDEN = 403
-_THROTTLED = 429
-_SERVER_ERROR = 500
 
 
 class DeadLetterBlobSource:
@@ -88,7 +74,7 @@ class DeadLetterBlobSource:
         """The names of the ``.json`` blobs under ``prefix`` (all pages, lazily).
 
         Raises:
-            DependencyError: the container is missing or the listing failed (see ``_translate``).
+            DependencyError: the container is missing or the listing failed (see ``rotation.adapters.errors``).
         """
         try:
             for blob in self._container.list_blobs(name_starts_with=prefix or None):
@@ -96,7 +82,9 @@ class DeadLetterBlobSource:
                 if name.lower().endswith(".json"):
                     yield name
         except AzureError as exc:
-            raise _translate(exc, "list_blobs", self.container_name) from exc
+            raise translate(
+                exc, service=DEAD_LETTERS, operation="list_blobs", name=self.container_name
+            ) from exc
 
     def download(self, name: str, stream: BinaryIO) -> None:
         """Write the bytes of blob ``name`` to ``stream`` (chunked by the SDK).
@@ -107,7 +95,10 @@ class DeadLetterBlobSource:
         try:
             self._container.download_blob(name).readinto(stream)
         except AzureError as exc:
-            raise _translate(exc, "download_blob", f"{self.container_name}/{name}") from exc
+            where = f"{self.container_name}/{name}"
+            raise translate(
+                exc, service=DEAD_LETTERS, operation="download_blob", name=where
+            ) from exc
 
     def iter_events(
         self, prefix: str = "", *, allowed_vault_urls: Iterable[str] = ()
@@ -131,32 +122,3 @@ class DeadLetterBlobSource:
                     spool, allowed_vault_urls=allowed_vault_urls
                 ):
                     yield f"{self.container_name}/{name}{location.removeprefix(_SPOOL)}", item
-
-
-def _translate(exc: AzureError, operation: str, what: str) -> DependencyError:
-    """Map an azure-core error to the domain error tree (message: status and names only)."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(exc, ResourceNotFoundError):
-        return DependencyError(
-            f"{what} not found", service=_SERVICE, operation=operation, status_code=status
-        )
-    if isinstance(exc, ClientAuthenticationError) or status in {_UNAUTHORISED, _FORBIDDEN}:
-        return AuthorizationError(
-            f"access to {what} denied (HTTP {status})",
-            service=_SERVICE,
-            operation=operation,
-            status_code=status,
-        )
-    transient = isinstance(exc, ServiceRequestError | ServiceResponseError) or (
-        isinstance(exc, HttpResponseError)
-        and status is not None
-        and (status == _THROTTLED or status >= _SERVER_ERROR)
-    )
-    kind = TransientDependencyError if transient else DependencyError
-    detail = f"HTTP {status}" if status else type(exc).__name__
-    return kind(
-        f"{operation} on {what} failed ({detail})",
-        service=_SERVICE,
-        operation=operation,
-        status_code=status,
-    )

@@ -1,22 +1,32 @@
-"""Translate ``azure.core`` exceptions into certrotate's domain errors (the adapters' only exit).
+"""The one translator of ``azure.core`` exceptions into certrotate's domain errors.
+
+Every adapter that calls an Azure SDK (Key Vault, APIM through ARM, the audit table, the
+dead-letter blobs, the blob-lease lock) raises its failures through ``translate`` /
+``translating`` with its ``Service``: the mapping below is shared, and what differs per service
+(what a 404 means, which error codes are permanent, what an operator should check) is data.
 
 | SDK failure                                                  | domain error                 |
 | ------------------------------------------------------------ | ---------------------------- |
-| 401 / 403 / credential failures                              | ``AuthorizationError``       |
-| 404                                                          | ``CertificateNotFoundError`` |
+| 401 / 403 / ``ClientAuthenticationError``                    | ``AuthorizationError``       |
+| an error code the service lists in ``permanent_codes``       | ``DependencyError``          |
+| 404, when the service's ``not_found`` is a certificate       | ``CertificateNotFoundError`` |
+| 404 otherwise (a missing table, container or blob)           | ``DependencyError``          |
 | 412                                                          | ``PreconditionFailedError``  |
 | 408 / 429 / 5xx / ``ServiceRequestError`` / ``ServiceResponseError`` / timeouts / resets | ``TransientDependencyError`` |
 | anything else                                                | ``DependencyError``          |
 
-Messages carry the service, operation, resource name, status and error code only: never
-tokens, bodies or secret values. The original exception is chained as ``__cause__``.
+Messages read ``{service} {operation} {name!r} failed: HTTP {status} ({error code}): {hint}``
+and carry the service, operation, resource name, status, a validated error code and the
+service's hint only: never tokens, bodies, connection strings or secret values. The original
+exception is chained as ``__cause__``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from azure.core.exceptions import (
@@ -36,23 +46,81 @@ from rotation.domain.errors import (
     TransientDependencyError,
 )
 
-__all__ = ["translate", "translating"]
+__all__ = [
+    "APIM",
+    "AUDIT_TABLE",
+    "DEAD_LETTERS",
+    "KEY_VAULT",
+    "LOCKS",
+    "Service",
+    "translate",
+    "translating",
+]
 
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-def _error_code(exc: HttpResponseError) -> str | None:
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    return code if isinstance(code, str) and _SAFE_CODE.match(code) else None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """What one Azure service's failures mean, for ``translate``.
+
+    ``name`` is the ``service`` of every error raised for it. ``missing_is_not_found`` makes a
+    404 the port's ``CertificateNotFoundError`` (the named certificate, version or entity does
+    not exist); otherwise a 404 is a ``DependencyError`` with ``hints[404]`` (a missing table,
+    container or blob is the operator's business). ``permanent_codes`` maps a service error
+    code (top-level or inner) to the reason it is permanent, whatever the status. ``hints``
+    maps a status to what an operator should check, appended to the message.
+    """
+
+    name: str
+    missing_is_not_found: bool = False
+    permanent_codes: Mapping[str, str] = field(default_factory=dict)
+    hints: Mapping[int, str] = field(default_factory=dict)
 
 
-def _inner_codes(exc: HttpResponseError) -> set[str]:
-    error = getattr(exc, "error", None)
-    inner = getattr(error, "innererror", None) or {}
-    code = inner.get("code") if isinstance(inner, dict) else None
-    return {code} if isinstance(code, str) else set()
+_STORAGE_ACCESS = "check the account key in the connection string or the identity's data role"
 
+KEY_VAULT = Service(
+    name="keyvault",
+    missing_is_not_found=True,
+    permanent_codes={"SecretDisabled": "the secret version is disabled"},
+    hints={
+        HTTPStatus.UNAUTHORIZED: "the credential was refused",
+        HTTPStatus.FORBIDDEN: "the identity needs get/list on the vault's certificates and secrets",
+    },
+)
+APIM = Service(
+    name="apim",
+    missing_is_not_found=True,
+    hints={
+        HTTPStatus.UNAUTHORIZED: "the credential was refused",
+        HTTPStatus.FORBIDDEN: "the identity needs write access to the APIM service",
+    },
+)
+AUDIT_TABLE = Service(
+    name="audit-table",
+    hints={
+        HTTPStatus.NOT_FOUND: "the table does not exist",
+        HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
+        HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
+    },
+)
+DEAD_LETTERS = Service(
+    name="blob storage",
+    hints={
+        HTTPStatus.NOT_FOUND: "the dead-letter container or blob does not exist",
+        HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
+        HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
+    },
+)
+LOCKS = Service(
+    name="blob-lease",
+    hints={
+        HTTPStatus.NOT_FOUND: "the lock container or blob does not exist",
+        HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
+        HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
+    },
+)
 
 _BY_STATUS: dict[int, type[DependencyError]] = {
     HTTPStatus.UNAUTHORIZED: AuthorizationError,
@@ -63,50 +131,72 @@ _BY_STATUS: dict[int, type[DependencyError]] = {
 }
 
 
+def _safe(code: object) -> str | None:
+    return code if isinstance(code, str) and _SAFE_CODE.match(code) else None
+
+
+def _codes(exc: HttpResponseError) -> tuple[str | None, set[str]]:
+    """The error code to show (ARM/Key Vault ``error.code`` or Storage's ``error_code``) and
+    every code the response carried, inner ones included."""
+    error = getattr(exc, "error", None)
+    shown = _safe(getattr(error, "code", None)) or _safe(getattr(exc, "error_code", None))
+    inner = getattr(error, "innererror", None) or {}
+    every = {shown, _safe(inner.get("code")) if isinstance(inner, dict) else None}
+    return shown, {code for code in every if code}
+
+
 def _from_status(
-    exc: HttpResponseError, status: int, where: str, service: str, operation: str
+    exc: HttpResponseError, status: int, where: str, service: Service, operation: str
 ) -> RotationError:
-    if status == HTTPStatus.NOT_FOUND:
-        return CertificateNotFoundError(f"{where} not found (HTTP 404)")
-    if status == HTTPStatus.FORBIDDEN and "SecretDisabled" in _inner_codes(exc):
+    shown, codes = _codes(exc)
+    permanent = sorted(codes & service.permanent_codes.keys())
+    if permanent:
         return DependencyError(
-            f"{where} failed: the secret version is disabled",
-            service=service,
+            f"{where} failed: {service.permanent_codes[permanent[0]]}",
+            service=service.name,
             operation=operation,
             status_code=status,
         )
-    code = _error_code(exc)
-    message = f"{where} failed: HTTP {status}" + (f" ({code})" if code else "")
+    if status == HTTPStatus.NOT_FOUND and service.missing_is_not_found:
+        return CertificateNotFoundError(f"{where} not found (HTTP 404)")
+    hint = service.hints.get(status)
+    message = (
+        f"{where} failed: HTTP {status}"
+        + (f" ({shown})" if shown else "")
+        + (f": {hint}" if hint else "")
+    )
     default = (
         TransientDependencyError if status >= HTTPStatus.INTERNAL_SERVER_ERROR else DependencyError
     )
     error_type = _BY_STATUS.get(status, default)
-    return error_type(message, service=service, operation=operation, status_code=status)
+    return error_type(message, service=service.name, operation=operation, status_code=status)
 
 
-def translate(exc: BaseException, *, service: str, operation: str, name: str) -> RotationError:
+def translate(exc: BaseException, *, service: Service, operation: str, name: str) -> RotationError:
     """The domain error for an SDK/transport exception raised while doing ``operation`` on ``name``."""
-    where = f"{service} {operation} {name!r}"
+    where = f"{service.name} {operation} {name!r}"
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         return _from_status(exc, int(exc.status_code), where, service, operation)
     kind = type(exc).__name__
     if isinstance(exc, ClientAuthenticationError):
         return AuthorizationError(
             f"{where} failed: could not authenticate ({kind})",
-            service=service,
+            service=service.name,
             operation=operation,
         )
     if isinstance(
         exc, ServiceRequestError | ServiceResponseError | TimeoutError | ConnectionError
     ):
         return TransientDependencyError(
-            f"{where} failed: connection or timeout ({kind})", service=service, operation=operation
+            f"{where} failed: connection or timeout ({kind})",
+            service=service.name,
+            operation=operation,
         )
-    return DependencyError(f"{where} failed ({kind})", service=service, operation=operation)
+    return DependencyError(f"{where} failed ({kind})", service=service.name, operation=operation)
 
 
 @contextmanager
-def translating(service: str, operation: str, name: str) -> Iterator[None]:
+def translating(service: Service, operation: str, name: str) -> Iterator[None]:
     """Run SDK calls, re-raising any Azure or transport failure as a domain error.
 
     Raises:

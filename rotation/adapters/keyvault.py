@@ -16,13 +16,13 @@ from typing import Any
 from azure.keyvault.certificates import CertificateClient, CertificateProperties
 from azure.keyvault.secrets import KeyVaultSecret, SecretClient
 
-from rotation.adapters.errors import translating
+from rotation.adapters.errors import KEY_VAULT, translating
 from rotation.domain.errors import DependencyError
 from rotation.domain.model import CertificateVersion, SecretMaterial
 
 __all__ = ["KeyVaultCertificateSource"]
 
-_SERVICE = "keyvault"
+_SERVICE = KEY_VAULT.name
 _PKCS12 = "application/x-pkcs12"
 _PEM = "application/x-pem-file"
 _NO_DATE = datetime.min.replace(tzinfo=UTC)
@@ -79,7 +79,7 @@ class KeyVaultCertificateSource:
             DependencyError: as the ``CertificateSource`` port documents.
         """
         certificates, _ = self._pair(vault_url)
-        with translating(_SERVICE, "list_certificate_versions", name):
+        with translating(KEY_VAULT, "list_certificate_versions", name):
             pages = certificates.list_properties_of_certificate_versions(name)
             return [_to_domain(vault_url, item) for item in pages]
 
@@ -93,7 +93,7 @@ class KeyVaultCertificateSource:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         certificates, _ = self._pair(vault_url)
-        with translating(_SERVICE, "get_certificate_version", f"{name}/{version}"):
+        with translating(KEY_VAULT, "get_certificate_version", f"{name}/{version}"):
             certificate = certificates.get_certificate_version(name, version)
         if certificate.properties is None:
             raise DependencyError(
@@ -112,7 +112,7 @@ class KeyVaultCertificateSource:
             TransientDependencyError / AuthorizationError: see the port.
         """
         _, secrets = self._pair(vault_url)
-        with translating(_SERVICE, "get_secret", f"{name}/{version}"):
+        with translating(KEY_VAULT, "get_secret", f"{name}/{version}"):
             secret = secrets.get_secret(name, version)
         return _secret_to_domain(secret, name)
 

@@ -57,13 +57,13 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient, LinearRetry
 
-from rotation.adapters.errors import translate
+from rotation.adapters.errors import LOCKS, translate
 from rotation.domain.errors import DependencyError, RotationError, TransientDependencyError
 from rotation.domain.planning import vault_key
 
 __all__ = ["RENEWER_THREAD_PREFIX", "BlobLeaseLock", "RenewWait", "lock_blob_name"]
 
-_SERVICE = "blob-lease"
+_SERVICE = LOCKS.name
 _LEASE_RANGE = (15, 60)  # what Blob Storage accepts for a finite lease
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
@@ -318,17 +318,12 @@ class BlobLeaseLock:
             pass
         except AzureError as exc:
             raise translate(
-                exc, service=_SERVICE, operation="create_container", name=self.container_name
+                exc, service=LOCKS, operation="create_container", name=self.container_name
             ) from exc
 
     def _error(self, exc: AzureError, operation: str, blob: BlobClient) -> RotationError:
         where = f"{self.container_name}/{blob.blob_name}"
-        if isinstance(exc, ResourceNotFoundError):  # translate() would call it a certificate
-            return DependencyError(
-                f"{_SERVICE} {operation} {where!r} failed: not found (HTTP 404)",
-                service=_SERVICE, operation=operation, status_code=HTTPStatus.NOT_FOUND,
-            )  # fmt: skip
-        return translate(exc, service=_SERVICE, operation=operation, name=where)
+        return translate(exc, service=LOCKS, operation=operation, name=where)
 
 
 def _ascii(text: str) -> str:

@@ -3,8 +3,9 @@
 One entity per ``AuditRecord``: PartitionKey ``{vault}|{certificate}`` (so one certificate's
 history is one partition), RowKey ``{UTC time, sortable}-{uuid4}`` (so rows sort by time and never
 collide), every audit field as a property (``None`` omitted, ``findings``/``targets`` JSON-encoded)
-and ``recorded_at``. ``azure.core`` errors become the domain's ``DependencyError`` family;
-messages carry status codes and error codes, never the connection string.
+and ``recorded_at``. ``azure.core`` errors become the domain's ``DependencyError`` family
+(``rotation.adapters.errors.translate``); messages carry status codes and error codes, never the
+connection string.
 """
 
 from __future__ import annotations
@@ -17,44 +18,22 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient
 
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.clock import SystemClock
-from rotation.domain.errors import AuthorizationError, DependencyError, TransientDependencyError
+from rotation.adapters.errors import AUDIT_TABLE, translate
+from rotation.domain.errors import DependencyError, RotationError
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
 
 __all__ = ["TableAuditSink", "iter_audit_records", "open_table"]
 
-_SERVICE = "audit-table"
+_SERVICE = AUDIT_TABLE.name
 _LIST_FIELDS = ("findings", "targets")
 _TABLE_KEYS = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag"})
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-_TRANSIENT = frozenset({408, 412, 429, 500, 502, 503, 504})
-
-
-def _translate(exc: AzureError, operation: str) -> DependencyError:
-    status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None)
-    detail = f"HTTP {status}" if status else type(exc).__name__
-    message = f"audit table {operation} failed ({detail}{f' {code}' if code else ''})"
-    kwargs: dict[str, Any] = {"service": _SERVICE, "operation": operation, "status_code": status}
-    if isinstance(exc, ClientAuthenticationError) or status in {401, 403}:
-        return AuthorizationError(message, **kwargs)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError) or status in _TRANSIENT:
-        return TransientDependencyError(message, **kwargs)
-    if isinstance(exc, ResourceNotFoundError):
-        return DependencyError(f"{message}: the table does not exist", **kwargs)
-    return DependencyError(message, **kwargs)
 
 
 def open_table(connection_string: str, table_name: str, *, retries: int = 3) -> TableClient:
@@ -108,6 +87,11 @@ class TableAuditSink:
         """
         return cls(open_table(connection_string, table_name), clock=clock)
 
+    def _error(self, exc: AzureError, operation: str) -> RotationError:
+        return translate(
+            exc, service=AUDIT_TABLE, operation=operation, name=str(self._client.table_name)
+        )
+
     def _ensure_table(self) -> None:
         if self._ready:
             return
@@ -116,7 +100,7 @@ class TableAuditSink:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            raise _translate(exc, "create_table") from exc
+            raise self._error(exc, "create_table") from exc
         self._ready = True
 
     def write(self, record: AuditRecord) -> None:
@@ -141,7 +125,7 @@ class TableAuditSink:
         try:
             self._client.create_entity(entity=entity)
         except AzureError as exc:
-            raise _translate(exc, "create_entity") from exc
+            raise self._error(exc, "create_entity") from exc
 
 
 def _to_record(entity: dict[str, Any]) -> dict[str, object]:
@@ -184,7 +168,9 @@ def iter_audit_records(
         for entity in pages:
             yield _to_record(dict(entity))
     except AzureError as exc:
-        raise _translate(exc, "query") from exc
+        raise translate(
+            exc, service=AUDIT_TABLE, operation="query", name=str(client.table_name)
+        ) from exc
     except (TypeError, ValueError):
         raise DependencyError(
             "the audit table holds an entity that is not an audit record",

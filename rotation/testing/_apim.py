@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from rotation.domain.errors import (
     CertificateNotFoundError,
+    DependencyError,
     PreconditionFailedError,
 )
 from rotation.domain.model import (
@@ -57,7 +58,7 @@ class FakeApimGateway:
         self.backends: dict[tuple[str, str], ApimBackend] = {}
         self.updates: list[Write] = []
         self.calls: Counter[str] = Counter()
-        self.keyvault_fetch_fails = False  # APIM cannot fetch the secret: lastStatus Failure
+        self.keyvault_fetch_fails = False  # APIM cannot fetch the secret: lastStatus Failed
         self.fail: dict[str, Exception] = {}  # read method name -> error raised on every call
         self._etags = itertools.count(1)
         self._writes = 0
@@ -126,8 +127,38 @@ class FakeApimGateway:
             identity_client_id=identity,
             thumbprint=found.thumbprint_sha1 if ok and found else None,
             expiration=found.expires if ok and found else None,
-            last_status_code="Success" if ok else "Failure",
+            last_status_code="Success" if ok else "Failed",
             last_status_message=None if ok else "secret could not be fetched",
+            etag=self._etag(),
+        )
+
+    def _fetched(
+        self, service_id: str, cid: str, secret: str, identity: str | None
+    ) -> ApimCertificate:
+        """What a PUT stores, as APIM fetches the secret then: a new entity needs a fetchable
+        (existing, enabled) version, else HTTP 400; an existing one whose fetch fails keeps
+        presenting what it fetched last, with a failed ``lastStatus``. Without a ``source``
+        (no Key Vault modelled) every PUT is stored as seeded."""
+        ref = parse_secret_identifier(secret)
+        found = None
+        if ref is not None and self.source is not None and not self.keyvault_fetch_fails:
+            found = self.source.lookup(f"https://{ref.vault}", ref.name, ref.version)
+        if self.source is None or (found is not None and found.enabled):
+            return self._entity(service_id, cid, secret, identity)
+        previous = self.certificates.get((service_id.lower(), cid.lower()))
+        if previous is None:
+            raise DependencyError(
+                f"apim put_certificate {cid!r} failed: HTTP 400 (ValidationError)",
+                service="apim",
+                operation="put_certificate",
+                status_code=400,
+            )
+        return replace(
+            previous,
+            secret_identifier=secret,
+            identity_client_id=identity,
+            last_status_code="Failed",
+            last_status_message="secret could not be fetched",
             etag=self._etag(),
         )
 
@@ -213,7 +244,7 @@ class FakeApimGateway:
             if_match = current.etag
         self.calls["put_certificate"] += 1
         self._write(key, if_match, self.certificates)
-        entity = self._entity(service_id, certificate_id, secret_identifier, identity_client_id)
+        entity = self._fetched(service_id, certificate_id, secret_identifier, identity_client_id)
         self.certificates[key] = entity
         self.updates.append(
             Write(

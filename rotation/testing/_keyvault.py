@@ -11,6 +11,7 @@ from cryptography import x509
 
 from rotation.domain.errors import (
     CertificateNotFoundError,
+    DependencyError,
 )
 from rotation.domain.model import (
     CertificateVersion,
@@ -102,9 +103,17 @@ class FakeCertificateSource:
         return found
 
     def get_secret(self, vault_url: str, name: str, version: str) -> SecretMaterial:
-        """The stored secret; raises ``CertificateNotFoundError``."""
+        """The stored secret; raises ``CertificateNotFoundError``, or ``DependencyError`` for a
+        disabled version (as Key Vault refuses to read it)."""
         self._check("get_secret")
         stored = self._versions.get(self._key(vault_url, name, version))
         if stored is None:
             raise CertificateNotFoundError(f"secret {name!r} version {version!r} not found")
+        if not stored.version.enabled:  # Key Vault: 403 SecretDisabled, as the adapter maps it
+            raise DependencyError(
+                f"keyvault get_secret '{name}/{version}' failed: the secret version is disabled",
+                service="keyvault",
+                operation="get_secret",
+                status_code=403,
+            )
         return stored.secret

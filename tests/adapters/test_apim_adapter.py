@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import pytest
 from azure.mgmt.apimanagement.operations import BackendOperations
@@ -219,7 +219,7 @@ class TestCertificates:
 
 
 class TestBackends:
-    def _seed_with_credentials(self, devstack, devstack_http, world) -> dict:
+    def _seed_with_credentials(self, devstack, devstack_http, world) -> dict[str, Any]:
         credentials = {
             "certificateIds": [world.entity_id],
             "header": {"x-partner": ["demo"]},
@@ -250,7 +250,7 @@ class TestBackends:
         ``credentials`` instead of merging it; If-Match is the ETag of that read."""
         credentials = self._seed_with_credentials(devstack, devstack_http, world)
         current = apim_gateway.get_backend(world.service_id, "b")
-        sent: list[tuple[str, dict]] = []
+        sent: list[tuple[str, dict[str, Any]]] = []
         original = BackendOperations.update
 
         def spy(operations, *args, **kwargs):
@@ -370,14 +370,13 @@ class TestBackends:
         assert vars(apim_gateway).keys() == vars(fresh).keys() == _STATELESS_ATTRIBUTES
 
     def test_twenty_of_two_thousand_backends(self, devstack, world, apim_gateway):
-        """Bind 20 of 2,000 backends: list (20 pages) and 20 CAS updates, in a few seconds."""
+        """Bind 20 of 2,000 backends: list (20 pages) and 20 CAS updates, nothing more sent."""
         for i in range(2000):
             ids = [world.entity_id] if i % 100 == 0 else []
             devstack.put_backend(
                 world.service, f"b{i:04}", url="https://b.test", certificate_ids=ids
             )
         devstack.request_log.clear()
-        start = time.perf_counter()
 
         backends = apim_gateway.list_backends(world.service_id)
         bound = [b for b in backends if world.entity_id in b.certificate_ids]
@@ -388,14 +387,13 @@ class TestBackends:
                 expected_ids=backend.certificate_ids,
                 certificate_ids=("/new",),
             )
-        elapsed = time.perf_counter() - start
 
         assert len(backends) == 2000
         assert len(bound) == 20
         assert devstack.request_log.arm.count("GET", "*/backends") == 20
         assert devstack.request_log.arm.count("GET", "*/backends/*") == 20
         assert devstack.request_log.arm.count("PATCH") == 20
-        assert elapsed < 10
+        assert len(devstack.request_log.arm.entries()) == 60
 
 
 class TestFaults:

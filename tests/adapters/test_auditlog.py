@@ -9,7 +9,15 @@ import pytest
 
 from rotation.adapters.auditlog import JsonLinesAuditSink
 from rotation.domain.errors import DependencyError
-from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
+from rotation.domain.model import (
+    AuditRecord,
+    AuditTarget,
+    Decision,
+    Strategy,
+    TargetKind,
+    TargetResult,
+    Trigger,
+)
 from rotation.ports import AuditSink
 
 
@@ -26,11 +34,11 @@ def record(decision: Decision = Decision.APPLIED, version: str = "v2") -> AuditR
         targets=(
             AuditTarget(
                 service="apim-a",
-                kind="certificate",
+                kind=TargetKind.CERTIFICATE,
                 name="partner-mtls",
                 from_="https://kv/secrets/partner-mtls/v1",
                 to="https://kv/secrets/partner-mtls/v2",
-                result="updated",
+                result=TargetResult.UPDATED,
             ),
         ),
         strategy=Strategy.PIN,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -24,7 +25,7 @@ VAULT = "https://kv-rotation-demo.vault.azure.net"
 PREFIX = "KV-CERT-ROTATION/2026/3/2/8/"
 
 
-def dead_letter(version: str, *, attempts: int = 30) -> dict:
+def dead_letter(version: str, *, attempts: int = 30) -> dict[str, Any]:
     """One dead-lettered CertificateNewVersionCreated event (wire reference B)."""
     return {
         "id": f"id-{version}",
@@ -152,7 +153,8 @@ class TestReplayFromContainer:
         """`replay --deadletter-container` streams the blobs through the service; malformed → exit 1."""
         recorder = _Recorder()
         wiring = Wiring(
-            build_service=lambda _s, **_k: recorder, build_audit_sink=lambda _s: MemoryAuditSink()
+            build_service=lambda _s, **_k: cast("Any", recorder),
+            build_audit_sink=lambda _s: MemoryAuditSink(),
         )
         env = {
             "ROTATION_VAULTS": VAULT,

@@ -10,7 +10,15 @@ import pytest
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.tables import TableAuditSink, iter_audit_records, open_table
 from rotation.domain.errors import DependencyError, TransientDependencyError
-from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
+from rotation.domain.model import (
+    AuditRecord,
+    AuditTarget,
+    Decision,
+    Strategy,
+    TargetKind,
+    TargetResult,
+    Trigger,
+)
 from rotation.testing import FrozenClock
 
 AT = datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
@@ -30,7 +38,12 @@ def _record(
         findings=("binding.versionless", "revocation.unavailable"),
         targets=(
             AuditTarget(
-                service="apim", kind="backend", name="b1", from_="c1", to="c2", result="updated"
+                service="apim",
+                kind=TargetKind.BACKEND,
+                name="b1",
+                from_="c1",
+                to="c2",
+                result=TargetResult.UPDATED,
             ),
         ),
         strategy=Strategy.BLUE_GREEN,
@@ -77,7 +90,7 @@ class TestTableAuditSink:
         recent = list(iter_audit_records(table, since=AT + timedelta(minutes=30)))
 
         assert [r["certificate"] for r in by_cert] == ["partner-mtls"]
-        assert sorted(r["certificate"] for r in recent) == ["other", "partner-mtls"]
+        assert sorted(str(r["certificate"]) for r in recent) == ["other", "partner-mtls"]
 
     def test_table_is_created_once_and_reused(self, table):
         """Two sinks on one table both write (the second finds the table already there)."""

@@ -350,7 +350,8 @@ class TestBackends:
         """250 backends: pages of 100 by default, absolute nextLink, count of all matches."""
         for i in range(250):
             devstack.put_backend(arm.service, f"b{i:03}", url="https://x.test", certificate_ids=[])
-        names, url, params, pages = [], "/backends", {}, 0
+        names, url, pages = [], "/backends", 0
+        params: dict[str, str] = {}
 
         while url:
             body = (

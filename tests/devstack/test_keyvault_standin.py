@@ -16,7 +16,7 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _import(http, stack, name, data, *, content_type=None):
-    body = {"value": base64.b64encode(data).decode()}
+    body: dict[str, object] = {"value": base64.b64encode(data).decode()}
     if content_type:
         body["policy"] = {"secret_props": {"contentType": content_type}}
     return http.post(
@@ -144,7 +144,7 @@ class TestVersionsPaging:
         """maxresults pages; nextLink is absolute on this server's host:port; all versions come."""
         made = {devstack.import_certificate("c", devstack_pki.pfx()) for _ in range(5)}
         url = f"{devstack.vault_url}/certificates/c/versions"
-        params = {**API, "maxresults": "2"}
+        params: dict[str, str] | None = {**API, "maxresults": "2"}
         seen, pages = set(), 0
 
         while url:
@@ -182,6 +182,7 @@ class TestSecrets:
 
         loaded = pkcs12.load_pkcs12(base64.b64decode(body["value"]), None)
         assert loaded.key is not None
+        assert loaded.cert is not None
         assert loaded.cert.certificate == devstack_pki.first[0].cert
         assert len(loaded.additional_certs) == 2
         assert body["contentType"] == "application/x-pkcs12"

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import uuid
+from typing import Any
 
 import pytest
 import structlog
@@ -19,7 +20,7 @@ from rotation.entrypoints.cli import cli
 from rotation.logconfig import configure_logging
 
 VERSION = "3f1c0d9e2b7a4c55a8e6d1b2c3f4a5b6"
-EVENT = {
+EVENT: dict[str, Any] = {
     "id": "6b0f9a52-3c1e-4d7a-9e2b-41c5d8f0a7e3",
     "topic": "/subscriptions/1/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-rotation-demo",
     "subject": "partner-mtls",

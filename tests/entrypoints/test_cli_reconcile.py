@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -84,7 +85,7 @@ def _missed(world: World) -> tuple[World, str, str]:
     return world, v1, v2
 
 
-def json_lines(output: str) -> list[dict]:
+def json_lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 

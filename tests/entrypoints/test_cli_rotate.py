@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -47,7 +48,9 @@ REQUIRED_KEYS = {
 }
 
 
-def eg_event(version: str, event_id: str | None = None, *, name: str = "partner-mtls") -> dict:
+def eg_event(
+    version: str, event_id: str | None = None, *, name: str = "partner-mtls"
+) -> dict[str, Any]:
     """A CertificateNewVersionCreated event in the Event Grid schema (wire reference A.4)."""
     return {
         "id": event_id or f"id-{version}",
@@ -69,7 +72,7 @@ def eg_event(version: str, event_id: str | None = None, *, name: str = "partner-
     }
 
 
-def cloud_event(version: str) -> dict:
+def cloud_event(version: str) -> dict[str, Any]:
     """The same event in the CloudEvents 1.0 schema (wire reference A.5)."""
     event = eg_event(version)
     return {
@@ -83,7 +86,7 @@ def cloud_event(version: str) -> dict:
     }
 
 
-def dead_lettered(version: str) -> dict:
+def dead_lettered(version: str) -> dict[str, Any]:
     """An Event Grid dead-letter entry: the original event plus the dead-letter fields."""
     return eg_event(version) | {
         "deadLetterReason": "MaxDeliveryAttemptsExceeded",
@@ -166,12 +169,12 @@ def _scripted(wiring: Wiring, audit: MemoryAuditSink) -> ScriptedService:
     return service
 
 
-def write_array(path: Path, events: list) -> Path:
+def write_array(path: Path, events: list[Any]) -> Path:
     path.write_text(json.dumps(events), encoding="utf-8")
     return path
 
 
-def write_lines(path: Path, lines: list) -> Path:
+def write_lines(path: Path, lines: list[Any]) -> Path:
     path.write_text(
         "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n",
         encoding="utf-8",
@@ -179,7 +182,7 @@ def write_lines(path: Path, lines: list) -> Path:
     return path
 
 
-def json_lines(output: str) -> list[dict]:
+def json_lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
@@ -546,7 +549,7 @@ _DECISIONS = ["applied", "already_current", "superseded", "rejected"]
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
 
 
-def spying_start(seen: dict, configure=None):
+def spying_start(seen: dict[str, Any], configure=None):
     """A Devstack.start that records the stack's token and every imported bundle."""
     original = Devstack.start
 
@@ -571,7 +574,7 @@ def spying_start(seen: dict, configure=None):
 @pytest.fixture(name="demo_run", scope="module")
 def _demo_run(tmp_path_factory: pytest.TempPathFactory):
     """One `certrotate demo` run, with the stack's token and imported bundles captured."""
-    seen: dict = {}
+    seen: dict[str, Any] = {}
     log = tmp_path_factory.mktemp("demo") / "audit.jsonl"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Devstack, "start", spying_start(seen))

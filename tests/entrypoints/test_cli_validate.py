@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.pki import EPOCH, Issued, make_crl, mint_chain, to_pem_bundle, to_pkcs12
 from rotation.entrypoints.cli.validate import validate
@@ -49,7 +51,7 @@ def invoke(*args: object) -> Result:
     return CliRunner().invoke(validate, [str(a) for a in args])
 
 
-def as_json(result: Result) -> dict[str, object]:
+def as_json(result: Result) -> dict[str, Any]:
     """The single JSON object printed by --json."""
     return json.loads(result.output)  # type: ignore[no-any-return]
 
@@ -71,7 +73,7 @@ class TestExitCodes:
         result = invoke(files["bundle.pem"], "--trust", files["root.pem"], "--at", "2027-06-01T00:00:00+00:00", "--json")  # fmt: skip
 
         assert result.exit_code == 1
-        assert [f["code"] for f in as_json(result)["findings"]] == ["validity.expired"]  # type: ignore[index,union-attr]
+        assert [f["code"] for f in as_json(result)["findings"]] == ["validity.expired"]
 
     def test_unreadable_bundle_is_rejection_not_traceback(self, files: dict[str, Path]):
         """An unparsable bundle exits 1 with format.unreadable, never a traceback."""
@@ -80,7 +82,7 @@ class TestExitCodes:
         assert result.exit_code == 1
         assert result.exception is None or isinstance(result.exception, SystemExit)
         report = as_json(result)
-        assert report["findings"][0]["code"] == "format.unreadable"  # type: ignore[index]
+        assert report["findings"][0]["code"] == "format.unreadable"
         assert report["leaf"] is None
 
     @pytest.mark.parametrize(
@@ -127,13 +129,13 @@ class TestJson:
         assert isinstance(leaf, dict)
         assert leaf["thumbprint_sha1"] == chain[0].cert.fingerprint(hashes.SHA1()).hex().upper()  # fmt: skip
         assert leaf["not_before"] == "2026-01-01T00:00:00Z"
-        assert len(report["chain"]) == 3  # type: ignore[arg-type]
+        assert len(report["chain"]) == 3
 
     def test_finding_fields(self, files: dict[str, Path]):
         """Each finding has code, severity, message and certificate."""
         result = invoke(files["nokey.pem"], "--trust", files["root.pem"], "--at", AT, "--json")
 
-        finding = as_json(result)["findings"][0]  # type: ignore[index]
+        finding = as_json(result)["findings"][0]
         assert finding == {
             "code": "key.missing",
             "severity": "warning",
@@ -183,7 +185,7 @@ class TestOptions:
         result = invoke(files["bundle.pem"], "--trust", files["root.pem"], "--crl", files["revoked.crl"], "--revocation", "off", "--at", AT, "--json")  # fmt: skip
 
         assert result.exit_code == 1
-        assert [f["code"] for f in as_json(result)["findings"]] == ["revocation.revoked"]  # type: ignore[index,union-attr]
+        assert [f["code"] for f in as_json(result)["findings"]] == ["revocation.revoked"]
 
     def test_min_days(self, files: dict[str, Path]):
         """--min-days raises the minimum remaining lifetime (validity.too_short)."""
@@ -206,6 +208,7 @@ class TestSecrets:
     def test_no_key_material_or_password_in_output(self, files: dict[str, Path], chain: list[Issued], json_flag: list[str]):  # fmt: skip
         """Neither the key's PEM body, its numbers, nor the password are printed."""
         numbers = chain[0].key.private_numbers()  # type: ignore[union-attr]
+        assert isinstance(numbers, rsa.RSAPrivateNumbers)
         key_lines = chain[0].key_pem.decode().splitlines()[1:-1]
 
         outputs = [

@@ -116,7 +116,8 @@ class TestIndexing:
     def test_app_indexes_exactly_the_two_functions(self):
         """function_app exposes on_key_vault_event (eventGridTrigger) and reconcile (timerTrigger)."""
         functions = {
-            f.get_function_name(): json.loads(f.get_function_json()) for f in app.get_functions()
+            str(f.get_function_name()): json.loads(f.get_function_json())
+            for f in app.get_functions()
         }
 
         assert sorted(functions) == ["on_key_vault_event", "reconcile"]

@@ -59,7 +59,9 @@ class TestBuildService:
             5,
         )
         assert record.decision is Decision.APPLIED, record.findings
-        assert world.gateway.entity(SVC_A, f"{CERT}--{V2[:8]}").secret_identifier.endswith(V2)
+        assert (world.gateway.entity(SVC_A, f"{CERT}--{V2[:8]}").secret_identifier or "").endswith(
+            V2
+        )
 
     def test_audit_sink_is_stdout_plus_table_when_configured(self, env: dict[str, str]) -> None:
         """The durable table joins stdout only when a table and a connection are set."""
@@ -122,6 +124,6 @@ class TestBuildValidator:
 
         assert isinstance(validator, PolicyValidator)
         assert isinstance(validator.crl_fetcher, HttpCrlFetcher) is fetches
-        if fetches:
+        if isinstance(validator.crl_fetcher, HttpCrlFetcher):
             assert validator.crl_fetcher.timeout == 2.5
             assert validator.crl_fetcher.max_bytes == settings.crl_max_bytes

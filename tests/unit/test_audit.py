@@ -16,7 +16,15 @@ from rotation.adapters.audit import (
     StructlogAuditSink,
 )
 from rotation.domain.errors import DependencyError, TransientDependencyError
-from rotation.domain.model import AuditRecord, AuditTarget, Decision, Strategy, Trigger
+from rotation.domain.model import (
+    AuditRecord,
+    AuditTarget,
+    Decision,
+    Strategy,
+    TargetKind,
+    TargetResult,
+    Trigger,
+)
 from rotation.logconfig import bind_correlation, configure_logging
 from rotation.testing import MemoryAuditSink
 
@@ -37,7 +45,12 @@ RECORD = AuditRecord(
     findings=("binding.versionless",),
     targets=(
         AuditTarget(
-            service="apim", kind="certificate", name="partner", from_="a", to="b", result="updated"
+            service="apim",
+            kind=TargetKind.CERTIFICATE,
+            name="partner",
+            from_="a",
+            to="b",
+            result=TargetResult.UPDATED,
         ),
     ),
     strategy=Strategy.PIN,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
@@ -53,7 +54,7 @@ def version(v: str, days: int, *, expires_in: int = 365, enabled: bool = True, *
     created = NOW + timedelta(days=days)
     return CertificateVersion(
         vault_url=VAULT, name="cert", version=v, enabled=enabled, created=created,
-        not_before=kw.get("not_before", created), expires=NOW + timedelta(days=expires_in),
+        not_before=cast("datetime | None", kw.get("not_before", created)), expires=NOW + timedelta(days=expires_in),
         thumbprint_sha1=str(kw.get("thumbprint", f"{v.upper()}SHA1")),
     )  # fmt: skip
 

@@ -8,6 +8,7 @@ import io
 import json
 import tracemalloc
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -23,7 +24,7 @@ from rotation.intake.jsonstream import JsonStream
 from tests.payloads import DATA, TOPIC, VERSION
 
 # Wire reference A.4: Event Grid schema, delivered as an array even for one event.
-A4 = [
+A4: list[dict[str, Any]] = [
     {
         "id": "6b0f9a52-3c1e-4d7a-9e2b-41c5d8f0a7e3",
         "topic": TOPIC,
@@ -70,7 +71,7 @@ VALIDATION = [
 ]
 
 
-def eg(**data_changes: object) -> dict[str, object]:
+def eg(**data_changes: object) -> dict[str, Any]:
     """A fresh A.4 event with its data changed (None deletes a key)."""
     event = copy.deepcopy(A4[0])
     for key, value in data_changes.items():
@@ -81,7 +82,7 @@ def eg(**data_changes: object) -> dict[str, object]:
     return event
 
 
-def refused(payload: object, **kwargs: object) -> InvalidEventError:
+def refused(payload: object, **kwargs: Any) -> InvalidEventError:
     with pytest.raises(InvalidEventError) as info:
         parse_payload(payload, **kwargs)
     return info.value

@@ -107,6 +107,7 @@ class TestRedact:
 
         cleaned = redact({"blob": secrets["pem"].encode(), "error": error})
 
+        assert isinstance(cleaned, dict)
         assert cleaned["blob"].startswith("[REDACTED ")
         assert "[REDACTED PEM]" in str(cleaned["error"])
         assert _needles(secrets)[0] not in str(cleaned["error"])

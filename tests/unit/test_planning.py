@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotation.domain.model import ApimBackend, ApimCertificate, CertificateVersion, Strategy
+from rotation.domain.model import (
+    ApimBackend,
+    ApimCertificate,
+    CertificateVersion,
+    Strategy,
+    TargetKind,
+)
 from rotation.domain.planning import (
     Action,
     AlreadyCurrent,
@@ -280,7 +286,9 @@ class TestPlanPin:
 
     def test_needs_change_ignores_current_superseded_and_retire(self) -> None:
         """Only pins, creates and moves change what is presented."""
-        current = AlreadyCurrent(service_id=SVC, kind="certificate", name="a", reference=None)
+        current = AlreadyCurrent(
+            service_id=SVC, kind=TargetKind.CERTIFICATE, name="a", reference=None
+        )
         retire = RetireEntity(service_id=SVC, certificate_id="a--11111111", secret=None, etag="")
 
         assert not needs_change([current, retire])
