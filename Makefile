@@ -4,13 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
+# checkov has a large, pin-heavy dependency tree: it lives in its own venv, never in .venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    ?= .venv-checkov
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: demo test test-slow lint typecheck unit bench clean
+.PHONY: demo test test-slow lint typecheck unit bench checkov clean
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . --group dev
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[cli]' --group dev
+	touch $@
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
 $(NPMSTAMP): package.json
@@ -21,9 +31,10 @@ $(NPMSTAMP): package.json
 demo: $(STAMP)
 	$(BIN)/certrotate demo
 
-## test: lint, types (rotation/, tests/, bench/) and the whole main test suite under branch
-## coverage, failing below [tool.coverage.report] fail_under (starts and stops Azurite itself).
-test: $(STAMP) $(NPMSTAMP)
+## test: lint, types (rotation/, tests/, bench/), checkov over infra/ and the whole main test suite
+## under branch coverage, failing below [tool.coverage.report] fail_under (starts and stops
+## Azurite and nginx itself).
+test: $(STAMP) $(NPMSTAMP) checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -31,6 +42,10 @@ test: $(STAMP) $(NPMSTAMP)
 	$(BIN)/coverage run -m pytest -m "not slow" -q
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
+
+## checkov: static analysis of the Bicep in infra/, offline; any failed check fails the build.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep --skip-download --compact --quiet
 
 ## test-slow: the suites marked slow (large replays, soak).
 test-slow: $(STAMP) $(NPMSTAMP)
@@ -48,4 +63,4 @@ bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

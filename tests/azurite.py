@@ -146,3 +146,94 @@ def _azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             process.kill()
             process.wait(timeout=10)
         errors.close()
+
+
+@dataclass(frozen=True, slots=True)
+class AzuriteOAuth:
+    """A running Azurite over HTTPS with ``--oauth basic``: bearer tokens accepted.
+
+    ``ca_pem`` is the CA bundle a client must trust (``connection_verify``). Azurite's basic
+    OAuth checks a token's shape, lifetime, issuer and audience, not its signature, so a test can
+    mint its own (``tests.azurite.storage_token``).
+    """
+
+    host: str
+    blob_port: int
+    table_port: int
+    ca_pem: Path
+
+    @property
+    def blob_endpoint(self) -> str:
+        """Blob service URL over HTTPS (account in the path)."""
+        return f"https://{self.host}:{self.blob_port}/{ACCOUNT}"
+
+    @property
+    def table_endpoint(self) -> str:
+        """Table service URL over HTTPS (account in the path)."""
+        return f"https://{self.host}:{self.table_port}/{ACCOUNT}"
+
+
+def storage_token(
+    *, now: int, lifetime: int = 3600, audience: str = "https://storage.azure.com"
+) -> str:
+    """An unsigned Entra-shaped JWT that Azurite's ``--oauth basic`` accepts (test use only)."""
+    import base64  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {
+        "aud": audience,
+        "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
+        "iat": now,
+        "nbf": now - 60,
+        "exp": now + lifetime,
+        "oid": "11111111-1111-1111-1111-111111111111",
+    }
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+@pytest.fixture(name="azurite_oauth", scope="session")
+def _azurite_oauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteOAuth]:
+    """A second Azurite (blob, table) over HTTPS with ``--oauth basic``, certificate minted here."""
+    from devstack.tls import mint_server_tls  # noqa: PLC0415
+
+    if not AZURITE.exists():
+        message = f"Azurite not installed ({AZURITE}); run `npm install` (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    location = tmp_path_factory.mktemp("azurite-oauth")
+    tls = mint_server_tls(location)
+    blob, queue, table = _free_ports(3)
+    command = [
+        str(AZURITE),
+        "--blobHost", "127.0.0.1", "--blobPort", str(blob),
+        "--queueHost", "127.0.0.1", "--queuePort", str(queue),
+        "--tableHost", "127.0.0.1", "--tablePort", str(table),
+        "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent",
+        "--oauth", "basic", "--cert", str(tls.cert_pem), "--key", str(tls.key_pem),
+    ]  # fmt: skip
+    node = shutil.which("node")
+    env = (
+        {**os.environ, "PATH": f"{Path(node).parent}:{os.environ.get('PATH', '')}"}
+        if node
+        else None
+    )
+    log = location / "azurite.stderr"
+    errors = log.open("wb")
+    process = subprocess.Popen(
+        command, cwd=location, stdout=subprocess.DEVNULL, stderr=errors, env=env
+    )
+    try:
+        _wait_until_ready(process, [blob, queue, table], log)
+        yield AzuriteOAuth(host="127.0.0.1", blob_port=blob, table_port=table, ca_pem=tls.ca_pem)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        errors.close()

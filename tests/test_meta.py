@@ -5,15 +5,51 @@ from __future__ import annotations
 import ast
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _requirement_names(lines: list[str]) -> list[str]:
-    return sorted(
-        line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
-    )
+CLI_ONLY = {"click", "rich"}
+EXACT_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)$")
+
+
+def _pins() -> dict[str, str]:
+    """requirements.txt as {canonical name: version}; every line must be ``name==version``."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        match = EXACT_PIN.match(text)
+        assert match, f"requirements.txt: {text!r} is not an exact pin (name==version)"
+        pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _runtime_closure(roots: list[Requirement]) -> set[str]:
+    """The installed distributions ``roots`` need on this platform, transitively."""
+    seen: set[str] = set()
+    stack = [r.name for r in roots]
+    while stack:
+        name = canonicalize_name(stack.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.distribution(name).requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                stack.append(requirement.name)
+    return seen
 
 
 def _imports(path: Path) -> set[str]:
@@ -28,18 +64,44 @@ def _imports(path: Path) -> set[str]:
 
 
 class TestPackaging:
-    def test_requirements_txt_equals_project_dependencies(self):
-        """requirements.txt (what a Functions build installs) lists exactly the runtime deps."""
-        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-        declared = sorted(pyproject["project"]["dependencies"])
+    def test_requirements_txt_pins_every_runtime_dependency_within_its_range(self):
+        """Each [project.dependencies] range has an exact pin in requirements.txt that it allows."""
+        pins = _pins()
 
-        listed = _requirement_names((ROOT / "requirements.txt").read_text().splitlines())
+        for text in _pyproject()["project"]["dependencies"]:
+            requirement = Requirement(text)
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{name} is not pinned in requirements.txt"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"requirements.txt pins {name}=={pins[name]}, outside {requirement.specifier}"
+            )
 
-        assert declared == listed
+    def test_requirements_txt_is_the_runtime_closure_as_installed(self):
+        """requirements.txt is exactly the runtime dependencies and what they pull in, at the
+        versions installed in .venv (what the tests ran against): a reproducible remote build."""
+        roots = [Requirement(t) for t in _pyproject()["project"]["dependencies"]]
+        pins = _pins()
+
+        closure = _runtime_closure(roots)
+
+        assert set(pins) == closure
+        assert {n: metadata.version(n) for n in pins} == pins
+
+    def test_cli_only_dependencies_are_an_extra_not_deployed(self):
+        """click and rich are the `cli` extra: not runtime dependencies, not in the package."""
+        project = _pyproject()["project"]
+        cli = {
+            canonicalize_name(Requirement(t).name) for t in project["optional-dependencies"]["cli"]
+        }
+        runtime = {canonicalize_name(Requirement(t).name) for t in project["dependencies"]}
+
+        assert cli == CLI_ONLY
+        assert not CLI_ONLY & runtime
+        assert not CLI_ONLY & set(_pins())
 
     def test_console_script_points_at_the_cli(self):
         """`certrotate` is the click group in rotation.entrypoints.cli."""
-        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        pyproject = _pyproject()
 
         assert pyproject["project"]["scripts"]["certrotate"] == "rotation.entrypoints.cli:main"
 
