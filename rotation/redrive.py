@@ -40,7 +40,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from azure.eventgrid import SystemEventNames
 
 from rotation.domain.bindings import vault_key
-from rotation.domain.errors import AuthorizationError, DependencyError, InvalidEventError
+from rotation.domain.errors import (
+    AuthorizationError,
+    DependencyError,
+    InvalidEventError,
+    RotationError,
+)
 from rotation.event_schema import parse_event, vault_origins
 from rotation.events import MAX_PAYLOAD_BYTES
 from rotation.jsonstream import JsonStream
@@ -133,14 +138,16 @@ class RedriveSummary:
     batches: int = 0
     refused: list[Problem] = field(default_factory=list)
     malformed: list[Problem] = field(default_factory=list)
-    aborted: str | None = None  # why the re-drive stopped early (credentials refused)
+    aborted: str | None = None  # credentials refused: nothing more was sent
+    stopped: str | None = None  # an input failed (unreadable file, dead-letter listing)
 
     @property
     def exit_code(self) -> int:
-        """0 all published; 1 any refused or malformed; 2 stopped on an authentication error."""
+        """0 all published; 1 any refused or malformed, or an input failed; 2 credentials refused."""
         if self.aborted is not None:
             return EXIT_AUTH
-        return EXIT_PROBLEMS if self.refused or self.malformed else EXIT_ALL_PUBLISHED
+        problems = self.refused or self.malformed or self.stopped is not None
+        return EXIT_PROBLEMS if problems else EXIT_ALL_PUBLISHED
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -151,6 +158,7 @@ class RedriveSummary:
             "refused": [_problem(p) for p in self.refused],
             "malformed": [_problem(p) for p in self.malformed],
             "aborted": self.aborted,
+            "stopped": self.stopped,
             "exit_code": self.exit_code,
         }
 
@@ -272,10 +280,10 @@ def redrive(
     """Publish every well-formed, allow-listed certificate event in ``items`` (see the module doc).
 
     ``progress(n)`` is called as ``n`` more events are settled (published, refused or
-    malformed). Never raises for an event or a batch: every outcome is in the summary.
-
-    Raises:
-        OSError | DependencyError: reading an input failed (from the ``items`` iterator).
+    malformed). Never raises for an event, a batch or an input: every outcome is in the
+    summary. When reading ``items`` fails (``OSError``, ``RotationError``: an unreadable file,
+    a dead-letter container that cannot be listed), what was read is still published and
+    ``stopped`` says why the rest was not.
     """
     allowed = list(allowed_vault_urls)
     origins = vault_origins(allowed)
@@ -283,7 +291,7 @@ def redrive(
     summary = RedriveSummary(dry_run=dry_run)
     tick = progress or (lambda _n: None)
     batcher = _Batcher(publisher, summary, tick, max_request_bytes)
-    for location, value in items:
+    for location, value in _guarded(items, summary):
         outgoing = _admit(location, value, origins, vaults, summary)
         if outgoing is None:
             tick(1)
@@ -297,6 +305,14 @@ def redrive(
         batcher.add(outgoing, size)
     batcher.finish()
     return summary
+
+
+def _guarded(items: Iterable[RawItem], summary: RedriveSummary) -> Iterator[RawItem]:
+    """``items``, ending (with ``summary.stopped`` set) when reading them fails."""
+    try:
+        yield from items
+    except (OSError, RotationError) as exc:
+        summary.stopped = str(redact(f"{type(exc).__name__}: {exc}"))
 
 
 def _admit(

@@ -293,3 +293,16 @@ class TestRedrive:
         assert accepted[CLOUDEVENTS]["type"] == NEW_VERSION
         assert accepted[CLOUDEVENTS]["source"] == TOPIC
         assert accepted[CLOUDEVENTS]["data"] == DATA
+
+
+def test_an_input_failing_midway_publishes_what_was_read_and_exits_1(devstack: Devstack):
+    def failing():
+        yield "dl.json[0]", eg(1)
+        raise OSError("disk went away")
+
+    with devstack.eventgrid_topic(NOWHERE) as topic:
+        summary = redrive(failing(), publisher(devstack, topic), allowed_vault_urls=[VAULT])
+
+    assert [e["id"] for e in topic.app.accepted] == ["eg-1"]
+    assert summary.stopped == "OSError: disk went away"
+    assert summary.exit_code == EXIT_PROBLEMS
