@@ -8,6 +8,7 @@ not by the code that made it.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,19 @@ def test_an_input_failing_midway_publishes_what_was_read_and_exits_1(devstack: D
     assert [e["id"] for e in topic.app.accepted] == ["eg-1"]
     assert summary.stopped == "OSError: disk went away"
     assert summary.exit_code == EXIT_PROBLEMS
+
+
+def test_the_key_never_reaches_a_log_line(devstack: Devstack, caplog: pytest.LogCaptureFixture):
+    """The SDK's HTTP logging (headers included) runs at DEBUG; the access key is not in it."""
+    caplog.set_level(logging.DEBUG)
+    with devstack.eventgrid_topic(NOWHERE) as topic:
+        summary = redrive(items(eg(1)), publisher(devstack, topic), allowed_vault_urls=[VAULT])
+        wrong = open_publisher(topic.endpoint, env={KEY_VAR: topic.key[::-1]}, key_env=KEY_VAR,
+                               ca_bundle=str(devstack.ca_bundle), retry_total=0)  # fmt: skip
+        refused = redrive(items(eg(2)), wrong, allowed_vault_urls=[VAULT])
+
+    assert summary.published == 1
+    assert refused.exit_code == EXIT_AUTH
+    assert any("aeg-sas-key" in r.getMessage() for r in caplog.records)  # headers were logged
+    assert all(topic.key not in r.getMessage() for r in caplog.records)
+    assert all(topic.key[::-1] not in r.getMessage() for r in caplog.records)
