@@ -12,8 +12,9 @@ delivery semantics (retries, dead-lettering, one invocation per event, the app's
 2. keeps only Key Vault certificate events (the event types of
    ``azure.eventgrid.SystemEventNames`` certrotate acts on) for vaults in the allow-list; other
    events are *refused* locally, with the reason;
-3. strips the dead-letter fields (``deadLetterReason``, ``deliveryAttempts``, ...), keeps every
-   other field and the schema it arrived in, and batches per schema within Event Grid's limits
+3. strips the dead-letter fields (``deadLetterReason``, ``deliveryAttempts``, ...), keeps the
+   schema it arrived in (Event Grid schema: its envelope fields; CloudEvents: every attribute
+   and extension), and batches per schema within Event Grid's limits
    (1 MiB per request, 1 MiB per event: an event that is too big alone is refused locally);
 4. publishes each batch through a ``Publisher`` (``rotation.adapters.eventgrid``). A refused
    batch of several events is re-sent one event at a time, so each refusal carries Event Grid's
@@ -91,7 +92,7 @@ _DEADLETTER_FIELDS = frozenset(
         "lastDeliveryAttemptTime", "metadataVersion",
     )
 )  # fmt: skip
-_SLACK = 256  # per event: the SDK's ", "/": " separators and its own time format
+_SLACK = 64  # per event: the SDK's time format (e.g. 7 fractional digits become 3 or 6)
 _BAD_REQUEST = 400
 _SPOOL = "blob.json"
 
@@ -168,9 +169,15 @@ def _problem(p: Problem) -> dict[str, Any]:
 
 
 def wire_size(event: OutgoingEvent) -> int:
-    """Bytes ``event`` takes in a publish request: an upper estimate (compact JSON + slack)."""
+    """Bytes ``event`` takes in a publish request: an upper estimate.
+
+    The SDK serialises with ``json.dumps`` defaults (``", "``/``": "`` separators, ASCII
+    escapes), so this does too, over every field (the Event Grid schema model sends only its
+    envelope fields, so extra fields only make the estimate larger), plus a margin for the
+    SDK's own time format.
+    """
     fields = {k: v for k, v in event.fields.items() if k.strip().casefold() != "topic"}
-    return len(json.dumps(fields, separators=(",", ":"), default=str).encode()) + _SLACK
+    return len(json.dumps(fields, default=str).encode()) + _SLACK
 
 
 def iter_raw_files(paths: Iterable[str | Path]) -> Iterator[RawItem]:

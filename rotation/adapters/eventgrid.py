@@ -88,13 +88,15 @@ def to_sdk(event: OutgoingEvent) -> EventGridEvent | CloudEvent[Any]:
 
 
 class _DropUnknownKeyword(logging.Filter):
-    def __init__(self, names: frozenset[str]) -> None:
-        super().__init__()
-        self._names = names
+    """Drops the SDK's "connection_verify is not a known attribute" lines for our call options."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not (args and args[0] in self._names)
+        return not (args and args[0] in _CALL_OPTIONS)
+
+
+_CALL_OPTIONS = frozenset({"connection_verify", "retry_total"})
+_FILTER = _DropUnknownKeyword()
 
 
 class EventGridPublisher:
@@ -105,9 +107,7 @@ class EventGridPublisher:
     ) -> None:
         self._client, self.endpoint, self._options = client, endpoint, call_options
         if call_options:
-            logging.getLogger(_SDK_SERIALIZER_LOGGER).addFilter(
-                _DropUnknownKeyword(frozenset(call_options))
-            )
+            logging.getLogger(_SDK_SERIALIZER_LOGGER).addFilter(_FILTER)  # once: same object
 
     def __repr__(self) -> str:
         return f"EventGridPublisher(endpoint={self.endpoint!r})"

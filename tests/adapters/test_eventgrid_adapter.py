@@ -155,9 +155,17 @@ class TestSendErrors:
 
 
 class TestRedrive:
-    def test_batches_stay_under_1_mib_as_the_topic_measures_it(self, devstack: Devstack):
+    @pytest.mark.parametrize(
+        "pad",
+        [
+            pytest.param("p" * 300_000, id="one-long-string"),
+            # Many small keys: the SDK's ", "/": " spacing adds ~36 kB per event over compact JSON.
+            pytest.param({f"k{i}": i for i in range(18_000)}, id="many-keys"),
+        ],
+    )
+    def test_batches_stay_under_1_mib_as_the_topic_measures_it(self, devstack: Devstack, pad):
         """10 events of ~300 kB: 4 requests of at most 3 events, none refused by the topic."""
-        events = [eg(i, Pad="p" * 300_000) for i in range(10)]
+        events = [eg(i, Pad=pad) for i in range(10)]
         with devstack.eventgrid_topic(NOWHERE) as topic:
             summary = redrive(
                 items(*events), publisher(devstack, topic), allowed_vault_urls=[VAULT]
@@ -323,3 +331,19 @@ def test_the_key_never_reaches_a_log_line(devstack: Devstack, caplog: pytest.Log
     assert any("aeg-sas-key" in r.getMessage() for r in caplog.records)  # headers were logged
     assert all(topic.key not in r.getMessage() for r in caplog.records)
     assert all(topic.key[::-1] not in r.getMessage() for r in caplog.records)
+
+
+def test_cloudevents_with_call_options_log_no_sdk_noise(
+    devstack: Devstack, caplog: pytest.LogCaptureFixture
+):
+    """The SDK hands per-call options to its CloudEvent model, which warns about each one."""
+    caplog.set_level(logging.WARNING)
+    with devstack.eventgrid_topic(NOWHERE, input_schema=CLOUDEVENTS) as topic:
+        summary = redrive(
+            items(ce(1), ce(2)), publisher(devstack, topic), allowed_vault_urls=[VAULT]
+        )
+
+    assert summary.published == 2
+    assert [
+        r.getMessage() for r in caplog.records if "not a known attribute" in r.getMessage()
+    ] == []
