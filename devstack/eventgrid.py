@@ -340,11 +340,8 @@ class EventGridTopic:
             if status in _NOT_RETRIED:
                 break
         attempts = len(statuses)
-        reason = (
-            "MaxDeliveryAttemptsExceeded"
-            if statuses[-1] not in _NOT_RETRIED
-            else ("NonRetriableStatus")
-        )
+        retried_out = statuses[-1] not in _NOT_RETRIED
+        reason = "MaxDeliveryAttemptsExceeded" if retried_out else "NonRetriableStatus"
         blob = self._deadletter(queued, reason, attempts, outcome)
         return Delivery(queued.event["id"], attempts, tuple(statuses), False, outcome, blob)
 

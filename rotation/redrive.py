@@ -19,7 +19,8 @@ delivery semantics (retries, dead-lettering, one invocation per event, the app's
 4. publishes each batch through a ``Publisher`` (``rotation.adapters.eventgrid``). A refused
    batch of several events is re-sent one event at a time, so each refusal carries Event Grid's
    reason for *that* event; a transient failure (after the SDK's retries) refuses the batch with
-   the reason; refused credentials stop the re-drive (``aborted``, exit code 2).
+   the reason; refused credentials stop the re-drive (``aborted``, exit code 2): what is
+   pending is refused as "not sent" and no more input is read.
 
 The result is a ``RedriveSummary``: published, refused (with reasons), malformed, and
 ``exit_code``: 0 all published, 1 any refused or malformed, 2 authentication failed (usage
@@ -310,6 +311,8 @@ def redrive(
             tick(1)
             continue
         batcher.add(outgoing, size)
+        if summary.aborted is not None:
+            break  # credentials refused: read no further (a backlog can be large)
     batcher.finish()
     return summary
 

@@ -267,23 +267,31 @@ class TestRedrive:
         assert summary.exit_code == EXIT_PROBLEMS
 
     def test_refused_credentials_stop_the_redrive_with_exit_2(self, devstack: Devstack):
+        read: list[str] = []
+
+        def backlog():
+            for location, event in items(eg(1), eg(2), eg(3), eg(4)):
+                read.append(location)
+                yield location, event
+
         with devstack.eventgrid_topic(NOWHERE) as topic:
             wrong = open_publisher(
                 topic.endpoint, env={}, credential=StaticTokenCredential("not-the-token"),
                 ca_bundle=str(devstack.ca_bundle), retry_total=0,
             )  # fmt: skip
-            summary = redrive(
-                items(eg(1), eg(2, Pad="x" * 900_000), eg(3)), wrong, allowed_vault_urls=[VAULT],
-            )  # fmt: skip
+            # A request limit that takes one of these events at a time.
+            summary = redrive(backlog(), wrong, allowed_vault_urls=[VAULT], max_request_bytes=800)
             requests = topic.log.entries()
 
         assert summary.exit_code == EXIT_AUTH
         assert summary.aborted is not None
         assert "HTTP 401" in summary.aborted
         assert summary.published == 0
-        assert [p.event_id for p in summary.refused] == ["eg-1", "eg-2", "eg-3"]
+        # eg-2 did not fit with eg-1, so [eg-1] went out (401); eg-2 was pending; no more read.
+        assert read == ["dl.json[0]", "dl.json[1]"]
+        assert [p.event_id for p in summary.refused] == ["eg-1", "eg-2"]
         assert all(p.reason.startswith("not sent: ") for p in summary.refused)
-        assert len(requests) == 1  # nothing more is tried after the credentials were refused
+        assert len(requests) == 1
         assert topic.app.accepted == []
 
     def test_both_schemas_published_in_the_schema_they_arrived_in(self, devstack: Devstack):
