@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: demo test test-slow lint typecheck unit bench checkov clean
+.PHONY: pins demo test test-slow lint typecheck unit bench checkov clean
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ $(CHECKOV_STAMP):
 $(NPMSTAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+## pins: rewrite requirements.txt as the runtime closure of pyproject's dependencies, pinned.
+pins:
+	$(BIN)/pip install --quiet -e '.[cli]' --group dev
+	$(BIN)/python scripts/pins.py
 
 ## demo: the main job on the embedded local stack.
 demo: $(STAMP)

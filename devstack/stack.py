@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from devstack import apim
 from devstack.admin import AdminApi
 from devstack.arm import ArmApp
 from devstack.bundles import PKCS12, parse_bundle
+from devstack.eventgrid import EventGridTopic, Subscription
 from devstack.faults import FaultInjector, RequestLog
 from devstack.keyvault import KeyVaultApp
 from devstack.server import StandInServer
@@ -76,7 +77,7 @@ class Devstack:
         self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP
         self.tenant_id, self.vault_name = TENANT_ID, VAULT_NAME
         tls = mint_server_tls(self.state_dir)
-        self.ca_bundle = tls.ca_pem
+        self.tls, self.ca_bundle = tls, tls.ca_pem
         self.faults_kv, self.faults_arm = FaultInjector(seed), FaultInjector(seed)
         self.request_log = StackRequestLog(RequestLog(), RequestLog())
         for name in services:
@@ -164,6 +165,19 @@ class Devstack:
     def arm_endpoint(self) -> str:
         """``https://127.0.0.1:PORT`` of the ARM stand-in."""
         return self._arm.url
+
+    def eventgrid_topic(
+        self, subscription: Subscription, name: str = "certrotate-replay", **kwargs: Any
+    ) -> AbstractContextManager[EventGridTopic]:
+        """Start an Event Grid topic stand-in (``devstack.eventgrid``) on this stack's TLS and
+        token; ``kwargs`` go to ``EventGridTopic`` (input_schema, key, sleep, clock, port)."""
+        topic_id = (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.EventGrid/topics/{name}"
+        )
+        return EventGridTopic.start(
+            self.tls, subscription, topic_id=topic_id, token=self.token, **kwargs
+        )
 
     def service_id(self, name: str) -> str:
         """The full ARM id of APIM service ``name``."""

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
+from rotation.entrypoints.cli.to_topic import to_topic_options
 from rotation.entrypoints.cli.wiring import read_env, wire
 from rotation.entrypoints.replay import MALFORMED, event_stream, run_replay, summary
 
@@ -47,11 +48,12 @@ __all__ = ["replay"]
     help="How long consecutive events of one certificate may reuse its APIM listing (0: list "
     "afresh for every event, like the Functions trigger).",
 )  # fmt: skip
+@to_topic_options
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
     deadletter_container: str | None, connection_string_env: str | None, prefix: str,
-    listing_max_age: float,
+    listing_max_age: float, to_topic: str | None, topic_key_env: str | None,
 ) -> None:  # fmt: skip
     """Replay Key Vault events from FILES and/or an Event Grid dead-letter container.
 
@@ -63,6 +65,11 @@ def replay(
     is reported on stderr (file, index, field) and audited, and the replay goes on; so does an
     event whose handling fails.
 
+    With --to-topic ENDPOINT the events are re-driven instead: published, in the schema they
+    arrived in, to an Event Grid topic whose subscription delivers them to the deployed function
+    (malformed events and events for vaults outside ROTATION_VAULTS are never sent); exit 0 when
+    all were published, 1 when any was refused or malformed, 2 on usage or authentication errors.
+
     Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
     failed OR any input was malformed; 2 on a usage or configuration error.
     """
@@ -73,6 +80,18 @@ def replay(
         if not connection_string_env:
             raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
         connection = read_env(connection_string_env)
+    if to_topic:
+        from rotation.entrypoints.cli.to_topic import run_to_topic  # noqa: PLC0415
+
+        ctx.exit(
+            run_to_topic(
+                files=files, container=deadletter_container, connection=connection,
+                prefix=prefix, endpoint=to_topic, key_env=topic_key_env, dry_run=dry_run,
+                as_json=as_json,
+            )
+        )  # fmt: skip
+    if topic_key_env:
+        raise click.UsageError("--topic-key-env needs --to-topic")
     settings, service, audit = wire(ctx, dry_run=dry_run, as_json=as_json)
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
