@@ -53,7 +53,7 @@ def invoke(*args: object) -> Result:
 
 def as_json(result: Result) -> dict[str, Any]:
     """The single JSON object printed by --json."""
-    return json.loads(result.output)  # type: ignore[no-any-return]
+    return json.loads(result.output)
 
 
 class TestExitCodes:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pycep import BicepParser
 
@@ -53,7 +53,7 @@ def _parser() -> BicepParser:
 @cache
 def parse(path: Path) -> dict[str, Any]:
     """The pycep JSON of one Bicep file (cached: the grammar is slow to run)."""
-    return _parser().parse(file_path=path)
+    return cast("dict[str, Any]", _parser().parse(file_path=path))
 
 
 @cache

@@ -19,9 +19,9 @@ import azure.functions as func
 import pytest
 
 from devstack.pki import mint_certificate
-from rotation.audit import AUDIT_FIELDS
+from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import Settings, log_level_from_env, vault_urls_from_env
-from rotation.config_values import LOCKS, ncrontab
+from rotation.config.values import LOCKS, ncrontab
 from rotation.domain.errors import ConfigError
 from rotation.entrypoints.functions import bp
 from tests.infra.bicep import INFRA, ROOT, UNRESOLVED, Template, bicep_files, body, parse
