@@ -1,0 +1,91 @@
+"""NIST PKITS (2011 edition) from ``cryptography-vectors``: each case's candidate and CRLs.
+
+A case is an end-entity certificate ``{Valid,Invalid}<Name>Test<N>EE.crt``. Its candidate
+bundle is the EE plus every CA certificate that can sit on a path from it to the trust anchor
+(found by name chaining, including the certificates of CRL issuers its distribution points
+name), and its CRLs are those issued by those CAs: "the CRLs of the path's CAs".
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cryptography_vectors
+from cryptography import x509
+
+from rotation.domain.pkix import name_key
+
+ROOT = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data"
+ANCHOR_FILE = "TrustAnchorRootCertificate.crt"
+UNREADABLE: list[str] = []  # files cryptography refuses to parse
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # the EE file name without "EE.crt"
+    leaf: x509.Certificate
+    others: tuple[x509.Certificate, ...]
+    crls: tuple[x509.CertificateRevocationList, ...]
+
+    @property
+    def valid(self) -> bool:
+        return self.name.startswith("Valid")
+
+
+@functools.cache
+def _certificates() -> dict[str, x509.Certificate]:
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in sorted((ROOT / "certs").glob("*.crt")):
+            try:
+                out[path.name] = x509.load_der_x509_certificate(path.read_bytes())
+            except ValueError:  # cryptography cannot read it (DSA parameters inherited)
+                UNREADABLE.append(path.name)
+    return out
+
+
+@functools.cache
+def _crls() -> dict[str, x509.CertificateRevocationList]:
+    return {p.name: x509.load_der_x509_crl(p.read_bytes()) for p in sorted((ROOT / "crls").glob("*.crl"))}  # fmt: skip
+
+
+def anchor() -> x509.Certificate:
+    return _certificates()[ANCHOR_FILE]
+
+
+def case_names() -> list[str]:
+    files = [p.name for p in (ROOT / "certs").glob("*EE.crt")]
+    return sorted(n.removesuffix("EE.crt") for n in files if n.startswith(("Valid", "Invalid")))
+
+
+def _crl_issuers(cert: x509.Certificate) -> set[x509.Name]:
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return set()
+    return {name_key(n.value) for p in points for n in p.crl_issuer or () if isinstance(n, x509.DirectoryName)}  # fmt: skip
+
+
+def load(name: str) -> Case | None:
+    """The case, or ``None`` when cryptography cannot parse its end-entity certificate."""
+    certs = _certificates()
+    leaf = certs.get(f"{name}EE.crt")
+    if leaf is None:
+        return None
+    cas = [c for n, c in certs.items() if not n.endswith("EE.crt") and n != ANCHOR_FILE]
+    names = {name_key(leaf.issuer), *_crl_issuers(leaf)}
+    chosen: list[x509.Certificate] = []
+    grown = True
+    while grown:
+        grown = False
+        for cert in cas:
+            if name_key(cert.subject) in names and cert not in chosen:
+                chosen.append(cert)
+                names |= {name_key(cert.issuer), *_crl_issuers(cert)}
+                grown = True
+    crls = tuple(c for c in _crls().values() if name_key(c.issuer) in names)
+    return Case(name, leaf, tuple(chosen), crls)
