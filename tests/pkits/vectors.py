@@ -8,15 +8,20 @@ name), and its CRLs are those issued by those CAs: "the CRLs of the path's CAs".
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cryptography_vectors
 from cryptography import x509
 
-from rotation.domain.pkix import name_key
+from rotation.domain.bundle import Bundle
+from rotation.domain.model import Severity
+from rotation.domain.pkix import TrustAnchors, name_key
+from rotation.domain.policy import DEFAULT_POLICY, RevocationMode
+from rotation.domain.validation import validate_bundle
 
 ROOT = Path(cryptography_vectors.__file__).parent / "x509" / "PKITS_data"
 ANCHOR_FILE = "TrustAnchorRootCertificate.crt"
@@ -89,3 +94,28 @@ def load(name: str) -> Case | None:
                 grown = True
     crls = tuple(c for c in _crls().values() if name_key(c.issuer) in names)
     return Case(name, leaf, tuple(chosen), crls)
+
+
+AT = dt.datetime(2020, 6, 1, tzinfo=dt.UTC)  # inside every PKITS certificate's and CRL's window
+# The verdict PKITS judges: the path (with the leaf's own dates, RFC 5280 6.1.3) and revocation.
+PATH_CODES = ("chain.", "revocation.", "validity.expired", "validity.not_yet_valid")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: bool  # no path or revocation error
+    codes: frozenset[str]  # path/revocation finding codes, errors and warnings
+
+
+def run(case: Case, mode: RevocationMode, anchors: TrustAnchors) -> Outcome:
+    """Validate the case as `certrotate validate` would with its CRLs passed by --crl.
+
+    The product's own rules (RSA 1024 and SHA-1 in PKITS are ``key.weak`` and
+    ``signature.weak_algorithm``; no clientAuth EKU, short lifetimes, no key) are left out of
+    the verdict: PKITS judges the path and revocation only.
+    """
+    policy = replace(DEFAULT_POLICY, revocation=mode, require_key=False, min_remaining_days=0)
+    report = validate_bundle(Bundle(case.leaf, case.others), trust_anchors=anchors, policy=policy, at=AT, crls=case.crls)  # fmt: skip
+    relevant = [f for f in report.findings if str(f.code).startswith(PATH_CODES)]
+    accepted = not any(f.severity is Severity.ERROR for f in relevant)
+    return Outcome(accepted, frozenset(str(f.code) for f in relevant))
