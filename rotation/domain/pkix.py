@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +62,7 @@ __all__ = ["MAX_CRL_ENTRIES", "PathResult", "TrustAnchors", "build_path", "check
 MAX_CRL_ENTRIES = 200_000  # a CRL listing more is refused (bounds the work on a huge CRL)
 MAX_URLS_PER_CERTIFICATE = 4
 _MAX_SUMMARIES = 256
+_MAX_PREPARED = 512
 
 # pyhanko-certvalidator logs every refused CRL issuer path with a traceback at WARNING; the
 # reason reaches the findings instead, so its log is kept out of the CLI's stderr and the app's.
@@ -103,7 +105,7 @@ def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     """
     try:
         loaded = asn1_x509.Certificate.load(_der(cert))
-        _ = loaded.native  # asn1crypto parses lazily; force it while errors are catchable
+        _ = loaded["tbs_certificate"]["subject"], loaded["tbs_certificate"]["issuer"]
     except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"unreadable certificate structure ({type(exc).__name__})") from None
     return loaded
@@ -117,6 +119,47 @@ class TrustAnchors:
         self._asn1 = tuple(to_asn1(c) for c in self.certificates)
         self._by_der = {_der(c): c for c in self.certificates}
         self._summaries: dict[bytes, CertificateSummary] = {}
+        self._prepared: dict[bytes, Any] = {}  # DER -> asn1crypto object (certs, CRLs, verdicts)
+
+    def prepared(self, cert: x509.Certificate) -> asn1_x509.Certificate:
+        """``to_asn1(cert)``, remembered: chain certificates recur in every validation, and an
+        asn1crypto object keeps its normalised names (the costly part of path building).
+
+        Raises:
+            ValueError: asn1crypto cannot read the certificate.
+        """
+        der = _der(cert)
+        found = self._prepared.get(der)
+        if found is None:
+            found = self._remember(der, to_asn1(cert))
+        return found
+
+    def prepared_crl(self, crl: x509.CertificateRevocationList) -> asn1_crl.CertificateList:
+        """The asn1crypto form of ``crl``, remembered (fetched CRLs recur until nextUpdate).
+
+        Raises:
+            ValueError: asn1crypto cannot read the CRL.
+        """
+        der = crl.public_bytes(Encoding.DER)
+        found = self._prepared.get(der)
+        if found is None:
+            try:
+                loaded = asn1_crl.CertificateList.load(der)
+                _ = loaded["tbs_cert_list"]["issuer"]
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise ValueError(f"unreadable CRL structure ({type(exc).__name__})") from None
+            found = self._remember(der, loaded)
+        return found
+
+    def forget(self) -> None:
+        """Drop every prepared form (certificates and CRLs; the anchors' own are kept)."""
+        self._prepared.clear()
+
+    def _remember(self, der: bytes, value: Any) -> Any:
+        if len(self._prepared) >= _MAX_PREPARED:
+            self._prepared.clear()
+        self._prepared[der] = value
+        return value
 
     def summary(self, cert: x509.Certificate) -> CertificateSummary:
         """``summarize(cert)``, remembered: the same CA certificates recur in every validation."""
@@ -154,8 +197,19 @@ class PathResult:
     validated: ValidationPath | None = None
 
 
+_LOOPS = threading.local()
+
+
 def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run a pyhanko coroutine to completion on this thread's own event loop.
+
+    pyhanko-certvalidator's API is async; nothing here awaits I/O (fetching is off), so one
+    loop per thread, reused, saves ``asyncio.run``'s set-up and tear-down on every call.
+    """
+    loop = getattr(_LOOPS, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _LOOPS.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
 
 
 def _context(
@@ -194,7 +248,7 @@ def build_path(
     """
     try:
         leaf_a = to_asn1(leaf)
-        others_a = [to_asn1(c) for c in others]
+        others_a = [anchors.prepared(c) for c in others]
     except ValueError as exc:
         return PathResult(findings=[_error(FindingCode.FORMAT_UNREADABLE, str(exc), leaf)])
     pool = {_der(c): c for c in (*others, *anchors.certificates)}
@@ -344,12 +398,98 @@ _NameKey = tuple[tuple[tuple[str, str], ...], ...]
 class _Crls:
     """The CRLs that belong to the path, and why others were left out."""
 
+    anchors: TrustAnchors  # prepares (and remembers) the asn1crypto forms
     usable: list[asn1_crl.CertificateList] = field(default_factory=list)
+    issuers: set[_NameKey] = field(default_factory=set)  # of the usable CRLs
+    indirect: bool = False  # a usable CRL is an indirect CRL
     problems: dict[_NameKey, list[str]] = field(default_factory=dict)  # per CRL issuer name
 
     def about(self, cert: x509.Certificate) -> list[str]:
         """The problems met with CRLs for ``cert`` (those of its issuer)."""
         return self.problems.get(name_key(cert.issuer), [])
+
+
+def validate_with_crls(
+    leaf: x509.Certificate,
+    others: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    *,
+    at: datetime,
+    skew: timedelta,
+    max_depth: int,
+    hard: bool,
+    crls: Sequence[x509.CertificateRevocationList],
+    fetch: Any = None,
+) -> PathResult | None:
+    """The common case in one pyhanko pass: path and revocation of a good chain.
+
+    Builds the first candidate path, gathers the CRLs that belong to it, and validates it with
+    the status required of every certificate some CRL can speak for (the others are
+    ``revocation.unavailable`` at once). Returns that result, or ``None`` when anything else is
+    not clean (no path, a refused path, a revoked or unknown status, a leaf outside its
+    dates): the caller then runs ``build_path`` and ``check_revocation``, which name the reason.
+    """
+    result = _one_pass(leaf, others, anchors, at=at, skew=skew, max_depth=max_depth, hard=hard, crls=crls, fetch=fetch)  # fmt: skip
+    if result is None:
+        # pyhanko leaves state on the asn1crypto objects of a refused run (seen with PKITS
+        # 4.3.6: the next, otherwise clean run then fails a signature): forget them all.
+        anchors.forget()
+    return result
+
+
+def _one_pass(
+    leaf: x509.Certificate,
+    others: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    *,
+    at: datetime,
+    skew: timedelta,
+    max_depth: int,
+    hard: bool,
+    crls: Sequence[x509.CertificateRevocationList],
+    fetch: Any = None,
+) -> PathResult | None:
+    """``validate_with_crls`` without the clean-up."""
+    if not leaf.not_valid_before_utc - skew <= at <= leaf.not_valid_after_utc:
+        return None
+    try:
+        leaf_a = to_asn1(leaf)
+        others_a = [anchors.prepared(c) for c in others]
+        building = _context(anchors, others_a, at=at, skew=skew, revinfo=_NO_REVOCATION)
+        candidate = _run(_first_path(building, leaf_a))
+        if candidate is None or candidate.pkix_len + 1 > max_depth:
+            return None
+        pool = {_der(c): c for c in (*others, *anchors.certificates)}
+        top_down = [pool.get(c.dump()) for c in candidate.iter_certs(include_root=True)]
+        if any(c is None for c in top_down[:-1]):
+            return None
+        path = (leaf, *(c for c in reversed(top_down[:-1]) if c is not None))
+        names = _crl_issuer_names(path)
+        collected = _collect(path, [*others, *anchors.certificates], names, _Crls(anchors), at=at, crls=crls, fetch=fetch)  # fmt: skip
+        uncovered = _without_crl(path, collected)
+        rules = _rules(path, uncovered)
+        if rules is None:
+            return None
+        ctx = _context(anchors, others_a, at=at, skew=skew, revinfo=rules, crls=collected.usable)  # fmt: skip
+        _run(async_validate_path(ctx, candidate))
+    except (pv_errors.PathError, pv_errors.ValidationError, ValueError, TypeError, OverflowError, LookupError):  # fmt: skip
+        return None
+    unknown = [_unavailable(c, collected, hard=hard) for c in path[:-1] if c in uncovered]
+    return PathResult(path=path, findings=unknown, validated=candidate)
+
+
+def _rules(
+    path: tuple[x509.Certificate, ...], uncovered: set[x509.Certificate]
+) -> CertRevTrustPolicy | None:
+    """Require CRLs exactly where some exist: for the leaf, and for all intermediates or none
+    (pyhanko has one rule for each); ``None`` when the intermediates are mixed."""
+    cas = path[1:-1]
+    covered_cas = [c for c in cas if c not in uncovered]
+    if covered_cas and len(covered_cas) < len(cas):
+        return None
+    leaf_rule = RevocationCheckingRule.NO_CHECK if path[0] in uncovered else RevocationCheckingRule.CRL_REQUIRED  # fmt: skip
+    ca_rule = RevocationCheckingRule.CRL_REQUIRED if covered_cas else RevocationCheckingRule.NO_CHECK  # fmt: skip
+    return CertRevTrustPolicy(RevocationCheckingPolicy(leaf_rule, ca_rule))
 
 
 def check_revocation(
@@ -373,30 +513,43 @@ def check_revocation(
         return []
     names = _crl_issuer_names(path)
     pool = [*others, *anchors.certificates]
-    collected = _collect(path, pool, names, at=at, crls=crls, fetch=fetch)
+    collected = _collect(path, pool, names, _Crls(anchors), at=at, crls=crls, fetch=fetch)
     if not collected.usable:  # nothing to decide with: say why, certificate by certificate
         return [_unavailable(cert, collected, hard=hard) for cert in path[:-1]]
     try:
-        others_a = [to_asn1(c) for c in others]
+        others_a = [anchors.prepared(c) for c in others]
     except ValueError:
         others_a = []
-    error = _revocation_error(validated, anchors, others_a, collected, at=at, skew=skew, policy=_CRL_FOR_ALL)  # fmt: skip
-    if error is None:
-        return []
-    statuses: list[tuple[x509.Certificate, Exception | None]] = []
-    if True:  # settle every certificate on its own, so nothing revoked hides behind an unknown
-        current: ValidationPath | None = validated
-        for cert in path[:-1]:
-            if current is None:
-                break
+    uncovered = _without_crl(path, collected)
+    if not uncovered:
+        error = _revocation_error(validated, anchors, others_a, collected, at=at, skew=skew, policy=_CRL_FOR_ALL)  # fmt: skip
+        if error is None:
+            return []
+    # Settle every certificate on its own, so nothing revoked hides behind an unknown status.
+    findings: list[Finding] = []
+    current: ValidationPath | None = validated
+    for cert in path[:-1]:
+        if current is None:
+            break
+        if cert in uncovered:
+            findings.append(_unavailable(cert, collected, hard=hard))
+        else:
             one = _revocation_error(current, anchors, others_a, collected, at=at, skew=skew, policy=_CRL_FOR_LEAF_ONLY)  # fmt: skip
-            statuses.append((cert, one))
-            current = current.copy_and_drop_leaf() if current.pkix_len > 1 else None
-    return [
-        _status_finding(cert, exc, collected.about(cert), hard=hard)
-        for cert, exc in statuses
-        if exc is not None
-    ]
+            if one is not None:
+                findings.append(_status_finding(cert, one, collected.about(cert), hard=hard))
+        current = current.copy_and_drop_leaf() if current.pkix_len > 1 else None
+    return findings
+
+
+def _without_crl(path: tuple[x509.Certificate, ...], collected: _Crls) -> set[x509.Certificate]:
+    """Certificates of the path no usable CRL can speak for (decided without pyhanko).
+
+    Only the plain case is decided here: when a usable CRL is indirect or a certificate names a
+    cRLIssuer, pyhanko decides for every certificate.
+    """
+    if collected.indirect or any(p.crl_issuer for c in path[:-1] for p in _distribution_points(c)):  # fmt: skip
+        return set()
+    return {c for c in path[:-1] if name_key(c.issuer) not in collected.issuers}
 
 
 def _revocation_error(
@@ -473,12 +626,12 @@ def _collect(
     path: tuple[x509.Certificate, ...],
     pool: Sequence[x509.Certificate],
     names: set[_NameKey],
+    out: _Crls,
     *,
     at: datetime,
     crls: Sequence[x509.CertificateRevocationList],
     fetch: Any,
 ) -> _Crls:
-    out = _Crls()
     signers: dict[_NameKey, list[x509.Certificate]] = {}
     for cert in (*path, *pool):
         key = name_key(cert.subject)
@@ -536,12 +689,14 @@ def _accept(
     problem = _crl_problem(crl, signers.get(name_key(crl.issuer), []))
     if problem is None:
         try:
-            loaded = asn1_crl.CertificateList.load(crl.public_bytes(Encoding.DER))
-            _ = loaded["tbs_cert_list"]["revoked_certificates"].native
-        except (ValueError, TypeError, OverflowError) as exc:
-            problem = f"unreadable CRL structure ({type(exc).__name__})"
+            loaded = out.anchors.prepared_crl(crl)
+        except ValueError as exc:
+            problem = str(exc)
         else:
             out.usable.append(loaded)
+            out.issuers.add(name_key(crl.issuer))
+            idp = loaded.issuing_distribution_point_value
+            out.indirect = out.indirect or bool(idp is not None and idp["indirect_crl"].native)
             return True
     if problems_for is not None:
         problems_for.append(f"{source}: {problem}")

@@ -108,19 +108,28 @@ def _validate(
     findings += key_findings(leaf, bundle.private_key, policy)
     findings += _unknown_critical(leaf)
     findings += _serial_findings(bundle)
+    checked: pkix.PathResult | None = None
+    refused: list[Finding] = []
     if not anchors:
         message = "no trust anchors were given, so no chain can be trusted"
         result = pkix.PathResult(findings=[_error(FindingCode.CHAIN_UNTRUSTED, message, leaf)])
     else:
-        result = pkix.build_path(
+        if policy.revocation is not RevocationMode.OFF:  # one pass for a good chain
+            checked = pkix.validate_with_crls(
+                leaf, bundle.others, anchors, at=at, skew=policy.clock_skew,
+                max_depth=policy.max_chain_depth, crls=crls,
+                hard=policy.revocation is RevocationMode.HARD,
+                fetch=fetcher.fetch if fetcher is not None else None,
+            )  # fmt: skip
+        result = checked or pkix.build_path(
             leaf, bundle.others, anchors, at=at, skew=policy.clock_skew, max_depth=policy.max_chain_depth
         )  # fmt: skip
     findings += result.findings
     path = result.path
     if path:
         findings += _path_problems(path, policy, at)
-        if policy.revocation is not RevocationMode.OFF:
-            findings += pkix.check_revocation(
+        if policy.revocation is not RevocationMode.OFF and checked is None:
+            refused = pkix.check_revocation(
                 result,
                 bundle.others,
                 anchors,
@@ -130,6 +139,9 @@ def _validate(
                 crls=crls,
                 fetch=fetcher.fetch if fetcher is not None else None,
             )
+    findings += refused
+    if checked is None and (result.findings or refused):
+        anchors.forget()  # pyhanko may leave state on refused objects: start clean next time
     findings += identity_findings(leaf, policy, identity)
     issuers = tuple(anchors.summary(c) for c in path[1:])  # path[0] is always the leaf
     summary = anchors.leaf_summary(leaf, issuer=issuers[0].subject if issuers else None)
