@@ -43,6 +43,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko_certvalidator import errors as pv_errors
+from pyhanko_certvalidator.authority import CertTrustAnchor
 from pyhanko_certvalidator.context import ValidationContext
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.policy_decl import (
@@ -133,6 +134,14 @@ class TrustAnchors:
         if found is None:
             found = self._remember(der, to_asn1(cert))
         return found
+
+    def prepared_anchor(self, cert: x509.Certificate) -> asn1_x509.Certificate:
+        """The prepared asn1crypto form of anchor ``cert`` (never forgotten).
+
+        Raises:
+            LookupError: ``cert`` is not one of the anchors.
+        """
+        return self._asn1[self.certificates.index(cert)]
 
     def prepared_crl(self, crl: x509.CertificateRevocationList) -> asn1_crl.CertificateList:
         """The asn1crypto form of ``crl``, remembered (fetched CRLs recur until nextUpdate).
@@ -452,30 +461,52 @@ def _one_pass(
     """``validate_with_crls`` without the clean-up."""
     if not leaf.not_valid_before_utc - skew <= at <= leaf.not_valid_after_utc:
         return None
+    path = _walk(leaf, others, anchors, max_depth)
+    if path is None:
+        return None
     try:
         leaf_a = to_asn1(leaf)
         others_a = [anchors.prepared(c) for c in others]
-        building = _context(anchors, others_a, at=at, skew=skew, revinfo=_NO_REVOCATION)
-        candidate = _run(_first_path(building, leaf_a))
-        if candidate is None or candidate.pkix_len + 1 > max_depth:
-            return None
-        pool = {_der(c): c for c in (*others, *anchors.certificates)}
-        top_down = [pool.get(c.dump()) for c in candidate.iter_certs(include_root=True)]
-        if any(c is None for c in top_down[:-1]):
-            return None
-        path = (leaf, *(c for c in reversed(top_down[:-1]) if c is not None))
         names = _crl_issuer_names(path)
         collected = _collect(path, [*others, *anchors.certificates], names, _Crls(anchors), at=at, crls=crls, fetch=fetch)  # fmt: skip
         uncovered = _without_crl(path, collected)
         rules = _rules(path, uncovered)
         if rules is None:
             return None
+        candidate = ValidationPath(
+            CertTrustAnchor(anchors.prepared_anchor(path[-1])),
+            [anchors.prepared(c) for c in reversed(path[1:-1])],
+            leaf_a,
+        )
         ctx = _context(anchors, others_a, at=at, skew=skew, revinfo=rules, crls=collected.usable)  # fmt: skip
         _run(async_validate_path(ctx, candidate))
     except (pv_errors.PathError, pv_errors.ValidationError, ValueError, TypeError, OverflowError, LookupError):  # fmt: skip
         return None
     unknown = [_unavailable(c, collected, hard=hard) for c in path[:-1] if c in uncovered]
     return PathResult(path=path, findings=unknown, validated=candidate)
+
+
+def _walk(
+    leaf: x509.Certificate,
+    others: Sequence[x509.Certificate],
+    anchors: TrustAnchors,
+    max_depth: int,
+) -> tuple[x509.Certificate, ...] | None:
+    """The obvious path (exact issuer names, signatures checked) for the one-pass case, or
+    ``None``: then pyhanko builds the paths itself (RFC 5280 name comparison, several
+    candidates)."""
+    anchor_ders = {_der(a) for a in anchors.certificates}
+    pool = (*others, *anchors.certificates)
+    path = [leaf]
+    while len(path) < max_depth:
+        cert = path[-1]
+        issuers = [c for c in pool if c.subject == cert.issuer and c not in path and _issued_by(cert, c)]  # fmt: skip
+        if len(issuers) != 1:  # none, or a choice: leave it to pyhanko's path building
+            return None
+        path.append(issuers[0])
+        if _der(issuers[0]) in anchor_ders:
+            return tuple(path)
+    return None
 
 
 def _rules(
