@@ -49,10 +49,7 @@ def _files(tmp_path: Path, chain: list[Issued]) -> dict[str, Path]:
 
 
 # No ROTATION_* setting of the host leaks into these tests.
-CLEAN_ENV: dict[str, str | None] = {
-    name: None
-    for name in ("ROTATION_TRUST_ANCHORS", "ROTATION_MIN_VALID_DAYS", "ROTATION_REVOCATION", "ROTATION_REQUIRE_EKU", "ROTATION_CLOCK_SKEW_SECONDS", "ROTATION_VAULTS", "ROTATION_APIM_SERVICES")
-}  # fmt: skip
+CLEAN_ENV: dict[str, str | None] = dict.fromkeys(("ROTATION_TRUST_ANCHORS", "ROTATION_MIN_VALID_DAYS", "ROTATION_REVOCATION", "ROTATION_REQUIRE_EKU", "ROTATION_CLOCK_SKEW_SECONDS", "ROTATION_VAULTS", "ROTATION_APIM_SERVICES"))  # fmt: skip
 
 
 def invoke(*args: object, env: dict[str, str | None] | None = None, stdin: str | None = None) -> Result:  # fmt: skip
