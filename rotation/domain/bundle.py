@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     pkcs12,
 )
+from cryptography.utils import CryptographyDeprecationWarning
 
 from rotation.domain.der import check_kdf_iterations
 from rotation.domain.errors import BundleFormatError
@@ -62,6 +65,19 @@ class Bundle:
         return (self.leaf, *self.others)
 
 
+@contextlib.contextmanager
+def _lenient() -> Iterator[None]:
+    """Load certificates whose serial is not positive without cryptography's warning.
+
+    cryptography still parses them (with a deprecation warning); validation reports them as a
+    ``format.unreadable`` finding, so the warning would only be noise (or, where warnings are
+    errors, a crash instead of a finding).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Parsed a serial number", CryptographyDeprecationWarning)
+        yield
+
+
 def parse_bundle(data: bytes, *, password: bytes | None = None) -> Bundle:
     """Parse a PKCS#12 (DER or base64), a PEM bundle or a DER certificate.
 
@@ -89,7 +105,8 @@ def parse_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
     if b"-----BEGIN" in data:
         return tuple(_readable(_dedupe(_load_pem_certificates(data))))
     try:
-        return tuple(_readable([x509.load_der_x509_certificate(data)]))
+        with _lenient():
+            return tuple(_readable([x509.load_der_x509_certificate(data)]))
     except ValueError:
         raise BundleFormatError("not a PEM or DER certificate") from None
 
@@ -163,7 +180,8 @@ def _load_pem_certificates(data: bytes) -> list[x509.Certificate]:
     if count == 0:
         raise BundleFormatError("PEM bundle holds no CERTIFICATE block")
     try:
-        return x509.load_pem_x509_certificates(data)
+        with _lenient():
+            return x509.load_pem_x509_certificates(data)
     except ValueError:
         raise BundleFormatError("PEM bundle holds a malformed CERTIFICATE block") from None
 
@@ -218,12 +236,14 @@ def _parse_der(
     data: bytes, password: bytes | None
 ) -> tuple[list[x509.Certificate], PrivateKeyTypes | None]:
     try:
-        return [x509.load_der_x509_certificate(data)], None
+        with _lenient():
+            return [x509.load_der_x509_certificate(data)], None
     except ValueError:
         pass
     check_kdf_iterations(data)
     try:
-        p12 = pkcs12.load_pkcs12(data, password)
+        with _lenient():
+            p12 = pkcs12.load_pkcs12(data, password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise BundleFormatError(
             "not a readable PKCS#12 or DER certificate (corrupt, or wrong password)"

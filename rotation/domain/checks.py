@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from datetime import datetime
 from typing import cast
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, SignatureAlgorithmOID
 
 from rotation.domain.model import CertificateSummary, Finding, FindingCode, Severity
@@ -29,9 +31,8 @@ __all__ = [
     "key_problem",
     "leaf_findings",
     "name_of",
-    "signed_by",
+    "serial_of",
     "summarize",
-    "summarize_issuer",
     "weak_signature_finding",
 ]
 
@@ -52,23 +53,12 @@ def name_of(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-_ISSUER_SUMMARIES: dict[int, tuple[x509.Certificate, CertificateSummary]] = {}
-_MAX_CACHED = 256
-
-
-def summarize_issuer(cert: x509.Certificate) -> CertificateSummary:
-    """``summarize``, memoised per certificate object: the same CA objects (the trust anchors,
-    a validator's configured chain) recur in every validation. Keyed by identity, which is
-    cheaper than hashing a certificate; the entry holds the object so its id cannot be reused.
-    """
-    entry = _ISSUER_SUMMARIES.get(id(cert))
-    if entry is not None and entry[0] is cert:
-        return entry[1]
-    summary = summarize(cert)
-    if len(_ISSUER_SUMMARIES) >= _MAX_CACHED:
-        _ISSUER_SUMMARIES.clear()
-    _ISSUER_SUMMARIES[id(cert)] = (cert, summary)
-    return summary
+def serial_of(cert: x509.Certificate) -> int:
+    """The serial number, also when it is not positive (cryptography then warns on every read;
+    validation reports such a serial as a finding instead)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Parsed a serial number", CryptographyDeprecationWarning)
+        return cert.serial_number
 
 
 def summarize(cert: x509.Certificate, *, issuer: str | None = None) -> CertificateSummary:
@@ -79,7 +69,7 @@ def summarize(cert: x509.Certificate, *, issuer: str | None = None) -> Certifica
     return CertificateSummary(
         subject=name_of(cert),
         issuer=issuer or cert.issuer.rfc4514_string(),
-        serial=f"{cert.serial_number:X}",
+        serial=f"{serial_of(cert):X}",
         thumbprint_sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
         thumbprint_sha256=hashlib.sha256(der).hexdigest().upper(),
         not_before=cert.not_valid_before_utc,
@@ -211,25 +201,6 @@ def _weak_message(cert: x509.Certificate) -> str:
 def weak_signature_finding(cert: x509.Certificate) -> Finding:
     """A ``signature.weak_algorithm`` finding for ``cert``."""
     return _finding(FindingCode.SIGNATURE_WEAK_ALGORITHM, _weak_message(cert), name_of(cert))
-
-
-def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Signature check that, unlike the verifier, also works for SHA-1/MD5 (to name them)."""
-    try:
-        key = issuer.public_key()
-        data, signature = cert.tbs_certificate_bytes, cert.signature
-        if isinstance(key, rsa.RSAPublicKey):
-            pad = cert.signature_algorithm_parameters or padding.PKCS1v15()
-            key.verify(signature, data, pad, cert.signature_hash_algorithm)  # type: ignore[arg-type]
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(cert.signature_hash_algorithm))  # type: ignore[arg-type]
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def identity_findings(

@@ -132,14 +132,20 @@ def findings(report: ValidationReport) -> list[tuple[str, str]]:
 class TestGivenCrls:
     """Explicitly given CRLs are checked in every mode, and verified before they count."""
 
-    @pytest.mark.parametrize("mode", list(RevocationMode))
+    @pytest.mark.parametrize("mode", [RevocationMode.SOFT, RevocationMode.HARD])
     def test_revoked_leaf(self, pki: Pki, mode: RevocationMode):
-        """A leaf listed in a valid given CRL is revocation.revoked, even with revocation off."""
+        """A leaf listed in a valid given CRL is revocation.revoked in soft and hard mode."""
         crl = fresh_crl(pki.inter, revoked_serials=(pki.leaf.cert.serial_number,))
 
         report = run(pki, pki.leaf, mode=mode, crls=(crl, fresh_crl(pki.root)))
 
         assert findings(report) == [("revocation.revoked", "error")]
+
+    def test_off_checks_nothing(self, pki: Pki):
+        """Revocation off: even a CRL listing the leaf changes nothing."""
+        crl = fresh_crl(pki.inter, revoked_serials=(pki.leaf.cert.serial_number,))
+
+        assert run(pki, pki.leaf, mode=RevocationMode.OFF, crls=(crl,)).findings == ()
 
     def test_not_revoked(self, pki: Pki):
         """A valid CRL not listing the leaf is no finding (and nothing is fetched)."""
@@ -157,12 +163,12 @@ class TestGivenCrls:
         """An intermediate listed in the root's CRL is revocation.revoked on that CA."""
         crl = fresh_crl(pki.root, revoked_serials=(pki.inter.cert.serial_number,))
 
-        report = run(pki, pki.leaf, mode=RevocationMode.OFF, crls=(crl,))
+        report = run(pki, pki.leaf, mode=RevocationMode.HARD, crls=(crl, fresh_crl(pki.inter)))
 
         assert findings(report) == [("revocation.revoked", "error")]
         assert report.findings[0].certificate == pki.inter.cert.subject.rfc4514_string()
 
-    @pytest.mark.parametrize(("mode", "severity"), [(RevocationMode.OFF, "warning"), (RevocationMode.SOFT, "warning"), (RevocationMode.HARD, "error")])  # fmt: skip
+    @pytest.mark.parametrize(("mode", "severity"), [(RevocationMode.SOFT, "warning"), (RevocationMode.HARD, "error")])  # fmt: skip
     def test_forged_crl_is_unavailable(self, pki: Pki, mode: RevocationMode, severity: str):
         """A CRL not signed by the issuer's key does not count: unavailable, never trusted."""
         forged = fresh_crl(pki.inter, revoked_serials=(pki.leaf.cert.serial_number,), signer=pki.spare_rsa)  # fmt: skip
@@ -173,13 +179,16 @@ class TestGivenCrls:
         assert "signature" in report.findings[0].message
 
     def test_stale_crl_is_unavailable(self, pki: Pki):
-        """A CRL whose nextUpdate is before ``at`` is stale: unavailable, its listing ignored."""
-        stale = fresh_crl(pki.inter, revoked_serials=(pki.leaf.cert.serial_number,), last_update=EPOCH, next_update=AT - dt.timedelta(seconds=1))  # fmt: skip
+        """A CRL whose nextUpdate is before ``at`` is stale: it cannot show the leaf unrevoked.
 
-        report = run(pki, pki.leaf, mode=RevocationMode.SOFT, crls=(stale,))
+        (A stale CRL that *lists* the leaf still proves it revoked: revocation does not expire.)
+        """
+        stale = fresh_crl(pki.inter, revoked_serials=(12345,), last_update=EPOCH, next_update=AT - dt.timedelta(hours=1))  # fmt: skip
+
+        report = run(pki, pki.leaf, mode=RevocationMode.SOFT, crls=(stale, fresh_crl(pki.root)))
 
         assert findings(report) == [("revocation.unavailable", "warning")]
-        assert "stale" in report.findings[0].message
+        assert report.findings[0].certificate == pki.leaf.cert.subject.rfc4514_string()
 
     def test_crl_from_the_future_is_unavailable(self, pki: Pki):
         """A CRL issued after ``at`` (beyond skew) is not valid yet."""
@@ -199,9 +208,13 @@ class TestModes:
 
         assert findings(report) == [("revocation.unavailable", "error")] * 2
 
-    def test_soft_mode_without_any_source_is_silent(self, pki: Pki):
-        """In soft mode a certificate without CRL distribution point has nothing to check."""
-        assert run(pki, pki.leaf, mode=RevocationMode.SOFT).findings == ()
+    def test_soft_mode_without_any_source_warns(self, pki: Pki):
+        """In soft mode a certificate whose status is unknown is accepted with a warning."""
+        report = run(pki, pki.leaf, mode=RevocationMode.SOFT)
+
+        assert findings(report) == [("revocation.unavailable", "warning")] * 2
+        assert report.accepted
+        assert "no HTTP(S) distribution point" in report.findings[0].message
 
     def test_off_mode_does_not_fetch(self, pki: Pki):
         """Revocation off: distribution points are not fetched."""
@@ -220,8 +233,8 @@ class TestModes:
 
         report = run(pki, leaf, mode=RevocationMode.SOFT, fetcher=FakeFetcher({}))
 
-        assert findings(report) == [("revocation.unavailable", "warning")]
-        assert "HTTP" in report.findings[0].message
+        assert findings(report) == [("revocation.unavailable", "warning")] * 2
+        assert "ldap://dir/cn=crl: only HTTP(S)" in report.findings[0].message
 
 
 class TestHttpCrlFetcher:

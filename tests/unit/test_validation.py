@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -23,14 +23,18 @@ from devstack.pki import (
     to_pem_bundle,
     to_pkcs12,
 )
+from rotation.domain import pkix
 from rotation.domain.bundle import Bundle, parse_bundle
 from rotation.domain.model import FindingCode, SecretMaterial, Severity, ValidationReport
-from rotation.domain.policy import DEFAULT_POLICY, ValidationPolicy
+from rotation.domain.policy import DEFAULT_POLICY, RevocationMode, ValidationPolicy
 from rotation.domain.validation import PolicyValidator, validate_bundle
 from rotation.ports import Validator
 from tests.unit.conftest import AT, Pki
 
 C = FindingCode
+# Revocation is the subject of tests/unit/test_crl.py; here it is off, so that the soft mode's
+# "no CRL" warnings do not hide what each test looks at.
+DEFAULT_POLICY = replace(DEFAULT_POLICY, revocation=RevocationMode.OFF)
 SECOND = dt.timedelta(seconds=1)
 
 
@@ -41,7 +45,7 @@ def check(
     anchors: tuple[x509.Certificate, ...],
     with_key: bool = True,
     at: dt.datetime = AT,
-    **policy: object,
+    **policy: Any,
 ) -> ValidationReport:
     """Validate ``leaf`` + ``chain`` (already parsed) under DEFAULT_POLICY with overrides."""
     bundle = Bundle(leaf.cert, tuple(c.cert for c in chain), leaf.key if with_key else None)
@@ -324,7 +328,7 @@ class TestKeys:
             .serial_number(7)
             .not_valid_before(EPOCH)
             .not_valid_after(EPOCH + dt.timedelta(days=365))
-            .sign(pki.inter.key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(pki.inter.key, hashes.SHA256())
         )
 
         report = check(
@@ -458,15 +462,12 @@ class TestTrust:
         assert codes(report) == {C.CHAIN_UNTRUSTED}
         assert "self-signed" in report.findings[0].message
 
-    def test_ca_without_key_usage_is_refused(self, pki: Pki):
-        """The CA extension policy is kept: an issuer without keyUsage keyCertSign is untrusted."""
+    def test_ca_without_key_usage_is_accepted(self, pki: Pki):
+        """RFC 5280 (and OpenSSL): a CA certificate without a keyUsage extension may sign."""
         inter = mint_certificate("no-ku CA", issuer=pki.root, key=pki.spare_rsa, ca=True, key_usage=False)  # fmt: skip
         leaf = mint_certificate("under-no-ku", issuer=inter, key=pki.leaf.key)
 
-        report = check(leaf, [inter], anchors=pki.anchors)
-
-        assert codes(report) == {C.CHAIN_UNTRUSTED}
-        assert "refused" in report.findings[0].message
+        assert check(leaf, [inter], anchors=pki.anchors).findings == ()
 
     def test_issuer_that_is_not_a_ca_is_refused(self, pki: Pki):
         """The CA extension policy is kept: an issuer without CA:TRUE is untrusted."""
@@ -562,7 +563,8 @@ class TestPolicyValidator:
 
         report = PolicyValidator(pki.anchors).validate(material, at=AT)
 
-        assert [(f.code, f.severity) for f in report.findings] == [(C.REVOCATION_UNAVAILABLE, Severity.WARNING)]  # fmt: skip
+        assert [(f.code, f.severity) for f in report.findings] == [(C.REVOCATION_UNAVAILABLE, Severity.WARNING)] * 2  # fmt: skip
+        assert "no CRL fetcher" in report.findings[0].message
         assert report.accepted
 
     @pytest.mark.parametrize(
@@ -584,6 +586,7 @@ class TestPolicyValidator:
         """Nothing of the private key (PEM body or numbers) reaches the report or its repr."""
         material = SecretMaterial(content_type="application/x-pem-file", value=to_pem_bundle(pki.leaf, [pki.inter]))  # fmt: skip
         private = pki.leaf.key.private_numbers()  # type: ignore[union-attr]
+        assert isinstance(private, rsa.RSAPrivateNumbers)
 
         text = repr(PolicyValidator(pki.anchors).validate(material, at=AT)) + repr(material)
 
@@ -597,17 +600,19 @@ class TestPolicyValidator:
 class TestHostileBundles:
     """Hostile input is a finding in bounded time, never a crash."""
 
-    def test_pem_with_thousands_of_certificates(self, pki: Pki):
-        """A PEM with thousands of certificates is format.unreadable, fast."""
+    def test_pem_with_thousands_of_certificates(self, pki: Pki, monkeypatch: pytest.MonkeyPatch):
+        """A PEM with thousands of certificates is format.unreadable before any is parsed."""
         material = SecretMaterial(content_type="application/x-pem-file", value=pki.leaf.pem * 800)
-        started = time.perf_counter()
+        parsed: list[int] = []
+        real = x509.load_pem_x509_certificates
+        monkeypatch.setattr(x509, "load_pem_x509_certificates", lambda data: parsed.append(1) or real(data))  # type: ignore[func-returns-value]  # fmt: skip
 
         report = PolicyValidator(pki.anchors).validate(material, at=AT)
 
         assert codes(report) == {C.FORMAT_UNREADABLE}
-        assert time.perf_counter() - started < 0.5
+        assert parsed == []
 
-    def test_many_same_name_impostors_are_bounded(self, pki: Pki):
+    def test_many_same_name_impostors_are_bounded(self, pki: Pki, monkeypatch: pytest.MonkeyPatch):
         """60 CAs that all claim the intermediate's name (wrong keys) cost a bounded search."""
         impostor_ca = Issued(pki.inter.cert, pki.spare_rsa)
         name = "certrotate Test Intermediate CA 1"
@@ -616,12 +621,19 @@ class TestHostileBundles:
             for i in range(60)
         ]
         leaf = mint_certificate("victim", issuer=impostor_ca, key=pki.leaf.key)
-        started = time.perf_counter()
+        paths: list[int] = []
+        real_validate = pkix.async_validate_path  # type: ignore[attr-defined]
+
+        async def counting(*args: object, **kwargs: object) -> object:
+            paths.append(1)
+            return await real_validate(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pkix, "async_validate_path", counting)
 
         report = check(leaf, impostors, anchors=pki.anchors)
 
         assert codes(report) == {C.CHAIN_BAD_SIGNATURE}
-        assert time.perf_counter() - started < 2.0
+        assert len(paths) <= 8  # candidate paths validated: bounded, whatever the pool
 
     @settings(max_examples=100, deadline=None)
     @given(value=st.binary(max_size=4096))
