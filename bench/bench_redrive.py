@@ -23,7 +23,13 @@ from pathlib import Path
 from devstack.eventgrid import Subscription
 from devstack.stack import Devstack
 from rotation.adapters.eventgrid import open_publisher
-from rotation.redrive import OutgoingEvent, RedriveSummary, iter_raw_files, redrive, wire_size
+from rotation.entrypoints.redrive import (
+    OutgoingEvent,
+    RedriveSummary,
+    iter_raw_files,
+    redrive,
+    wire_size,
+)
 
 VAULT = "https://kv-redrive.vault.azure.net"
 TOPIC = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-redrive"

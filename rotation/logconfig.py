@@ -27,7 +27,14 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotation.domain.model import Trigger
 
-__all__ = ["REDACTED", "bind_correlation", "configure_logging", "redact", "redact_processor"]
+__all__ = [
+    "REDACTED",
+    "bind_correlation",
+    "configure_logging",
+    "quiet_library_logs",
+    "redact",
+    "redact_processor",
+]
 
 REDACTED = "[REDACTED]"
 _LOGGER_NAME = "rotation"
@@ -118,6 +125,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def quiet_library_logs() -> None:
+    """Keep pyhanko-certvalidator's log off stderr: it logs every refused CRL issuer path with a
+    traceback at WARNING, while the reason reaches the validation findings anyway."""
+    quiet = logging.getLogger("pyhanko_certvalidator")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+
 def configure_logging(
     *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -158,6 +174,7 @@ def configure_logging(
     logger.setLevel(numeric)
     # The Functions worker's root handler would ship the same line a second time.
     logger.propagate = False
+    quiet_library_logs()
     structlog.configure(
         processors=[
             *_shared_processors(),

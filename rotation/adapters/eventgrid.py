@@ -13,7 +13,7 @@ message (Event Grid's ``{"error": {"code", "message"}}``), never a credential:
 401/403 ``AuthorizationError``; 429/5xx and connection failures (after the SDK's retries)
 ``TransientDependencyError``; any other refusal (400 bad schema, 413 too large) ``DependencyError``.
 
-Batching within Event Grid's size limits is the re-drive's job (``rotation.redrive``).
+Batching within Event Grid's size limits is the re-drive's job (``rotation.entrypoints.redrive``).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from rotation.domain.errors import (
     DependencyError,
     TransientDependencyError,
 )
+from rotation.entrypoints.redrive import OutgoingEvent
 from rotation.logconfig import redact
-from rotation.redrive import OutgoingEvent
 
 __all__ = ["EventGridPublisher", "open_publisher", "to_sdk"]
 

@@ -2,8 +2,8 @@
 
 ``cryptography`` parses everything; the certificates are handed to pyhanko-certvalidator (as
 asn1crypto objects) for what it does completely: path building, RFC 5280 §6.1 path validation
-(§7.1 name comparison, certificate policies with the default inputs, name constraints,
-self-issued key-rollover certificates, basicConstraints/keyUsage/pathLen) and §6.3 CRL
+(RFC 5280 §7.1 name comparison, certificate policies with the default inputs, name constraints,
+self-issued key-rollover certificates, basicConstraints/keyUsage/pathLen) and RFC 5280 §6.3 CRL
 processing (signature, issuer, cRLSign, thisUpdate/nextUpdate, unknown critical CRL and entry
 extensions, issuing distribution point scope, indirect CRLs, delta CRLs, separate CRL keys).
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,11 +63,6 @@ MAX_CRL_ENTRIES = 200_000  # a CRL listing more is refused (bounds the work on a
 MAX_URLS_PER_CERTIFICATE = 4
 _MAX_SUMMARIES = 256
 _MAX_PREPARED = 512
-
-# pyhanko-certvalidator logs every refused CRL issuer path with a traceback at WARNING; the
-# reason reaches the findings instead, so its log is kept out of the CLI's stderr and the app's.
-logging.getLogger("pyhanko_certvalidator").addHandler(logging.NullHandler())
-logging.getLogger("pyhanko_certvalidator").propagate = False
 
 _NO_REVOCATION = CertRevTrustPolicy(
     RevocationCheckingPolicy(RevocationCheckingRule.NO_CHECK, RevocationCheckingRule.NO_CHECK)

@@ -26,7 +26,7 @@ from rotation.domain.errors import (
     DependencyError,
     TransientDependencyError,
 )
-from rotation.redrive import (
+from rotation.entrypoints.redrive import (
     EXIT_ALL_PUBLISHED,
     EXIT_AUTH,
     EXIT_PROBLEMS,

@@ -1,7 +1,7 @@
 """End to end on one machine: dead-letter blob → re-drive → Event Grid topic → trigger → rotation.
 
 A dead-letter blob in Azurite (Event Grid's shape, either schema) holds a good certificate
-event, a forged one and one for a vault outside the allow-list. ``rotation.redrive`` reads it
+event, a forged one and one for a vault outside the allow-list. ``rotation.entrypoints.redrive`` reads it
 (``iter_raw_deadletter``) and publishes through ``EventGridPublisherClient`` (the real adapter)
 to the devstack topic stand-in, which delivers to a local webhook that invokes the registered
 ``on_key_vault_event`` the way the Functions host does; the rotation runs on the devstack and
@@ -23,7 +23,7 @@ from devstack.eventgrid import CLOUDEVENTS, EVENTGRID, DeadLetterDestination, Su
 from rotation.adapters.blobs import DeadLetterBlobSource
 from rotation.adapters.credentials import StaticTokenCredential
 from rotation.adapters.eventgrid import open_publisher
-from rotation.redrive import iter_raw_deadletter, redrive
+from rotation.entrypoints.redrive import iter_raw_deadletter, redrive
 from tests.e2e.world import CERT, NEW_VERSION, World, event_data, topic
 from tests.eventgrid_receiver import FunctionsWebhook, registered_trigger
 

@@ -2,7 +2,7 @@
 
 ``run_to_topic`` is what the ``replay`` command calls when ``--to-topic ENDPOINT`` is given
 (the options are declared on ``replay``): it reads the same sources as ``replay`` (FILES and/or
-``--deadletter-container``), hands them to ``rotation.redrive.redrive`` with a publisher from
+``--deadletter-container``), hands them to ``rotation.entrypoints.redrive.redrive`` with a publisher from
 ``rotation.adapters.eventgrid``, shows a progress bar on a terminal, prints one line per refused
 or malformed event on stderr and a summary (a table, or one JSON object with ``--json``), and
 returns the exit code. Only ``ROTATION_VAULTS`` is needed from the settings: a re-drive rotates
@@ -34,7 +34,13 @@ from rich.progress import (
 from rich.table import Table
 
 from rotation.domain.errors import ConfigError, DependencyError
-from rotation.redrive import RawItem, RedriveSummary, iter_raw_deadletter, iter_raw_files, redrive
+from rotation.entrypoints.redrive import (
+    RawItem,
+    RedriveSummary,
+    iter_raw_deadletter,
+    iter_raw_files,
+    redrive,
+)
 
 __all__ = ["run_to_topic", "summary_table", "to_topic_options"]
 

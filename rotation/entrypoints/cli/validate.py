@@ -40,6 +40,7 @@ from rotation.domain.errors import BundleFormatError, ConfigError
 from rotation.domain.model import CertificateSummary, Severity, ValidationReport
 from rotation.domain.policy import RevocationMode, ValidationPolicy
 from rotation.domain.validation import unreadable_report, validate_bundle
+from rotation.logconfig import quiet_library_logs
 
 __all__ = ["COMMANDS", "report_to_dict", "validate"]
 
@@ -203,6 +204,7 @@ def validate(  # click passes every option by keyword
     The policy is the service's (the ROTATION_* settings); flags override it.
     Exit 0 when accepted, 1 when rejected, 2 on a usage error.
     """
+    quiet_library_logs()
     settings = _settings(trust)
     anchors = _load_anchors(trust or (settings.trust_anchors,))
     crls = _load_crls(crl)
