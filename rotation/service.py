@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import ClassVar
 
 from rotation.domain.actions import RotationPlan
 from rotation.domain.errors import BackendUpdateError, RotationError
@@ -42,7 +43,7 @@ from rotation.ports import (
 from rotation.rollout import Inventory, Outcome, Rollout, Settings
 from rotation.rollout.listings import ListingCache
 
-__all__ = ["BatchHandler", "RotationPlan", "RotationService"]
+__all__ = ["BatchHandler", "RotationPlan", "RotationService", "UnexpectedError"]
 
 
 class RotationService:
@@ -152,11 +153,12 @@ class RotationService:
 
     def reconcile(self, *, trigger: Trigger = Trigger.TIMER) -> Sequence[AuditRecord]:
         """Converge every certificate an APIM entity references in a configured vault, and
-        record near-expiry alerts for in-use versions; one failure does not stop the sweep.
+        record near-expiry alerts for in-use versions; one failure does not stop the sweep, not
+        even an unexpected exception (recorded ``failed`` for its certificate or service).
 
         Raises:
-            BackendUpdateError: (retryable) after the sweep, if any certificate or service
-                failed with a retryable error; every record was written first.
+            BackendUpdateError: after the sweep, if any certificate or service failed (retryable
+                when any failure was, or was unexpected); every record was written first.
         """
         correlation = self._correlation()
         records: list[AuditRecord] = []
@@ -165,7 +167,12 @@ class RotationService:
         entities = [c for certs, _ in inventory.values() for c in certs]
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
             started = time.perf_counter()
-            outcome = self._converge(Rollout(self._settings, vault, name, inventory=inventory))
+            rollout = Rollout(self._settings, vault, name, inventory=inventory)
+            try:
+                outcome = self._converge(rollout)
+            except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
+                outcome = rollout.outcome
+                outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
             records.append(
                 self._record(
                     outcome, event=None, trigger=trigger, started=started, correlation=correlation
@@ -177,10 +184,10 @@ class RotationService:
             if alert is not None:
                 self._audit.write(alert)
                 records.append(alert)
-        if any(f.retryable for f in failures):
+        if failures:
             raise BackendUpdateError(
                 f"reconcile: {len(failures)} certificate(s) or service(s) failed",
-                results=tuple(failures), retryable=True,
+                results=tuple(failures), retryable=any(f.retryable for f in failures),
             )  # fmt: skip
         return records
 
@@ -249,11 +256,12 @@ class RotationService:
                 backends: tuple[ApimBackend, ...] = (
                     tuple(gateway.list_backends(service_id)) if ours else ()
                 )
-            except RotationError as exc:
-                failures.append(exc)
+            except Exception as exc:  # noqa: BLE001 - unexpected ones too: the sweep goes on
+                error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
+                failures.append(error)
                 record = AuditRecord(
                     event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
-                    correlation_id=correlation, error=_error_text(exc), strategy=self._strategy,
+                    correlation_id=correlation, error=_error_text(error), strategy=self._strategy,
                     message=f"could not list APIM service {service_id}",
                 )  # fmt: skip
                 self._audit.write(record)
@@ -348,6 +356,22 @@ def _event_name(outcome: Outcome, event: KeyVaultEvent | None, *, dry_run: bool)
             else "certificate.near_expiry"
         )
     return f"rotation.{outcome.decision}"
+
+
+class UnexpectedError(RotationError):
+    """An exception no port documents (a bug), caught so a sweep goes on; retryable, as the
+    Functions trigger raises (and Event Grid redelivers) on one. The original is ``__cause__``."""
+
+    retryable: ClassVar[bool] = True
+
+    @classmethod
+    def wrap(cls, exc: Exception) -> UnexpectedError:
+        """``exc`` as an ``UnexpectedError`` naming its type (message redacted), chained."""
+        from rotation.logconfig import redact  # noqa: PLC0415 - only on this rare path
+
+        error = cls(str(redact(f"{type(exc).__name__}: {exc}")))
+        error.__cause__ = exc
+        return error
 
 
 def _error_text(exc: BaseException) -> str:

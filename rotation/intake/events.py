@@ -24,8 +24,8 @@ import azure.functions as func
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import KeyVaultEvent
-from rotation.intake.jsonstream import JsonStream
-from rotation.intake.schema import parse_event, vault_origins
+from rotation.intake.jsonstream import JsonStream, loads
+from rotation.intake.schema import event_id_of, parse_event, vault_origins
 
 __all__ = [
     "MAX_EVENTS",
@@ -73,7 +73,7 @@ def parse_bytes(
     if len(data) > max_bytes:
         raise InvalidEventError(f"payload is {len(data)} bytes; the limit is {max_bytes}")
     try:
-        payload = json.loads(data.decode("utf-8-sig"))
+        payload = loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise InvalidEventError("payload is not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -98,7 +98,13 @@ def from_function_event(
     else:
         obj = {"id": event.id, "topic": event.topic, "eventType": event.event_type}
         obj["eventTime"] = event.event_time
-    obj |= {"subject": event.subject, "data": event.get_json()}
+    try:
+        data = event.get_json()
+    except (ValueError, RecursionError):  # the host's own JSON decoding of data failed
+        raise InvalidEventError(
+            "is not JSON", path="event.data", event_id=event_id_of(obj)
+        ) from None
+    obj |= {"subject": event.subject, "data": data}
     return parse_event(obj, "event", vault_origins(allowed_vault_urls))
 
 
