@@ -157,8 +157,9 @@ class RotationService:
         even an unexpected exception (recorded ``failed`` for its certificate or service).
 
         Raises:
-            BackendUpdateError: after the sweep, if any certificate or service failed (retryable
-                when any failure was, or was unexpected); every record was written first.
+            BackendUpdateError: (retryable) after the sweep, if any certificate or service
+                failed with a retryable error or an unexpected exception; every record was
+                written first (a non-retryable failure is only recorded ``failed``).
         """
         correlation = self._correlation()
         records: list[AuditRecord] = []
@@ -184,10 +185,10 @@ class RotationService:
             if alert is not None:
                 self._audit.write(alert)
                 records.append(alert)
-        if failures:
+        if any(f.retryable for f in failures):
             raise BackendUpdateError(
                 f"reconcile: {len(failures)} certificate(s) or service(s) failed",
-                results=tuple(failures), retryable=any(f.retryable for f in failures),
+                results=tuple(failures), retryable=True,
             )  # fmt: skip
         return records
 

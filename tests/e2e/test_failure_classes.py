@@ -278,3 +278,30 @@ class TestReconcileGoesOn:
         assert by_cert[CERT].decision is Decision.APPLIED
         assert presented(world) == [world.thumbprints[v2]] * len(BACKENDS)
         assert info.value.retryable
+
+    def test_an_unexpected_exception_listing_one_service_fails_it_and_the_sweep_goes_on(
+        self, bound
+    ):
+        """A bug listing one APIM service is recorded `reconcile.failed` for it; the other
+        service still converges; the sweep raises (retryably) at the end."""
+        world, v1, v2 = bound
+        real = gateway(world)
+        broken = world.stack.service_id(world.svc2)
+
+        class _BrokenListing(_Exploding):
+            def list_certificates(self, service_id: str) -> Any:
+                if service_id == broken:
+                    raise KeyError("a bug in the adapter")
+                return real.list_certificates(service_id)
+
+        service = world.use(gateway=_BrokenListing(real, "none"))
+
+        with pytest.raises(BackendUpdateError) as info:
+            service.reconcile(trigger=Trigger.TIMER)
+
+        failed = [r for r in world.audit.records if r.event == "reconcile.failed"]
+        assert [r.message for r in failed] == [f"could not list APIM service {broken}"]
+        assert (failed[0].error or "").startswith("UnexpectedError: KeyError")
+        assert world.pinned(world.svc1, CERT).endswith(v2)
+        assert world.pinned(world.svc2, CERT).endswith(v1)
+        assert info.value.retryable
