@@ -5,7 +5,8 @@ events of both schemas by hostile changes: numbers (digit-likes ``int()`` refuse
 integers, NaN/Infinity, floats), times at the calendar's edges with offsets, Unicode
 confusables and case-folding characters in names, versions, vault names and hosts, URL tricks
 (userinfo, ports, percent-encoding, backslashes, IPv6, trailing dots), structure (nesting,
-duplicate keys, NUL, lone surrogates, wrong types) and raw bytes (non-UTF-8, BOMs, truncation).
+duplicate keys, NUL, lone surrogates, wrong types, rich markup and terminal escapes in the
+fields of an ignored event) and raw bytes (non-UTF-8, BOMs, truncation).
 Run ``python -m tests.intake.corpus DIR`` to write it out as files (one body per file).
 """
 
@@ -194,6 +195,13 @@ def _structure(base: dict[str, Any], tag: str) -> Iterator[tuple[str, bytes]]:
         event.pop(key, None)
         yield f"{tag}.missing.{i}", _dump(event)
         yield f"{tag}.wrongtype.{i}", _dump(_with(base, **{key: [1]}))
+    type_key = "type" if base is CE else "eventType"
+    for i, text in enumerate(
+        ["[/bold]", "[red]x[/red]", "Other\u001b[31mred", "\u0007\u0000\u009b"]
+    ):
+        other = _with(base, **{type_key: text})
+        other["data"] = {"VaultName": text, "ObjectName": text, "ObjectType": "[/]"}
+        yield f"{tag}.display.{i}", _dump(other)
     yield f"{tag}.too-many", _dump([base] * 5001)
     yield f"{tag}.array.mixed", _dump([base, 1, None, "x", [base]])
 

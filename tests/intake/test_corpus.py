@@ -1,4 +1,4 @@
-"""The hostile corpus (``tests/intake/corpus.py``, 800 generated payloads) through every intake
+"""The hostile corpus (``tests/intake/corpus.py``, 808 generated payloads) through every intake
 path: delivery bodies, the Functions trigger's objects, ``certrotate events --json`` and
 ``certrotate replay --json`` on one JSON Lines file with a valid event after each payload.
 
@@ -103,6 +103,22 @@ def test_events_json_is_complete_and_keeps_every_valid_event(poisoned):
     ids = {e["event_id"] for e in json.loads(result.stdout)}
     assert {f"ok-{i}" for i in range(count)} <= ids
     assert count >= 600
+
+
+def test_events_table_prints_every_row_without_markup_or_escapes(poisoned):
+    """The table form: payload text is never rich markup ("[/bold]" crashed it) and no
+    control character (an ESC sequence) reaches the terminal."""
+    path, count = poisoned
+
+    result = CliRunner().invoke(cli, ["events", "--vault", VAULT, str(path)])
+
+    assert result.exit_code == 1, result.output[-2000:]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "\x1b" not in result.stdout
+    assert "\x00" not in result.stdout
+    assert "[/bold]" in result.stdout
+    rows = sum(line.count("hostile.jsonl[") for line in result.stdout.splitlines())
+    assert rows >= count  # every ok-N at least
 
 
 def test_replay_json_lines_are_complete_and_every_valid_event_is_handled(

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import normalize_vault_url, read_environment, vault_urls_from_env
@@ -102,10 +103,9 @@ def events(files: tuple[Path, ...], as_json: bool, vaults: tuple[str, ...]) -> N
                 )
                 first = False
             else:
-                table.add_row(
-                    location, item.event_type, item.vault_name, item.object_name,
-                    item.version, str(item.disposition),
-                )  # fmt: skip
+                cells = (location, item.event_type, item.vault_name, item.object_name,
+                         item.version, str(item.disposition))  # fmt: skip
+                table.add_row(*(_cell(cell) for cell in cells))
     finally:  # --json output stays one complete JSON array, whatever happened
         if as_json:
             click.echo("\n]" if not first else "]")
@@ -115,6 +115,12 @@ def events(files: tuple[Path, ...], as_json: bool, vaults: tuple[str, ...]) -> N
     if failures:
         click.echo(f"{failures} malformed event(s)", err=True)
         raise SystemExit(1)
+
+
+def _cell(value: str) -> Text:
+    """Event data as a table cell: never rich markup, and no control or other unprintable
+    characters (an ``ESC`` sequence from a payload must not reach the terminal)."""
+    return Text("".join(c if c.isprintable() else "\ufffd" for c in value))
 
 
 def _items(
