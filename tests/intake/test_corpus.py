@@ -16,12 +16,14 @@ import azure.functions as func
 import pytest
 from click.testing import CliRunner
 
+from rotation import bootstrap
 from rotation.domain.errors import InvalidEventError
 from rotation.entrypoints.cli import cli
+from rotation.entrypoints.functions import on_key_vault_event
 from rotation.intake.events import from_function_event, parse_bytes
 from rotation.intake.jsonstream import loads
 from tests.intake.checks import outcome
-from tests.intake.conftest import VAULT, ReplayEnv
+from tests.intake.conftest import VAULT, ApplyingService, ReplayEnv
 from tests.intake.corpus import EG, corpus
 
 CORPUS = corpus()
@@ -60,6 +62,29 @@ def test_every_payload_through_the_trigger_objects():
         event = _function_event(obj)
         if event is not None:
             outcome(lambda event=event: [from_function_event(event)]), label
+
+
+def test_every_payload_through_the_functions_trigger_returns(monkeypatch, capsys):
+    """The real trigger function: a malformed event is audited and returns (no 500, so no
+    redelivery loop); nothing else escapes. Every audit line is one valid JSON object."""
+    service = ApplyingService()
+    monkeypatch.setattr(bootstrap, "get_handler", lambda: service)
+    monkeypatch.setenv("ROTATION_VAULTS", VAULT)
+    trigger = on_key_vault_event.build().get_user_function()
+    delivered = 0
+    for _, body in CORPUS:
+        try:
+            obj = loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        event = _function_event(obj) if isinstance(obj, dict) else None
+        if event is not None:
+            trigger(event)
+            delivered += 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    malformed = [line for line in lines if line.get("event") == "event.malformed"]
+    assert delivered >= 400
+    assert len(malformed) + len(service.handled) == delivered
 
 
 def _function_event(obj: dict[str, object]) -> func.EventGridEvent | func.CloudEvent | None:
