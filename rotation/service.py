@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import ClassVar
 
 from rotation.domain.actions import RotationPlan
 from rotation.domain.decisions import expiry_alert, ignore_reason
@@ -41,7 +42,7 @@ from rotation.ports import (
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
 from rotation.rollout.record import error_text, outcome_records
 
-__all__ = ["BatchHandler", "RotationPlan", "RotationService"]
+__all__ = ["BatchHandler", "RotationPlan", "RotationService", "UnexpectedError"]
 
 
 class RotationService:
@@ -151,11 +152,13 @@ class RotationService:
 
     def reconcile(self, *, trigger: Trigger = Trigger.TIMER) -> Sequence[AuditRecord]:
         """Converge every certificate an APIM entity references in a configured vault, and
-        record near-expiry alerts for in-use versions; one failure does not stop the sweep.
+        record near-expiry alerts for in-use versions; one failure does not stop the sweep, not
+        even an unexpected exception (recorded ``failed`` for its certificate or service).
 
         Raises:
             BackendUpdateError: (retryable) after the sweep, if any certificate or service
-                failed with a retryable error; every record was written first.
+                failed with a retryable error or an unexpected exception; every record was
+                written first (a non-retryable failure is only recorded ``failed``).
         """
         correlation = self._correlation()
         records: list[AuditRecord] = []
@@ -164,7 +167,12 @@ class RotationService:
         entities = [c for certs, _ in inventory.values() for c in certs]
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
             started = time.perf_counter()
-            outcome = self._converge(Rollout(self._context, vault, name, inventory=inventory))
+            rollout = Rollout(self._context, vault, name, inventory=inventory)
+            try:
+                outcome = self._converge(rollout)
+            except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
+                outcome = rollout.outcome
+                outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
             records.append(
                 self._record(
                     outcome, event=None, trigger=trigger, started=started, correlation=correlation
@@ -241,11 +249,12 @@ class RotationService:
                 backends: tuple[ApimBackend, ...] = (
                     tuple(gateway.list_backends(service_id)) if ours else ()
                 )
-            except RotationError as exc:
-                failures.append(exc)
+            except Exception as exc:  # noqa: BLE001 - unexpected ones too: the sweep goes on
+                error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
+                failures.append(error)
                 record = AuditRecord(
                     event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
-                    correlation_id=correlation, error=error_text(exc), strategy=self._strategy,
+                    correlation_id=correlation, error=error_text(error), strategy=self._strategy,
                     message=f"could not list APIM service {service_id}",
                 )  # fmt: skip
                 self._audit.write(record)
@@ -288,6 +297,22 @@ class RotationService:
             near_expiry=self._near_expiry, strategy=self._strategy, dry_run=self._dry_run,
             trigger=trigger, correlation_id=correlation,
         )  # fmt: skip
+
+
+class UnexpectedError(RotationError):
+    """An exception no port documents (a bug), caught so a sweep goes on; retryable, as the
+    Functions trigger raises (and Event Grid redelivers) on one. The original is ``__cause__``."""
+
+    retryable: ClassVar[bool] = True
+
+    @classmethod
+    def wrap(cls, exc: Exception) -> UnexpectedError:
+        """``exc`` as an ``UnexpectedError`` naming its type (message redacted), chained."""
+        from rotation.logconfig import redact  # noqa: PLC0415 - only on this rare path
+
+        error = cls(str(redact(f"{type(exc).__name__}: {exc}")))
+        error.__cause__ = exc
+        return error
 
 
 class BatchHandler:

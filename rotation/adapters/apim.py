@@ -13,6 +13,12 @@ ETag of that GET (a write in between is a genuine 412). The adapter remembers no
 earlier lists or reads. The backend PATCH sends the whole ``credentials`` object of that GET with
 only ``certificateIds`` changed, so header/query/authorization credentials survive whether the
 service merges or replaces ``credentials``.
+
+Classified by what a retry can change (docs/events.md, "Failures and retries"): a 400 to a
+Key Vault-backed *create* that says APIM could not fetch the secret (its identity, the vault's
+access policy or the vault itself) is retryable, as the same fault is under ``pin``; a connection
+reset before the backend PATCH's response (the SDK never retries PATCH) is retried once, under
+the same ``If-Match``: if the first PATCH landed, the second gets a 412 and the run re-plans.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.mgmt.apimanagement import ApiManagementClient
 from azure.mgmt.apimanagement.models import (
     BackendContract,
@@ -37,6 +44,7 @@ from rotation.domain.errors import (
     CertificateNotFoundError,
     DependencyError,
     PreconditionFailedError,
+    TransientDependencyError,
 )
 from rotation.domain.model import ApimBackend, ApimCertificate
 
@@ -160,15 +168,25 @@ class ArmApimGateway:
                 secret_identifier=secret_identifier, identity_client_id=identity_client_id
             )
         )
-        with translating(APIM, "put_certificate", certificate_id):
-            model, new_etag = _etagged(
-                client.certificate.create_or_update,
-                rg,
-                name,
-                certificate_id,
-                parameters,
-                if_match=if_match,
-            )
+        try:
+            with translating(APIM, "put_certificate", certificate_id):
+                model, new_etag = _etagged(
+                    client.certificate.create_or_update,
+                    rg,
+                    name,
+                    certificate_id,
+                    parameters,
+                    if_match=if_match,
+                )
+        except DependencyError as exc:
+            if if_match is None and key_vault_fetch_failed(exc.__cause__):
+                raise TransientDependencyError(
+                    f"{exc}: APIM could not fetch the Key Vault secret",
+                    service=_SERVICE,
+                    operation="put_certificate",
+                    status_code=exc.status_code,
+                ) from exc.__cause__
+            raise
         return _certificate_to_domain(service_id, model, new_etag)
 
     def refresh_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
@@ -250,16 +268,44 @@ class ArmApimGateway:
         if _ids(backend.credentials) != tuple(expected_ids):
             raise _moved("update_backend_certificates", backend_id)
         credentials = _replace_ids(backend.credentials, certificate_ids)
-        with translating(APIM, "update_backend_certificates", backend_id):
-            model, new_etag = _etagged(
-                client.backend.update,
-                rg,
-                name,
-                backend_id,
-                if_match=etag,
-                parameters=BackendUpdateParameters(credentials=credentials),
-            )
+        for attempt in (1, 2):
+            try:
+                with translating(APIM, "update_backend_certificates", backend_id):
+                    model, new_etag = _etagged(
+                        client.backend.update,
+                        rg,
+                        name,
+                        backend_id,
+                        if_match=etag,
+                        parameters=BackendUpdateParameters(credentials=credentials),
+                    )
+                break
+            except TransientDependencyError as exc:
+                # No response: the PATCH may or may not have landed. Once more under the same
+                # If-Match is safe (a landed first PATCH turns it into a 412).
+                if attempt == 2 or not isinstance(exc.__cause__, ServiceResponseError):  # noqa: PLR2004
+                    raise
         return _backend_to_domain(service_id, model, new_etag)
+
+
+_BAD_REQUEST = 400
+_KEY_VAULT_WORDS = ("keyvault", "key vault", "identityclientid", "managed identity")
+
+
+def key_vault_fetch_failed(exc: BaseException | None) -> bool:
+    """True for ARM's 400 to a Key Vault-backed certificate PUT saying APIM could not fetch the
+    secret (the error, or one of its details, names Key Vault or the managed identity).
+
+    Only read to classify: the text is never copied into a message.
+    """
+    if not isinstance(exc, HttpResponseError) or exc.status_code != _BAD_REQUEST:
+        return False
+    error = getattr(exc, "error", None)
+    parts = [getattr(exc, "message", None), error and error.message, error and error.target]
+    for detail in (getattr(error, "details", None) or []) if error else []:
+        parts += [getattr(detail, "message", None), getattr(detail, "target", None)]
+    text = " ".join(p for p in parts if isinstance(p, str)).lower()
+    return any(word in text for word in _KEY_VAULT_WORDS)
 
 
 def _read_for_swap(

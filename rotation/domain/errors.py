@@ -46,14 +46,16 @@ class RotationError(Exception):
 class InvalidEventError(RotationError, ValueError):
     """Raised by the intake when a payload is malformed, forged or too large.
 
-    ``path`` names the offending field (e.g. ``[0].data.Id``). Not retryable: redelivering the
-    same bytes cannot help.
+    ``path`` names the offending field (e.g. ``[0].data.Id``); ``event_id`` is the malformed
+    event's own ``id`` when it has a readable one (for its audit record). Not retryable:
+    redelivering the same bytes cannot help.
     """
 
-    def __init__(self, message: str, *, path: str = "") -> None:
+    def __init__(self, message: str, *, path: str = "", event_id: str | None = None) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.reason = message
+        self.event_id = event_id
 
 
 class ConfigError(RotationError):

@@ -27,9 +27,10 @@ from rotation import bootstrap
 from rotation.adapters.audit import StructlogAuditSink
 from rotation.config import log_level_from_env, read_environment, vault_urls_from_env
 from rotation.domain.decisions import failure_audit
-from rotation.domain.errors import ConfigError, RotationError
+from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
 from rotation.domain.model import AuditRecord, KeyVaultEvent, Trigger
 from rotation.intake.events import parse_object
+from rotation.intake.schema import event_id_of
 from rotation.logconfig import bind_correlation, configure_logging, redact
 
 __all__ = ["from_function_event", "handle_event", "run_reconcile"]
@@ -78,7 +79,13 @@ def from_function_event(
     else:
         obj = {"id": event.id, "topic": event.topic, "eventType": event.event_type}
         obj["eventTime"] = event.event_time
-    obj |= {"subject": event.subject, "data": event.get_json()}
+    try:
+        data = event.get_json()
+    except (ValueError, RecursionError):  # the host's own JSON decoding of data failed
+        raise InvalidEventError(
+            "is not JSON", path="event.data", event_id=event_id_of(obj)
+        ) from None
+    obj |= {"subject": event.subject, "data": data}
     return parse_object(obj, path="event", allowed_vault_urls=allowed_vault_urls)
 
 

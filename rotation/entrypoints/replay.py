@@ -51,14 +51,20 @@ def event_stream(
 ) -> Iterator[Item]:
     """Every (location, event-or-error) from the files, then from the dead-letter container.
 
+    A file that cannot be read (or stops being readable part-way) is one malformed item at the
+    file's own location, and the stream goes on with the next file.
+
     Raises:
-        OSError: a file cannot be read.
         RotationError: the dead-letter container cannot be listed or read.
     """
     from rotation.intake.events import iter_file_events  # noqa: PLC0415
 
     for path in files:
-        yield from iter_file_events(path, allowed_vault_urls=vaults)
+        try:
+            yield from iter_file_events(path, allowed_vault_urls=vaults)
+        except OSError as exc:
+            why = f"cannot be read ({type(exc).__name__}: {exc.strerror or 'I/O error'})"
+            yield path.name, InvalidEventError(why)
     if container and connection:
         from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415
 
@@ -67,16 +73,27 @@ def event_stream(
 
 
 def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:
-    """Audit a malformed event (as the Functions trigger does) and describe it."""
+    """Audit a malformed event (as the Functions trigger does) and describe it.
+
+    The record carries the event's own id (when it has a readable one) under a fresh
+    correlation id, never the previous event's; an audit sink failure is reported in the line
+    and the replay goes on.
+    """
+
+    correlation = bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=error.event_id)
     message = str(redact(str(error)))
-    audit.write(
-        AuditRecord(
-            event="event.malformed", decision=Decision.IGNORED, trigger=Trigger.CLI,
-            error=f"InvalidEventError: {message}", message=f"replayed from {location}",
-        )
-    )  # fmt: skip
+    try:
+        audit.write(
+            AuditRecord(
+                event="event.malformed", decision=Decision.IGNORED, trigger=Trigger.CLI,
+                event_id=error.event_id, correlation_id=correlation,
+                error=f"InvalidEventError: {message}", message=f"replayed from {location}",
+            )
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - one failing sink must not end the replay
+        message += "; " + str(redact(f"not audited: {type(exc).__name__}: {exc}"))
     return {
-        "location": location, "event_id": None, "certificate": None, "version": None,
+        "location": location, "event_id": error.event_id, "certificate": None, "version": None,
         "decision": MALFORMED, "findings": [], "targets": [], "dry_run": None, "error": message,
     }  # fmt: skip
 

@@ -12,6 +12,11 @@ the same certificate and version as ``ObjectName``/``Version``. Anything else is
 
 Limits: ``MAX_PAYLOAD_BYTES`` (1 MiB, Event Grid's own largest batch) per delivery or per event in
 a file, ``MAX_EVENTS`` (5000, Event Grid's largest batch) per payload.
+
+Total: every input gives events or an ``InvalidEventError`` (carrying the event's own ``id`` when
+readable), never another exception: JSON integers of any size decode (``jsonstream.loads``),
+nesting and lone surrogates are refused, and names and hosts are checked as ASCII by Azure's
+rules before any comparison (``rotation.intake.schema``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ top-level JSON array (each element is one value), a single value, and JSON Lines
 values. A syntax error is yielded in place of the value as ``InvalidEventError``: in JSON Lines
 the rest of that line is skipped and reading goes on; in an array the element boundaries are lost,
 so the array ends there. Each value is capped at ``max_value_chars``.
+
+Numbers of any size decode: an integer longer than Python's int/str conversion limit (4,300
+digits) becomes ``float`` (``inf``/``-inf``) instead of raising ``ValueError`` mid-value, so the
+value's boundaries stay known (``loads`` applies the same rule to a whole document).
 """
 
 from __future__ import annotations
@@ -15,9 +19,30 @@ from typing import TextIO
 
 from rotation.domain.errors import InvalidEventError
 
-__all__ = ["JsonStream"]
+__all__ = ["JsonStream", "loads"]
 
 _CHUNK = 64 * 1024
+_MAX_INT_DIGITS = 4300  # sys.int_info.default_max_str_digits
+
+
+def _parse_int(text: str) -> int | float:
+    """A JSON integer; beyond the int conversion limit, the float it rounds to (+-inf)."""
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        return float(text)
+    return int(text)
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_int=_parse_int)
+
+
+def loads(text: str) -> object:
+    """``json.loads`` with numbers of any size (see the module doc).
+
+    Raises:
+        json.JSONDecodeError: not JSON. RecursionError: nested too deeply.
+    """
+    return _decoder().decode(text)
 
 
 class JsonStream:
@@ -46,7 +71,7 @@ class JsonStream:
                 return self._buf[self._pos : self._pos + 1]
 
     def _value(self) -> object:
-        decoder = json.JSONDecoder()
+        decoder = _decoder()
         self._peek()  # raw_decode does not skip leading whitespace
         while True:
             try:
@@ -57,6 +82,8 @@ class JsonStream:
                 continue
             except RecursionError:
                 raise InvalidEventError("value is nested too deeply") from None
+            except ValueError:  # any other decoding failure: the value cannot be read
+                raise InvalidEventError("invalid JSON (a value cannot be decoded)") from None
             if self._complete(end) or not self._fill():
                 start, self._pos = self._pos, end
                 if end - start > self._max:

@@ -7,11 +7,17 @@ schema (Event Grid or CloudEvents 1.0) and the dead-letter envelope, and the che
 certificate event trusted: ``data.Id`` on a Key Vault host matching ``VaultName`` (or on an
 allow-listed vault origin), naming the same object and version. Errors are
 ``InvalidEventError``s naming the field path, never echoing the payload.
+
+The intake is total: any JSON-shaped input gives a ``KeyVaultEvent`` or an ``InvalidEventError``,
+nothing else (numbers of any size, times at the calendar's edges, nesting, lone surrogates).
+Names, versions, vault names and hosts are checked as ASCII by Azure's rules *before* any
+comparison, and compared with ASCII case folding only: Unicode case folding would let
+``partner-mtl\u017f`` (long s) equal ``partner-mtls`` or a Kelvin-sign host equal ``k…``.
 """
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -19,8 +25,9 @@ from urllib.parse import urlsplit
 
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import DeadLetterInfo, Disposition, KeyVaultEvent
+from rotation.intake.jsonstream import loads
 
-__all__ = ["parse_event", "vault_origins"]
+__all__ = ["event_id_of", "fold", "parse_event", "vault_origins"]
 
 _KV_SUFFIXES = (".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net")
 _DISPOSITIONS = {
@@ -28,10 +35,44 @@ _DISPOSITIONS = {
     "microsoft.keyvault.certificatenearexpiry": Disposition.ALERT,
     "microsoft.keyvault.certificateexpired": Disposition.ALERT,
 }
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_VERSION = re.compile(r"^[0-9A-Za-z]{1,64}$")
-_ARM_VAULT = re.compile(r"/providers/microsoft\.keyvault/vaults/([^/]+)$", re.IGNORECASE)
+# Azure's rules: certificate names 1-127 letters, digits and hyphens; versions (32 hex digits
+# in Azure, any 1-64 ASCII letters/digits tolerated); vault names 3-24 letters, digits and single
+# hyphens, starting with a letter and ending with a letter or digit; DNS host names.
+_NAME = re.compile(r"[0-9A-Za-z-]{1,127}", re.ASCII)
+_VERSION = re.compile(r"[0-9A-Za-z]{1,64}", re.ASCII)
+_VAULT_NAME = re.compile(r"(?!.*--)[A-Za-z][0-9A-Za-z-]{1,22}[0-9A-Za-z]", re.ASCII)
+_LABEL = r"[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
+_ARM_VAULT = re.compile(
+    r"/providers/microsoft\.keyvault/vaults/([^/]+)$", re.IGNORECASE | re.ASCII
+)
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+_MAX_COUNT = 2**31 - 1
+_COUNT = re.compile(r"[0-9]{1,10}", re.ASCII)
+_EPOCH_TEXT = re.compile(r"\s*-?[0-9]{1,20}(\.[0-9]{1,20})?\s*", re.ASCII)
+_FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+", re.ASCII)
+
+
+def fold(text: str) -> str:
+    """ASCII case folding (``str.lower`` on ASCII only): the only folding Azure names get.
+
+    Non-ASCII text is returned unchanged, so it never equals an ASCII name.
+    """
+    return text.lower() if text.isascii() else text
+
+
+def _safe_key(key: str) -> str:
+    """A key fit for an error path: printable ASCII, anything else escaped, at most 40 chars."""
+    return key[:40].encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _unicode_ok(text: str) -> bool:
+    """False for text holding lone surrogates (JSON allows them; UTF-8 output does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Fields:
@@ -41,10 +82,10 @@ class _Fields:
         self.path = path
         self._items: dict[str, object] = {}
         for key, value in obj.items():
-            folded = str(key).strip().casefold()
+            folded = fold(str(key).strip())
             if folded in self._items and self._items[folded] != value:
                 raise InvalidEventError(
-                    "has conflicting duplicate keys", path=self.at(folded[:40])
+                    "has conflicting duplicate keys", path=self.at(_safe_key(folded))
                 )
             self._items[folded] = value
 
@@ -52,7 +93,7 @@ class _Fields:
         return f"{self.path}.{key}" if self.path else str(key)
 
     def get(self, key: str) -> object:
-        return self._items.get(key.casefold())
+        return self._items.get(fold(key))
 
     def text(self, key: str, *, required: bool = False) -> str:
         value = self.get(key)
@@ -60,12 +101,16 @@ class _Fields:
             return ""
         if not isinstance(value, str) or (required and not value.strip()):
             raise InvalidEventError("must be a non-empty string", path=self.at(key))
+        if not _unicode_ok(value):
+            raise InvalidEventError("is not valid Unicode text", path=self.at(key))
         return value.strip()
 
     def time(self, key: str) -> datetime | None:
         value = self.get(key)
-        if value is None or isinstance(value, datetime):
-            return value.astimezone(UTC) if isinstance(value, datetime) else None
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return _utc(value, self.at(key))
         if not isinstance(value, str):
             raise InvalidEventError("must be an ISO-8601 time string", path=self.at(key))
         return _iso_time(value, self.at(key))
@@ -74,42 +119,60 @@ class _Fields:
         value = self.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+        if isinstance(value, str) and _EPOCH_TEXT.fullmatch(value):
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEventError("must be Unix epoch seconds (number)", path=self.at(key))
-        if not 0 <= value <= _MAX_EPOCH:
+        if not 0 <= value <= _MAX_EPOCH:  # also refuses NaN and the infinities
             raise InvalidEventError("is out of range for Unix epoch seconds", path=self.at(key))
         return datetime.fromtimestamp(int(value), tz=UTC)
 
     def count(self, key: str) -> int | None:
+        """A non-negative count (dead-letter metadata certrotate never acts on): an int or ASCII
+        digits up to 2**31-1; anything else (``"\u00b2"``, 5,000 digits, -1) reads as absent."""
         value = self.get(key)
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and _COUNT.fullmatch(value.strip()):
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return value if 0 <= value <= _MAX_COUNT else None
 
 
 def _iso_time(value: str, path: str) -> datetime:
     text = value.strip()
+    if not text.isascii() or len(text) > 64:  # noqa: PLR2004 - far longer than any ISO time
+        raise InvalidEventError("is not an ISO-8601 time", path=path)
     # Event Grid writes 7 fractional digits; Python parses at most 6.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    text = _FRACTION.sub(r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidEventError("is not an ISO-8601 time", path=path) from None
-    if parsed.tzinfo is None:
+    return _utc(parsed, path)
+
+
+def _utc(value: datetime, path: str) -> datetime:
+    """``value`` in UTC; it must carry a zone, and UTC must still be inside years 1-9999
+    (``0001-01-01T00:00:00+05:00`` is not)."""
+    if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEventError("must carry a time zone (e.g. Z)", path=path)
-    return parsed.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidEventError("is out of range once converted to UTC", path=path) from None
 
 
 def vault_origins(allowed_vault_urls: Iterable[str]) -> frozenset[str]:
     """The ``scheme://host[:port]`` origins of the allow-listed vault URLs."""
     origins = set()
     for url in allowed_vault_urls:
-        parts = urlsplit(url.strip())
-        if parts.hostname:
+        try:
+            parts = urlsplit(url.strip())
             port = f":{parts.port}" if parts.port else ""
-            origins.add(f"{parts.scheme.lower()}://{parts.hostname.lower()}{port}")
+        except ValueError:
+            continue
+        if parts.hostname and parts.netloc.isascii():
+            origins.add(f"{fold(parts.scheme)}://{fold(parts.hostname)}{port}")
     return frozenset(origins)
 
 
@@ -117,23 +180,35 @@ def _vault_url(data: _Fields, vault_name: str, origins: frozenset[str]) -> tuple
     """Check ``data.Id`` and return (vault URL, path segments)."""
     raw = data.text("Id", required=True)
     at = f"{data.path}.Id"
+    if not raw.isascii():  # before urlsplit, which lower-cases hosts with Unicode folding
+        raise InvalidEventError("must be an ASCII URL", path=at)
     try:
         parts = urlsplit(raw)
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         raise InvalidEventError("is not a URL", path=at) from None
-    host = (parts.hostname or "").lower()
-    if parts.scheme.lower() != "https" or not host:
+    host = fold(parts.hostname or "")
+    if fold(parts.scheme) != "https" or not host:
         raise InvalidEventError("must be an https Key Vault URL", path=at)
+    if not _HOST.fullmatch(host) and not _is_ip(host):
+        raise InvalidEventError("host is not a DNS name", path=at)
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidEventError("must not carry credentials, a query or a fragment", path=at)
     origin = f"https://{host}{port}"
     if origin not in origins:
         if not host.endswith(_KV_SUFFIXES) or port:
             raise InvalidEventError("is not on a Key Vault host or an allowed vault", path=at)
-        if host.split(".", 1)[0] != vault_name.casefold():
+        if host.split(".", 1)[0] != fold(vault_name):
             raise InvalidEventError("host does not match data.VaultName", path=at)
     return origin, parts.path.strip("/").split("/")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check(ok: object, message: str, path: str) -> None:
@@ -150,21 +225,24 @@ def _certificate_event(
     object_type = data.text("ObjectType", required=True)
     name = data.text("ObjectName", required=True)
     version = data.text("Version", required=True)
-    _check(object_type.casefold() == "certificate", "must be Certificate", f"{at}.ObjectType")
-    _check(_NAME.match(name), "is not a Key Vault object name", f"{at}.ObjectName")
-    _check(_VERSION.match(version), "is not a Key Vault version id", f"{at}.Version")
+    _check(fold(object_type) == "certificate", "must be Certificate", f"{at}.ObjectType")
+    _check(_VAULT_NAME.fullmatch(vault_name), "is not a Key Vault name", f"{at}.VaultName")
+    _check(_NAME.fullmatch(name), "is not a Key Vault object name", f"{at}.ObjectName")
+    _check(_VERSION.fullmatch(version), "is not a Key Vault version id", f"{at}.Version")
     vault_url, segments = _vault_url(data, vault_name, origins)
     _check(
-        len(segments) == 3 and segments[0].casefold() == "certificates",  # noqa: PLR2004
+        len(segments) == 3 and fold(segments[0]) == "certificates",  # noqa: PLR2004
         "path must be /certificates/{name}/{version}",
         f"{at}.Id",
     )
-    _check(segments[1].casefold() == name.casefold(), "names another ObjectName", f"{at}.Id")
-    _check(segments[2].casefold() == version.casefold(), "names another Version", f"{at}.Id")
+    _check(_NAME.fullmatch(segments[1]), "path holds no Key Vault object name", f"{at}.Id")
+    _check(_VERSION.fullmatch(segments[2]), "path holds no Key Vault version id", f"{at}.Id")
+    _check(fold(segments[1]) == fold(name), "names another ObjectName", f"{at}.Id")
+    _check(fold(segments[2]) == fold(version), "names another Version", f"{at}.Id")
     source_key = "source" if schema == "cloudevents" else "topic"
     match = _ARM_VAULT.search(fields.text(source_key))
     _check(
-        not match or match.group(1).casefold() == vault_name.casefold(),
+        not match or fold(match.group(1)) == fold(vault_name),
         "names a different vault than data.VaultName",
         fields.at(source_key),
     )
@@ -179,7 +257,7 @@ def _data(fields: _Fields) -> _Fields:
     data = fields.get("data")
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = loads(data)
         except (ValueError, RecursionError):
             data = None
     if not isinstance(data, dict):
@@ -195,7 +273,7 @@ def _other_event(fields: _Fields, event_type: str, schema: str) -> KeyVaultEvent
     except InvalidEventError:
         d = _Fields({}, "")
     text = {
-        k: v.strip() if isinstance(v := d.get(k), str) else ""
+        k: v.strip() if isinstance(v := d.get(k), str) and _unicode_ok(v) else ""
         for k in ("VaultName", "ObjectType", "ObjectName", "Version")
     }
     return _event(
@@ -206,28 +284,46 @@ def _other_event(fields: _Fields, event_type: str, schema: str) -> KeyVaultEvent
 
 
 def _event(fields: _Fields, event_type: str, schema: str, **values: object) -> KeyVaultEvent:
-    acting = event_type.casefold() in _DISPOSITIONS
+    acting = fold(event_type) in _DISPOSITIONS
     time_key = "time" if schema == "cloudevents" else "eventTime"
     reason, attempts = fields.get("deadLetterReason"), fields.count("deliveryAttempts")
     outcome = fields.get("lastDeliveryOutcome")
     deadletter = None
     if reason is not None or attempts is not None or outcome is not None:
         deadletter = DeadLetterInfo(
-            reason=reason if isinstance(reason, str) else None,
+            reason=reason if isinstance(reason, str) and _unicode_ok(reason) else None,
             attempts=attempts,
-            last_outcome=outcome if isinstance(outcome, str) else None,
+            last_outcome=outcome if isinstance(outcome, str) and _unicode_ok(outcome) else None,
         )
     return KeyVaultEvent(
-        event_id=fields.text("id", required=acting)
-        if acting or isinstance(fields.get("id"), str)
-        else "",
+        event_id=fields.text("id", required=acting) if acting else _lenient_id(fields),
         event_type=event_type,
         schema=schema,
         event_time=fields.time(time_key) if acting else _lenient_time(fields, time_key),
         deadletter=deadletter,
-        disposition=_DISPOSITIONS.get(event_type.casefold(), Disposition.IGNORE),
+        disposition=_DISPOSITIONS.get(fold(event_type), Disposition.IGNORE),
         **values,  # type: ignore[arg-type]
     )
+
+
+def _lenient_id(fields: _Fields) -> str:
+    value = fields.get("id")
+    return value.strip() if isinstance(value, str) and _unicode_ok(value) else ""
+
+
+def event_id_of(obj: object) -> str | None:
+    """The ``id`` of an event object that may be malformed (for its audit record), else None.
+
+    Never raises: only a string ``id`` of valid Unicode, at most 128 characters, is returned.
+    """
+    if not isinstance(obj, dict):
+        return None
+    for key, value in obj.items():
+        if isinstance(key, str) and fold(key.strip()) == "id" and isinstance(value, str):
+            text = value.strip()
+            if text and len(text) <= 128 and _unicode_ok(text):  # noqa: PLR2004
+                return text
+    return None
 
 
 def _lenient_time(fields: _Fields, key: str) -> datetime | None:
@@ -245,10 +341,18 @@ def parse_event(obj: object, path: str, origins: frozenset[str]) -> KeyVaultEven
     """
     if not isinstance(obj, dict):
         raise InvalidEventError("must be a JSON object (one event)", path=path or "event")
-    fields = _Fields(obj, path)
-    schema = "cloudevents" if fields.get("specversion") is not None else "eventgrid"
-    type_key = "type" if schema == "cloudevents" else "eventType"
-    event_type = fields.text(type_key, required=True)
-    if event_type.casefold() in _DISPOSITIONS:
-        return _certificate_event(fields, event_type, schema, origins)
-    return _other_event(fields, event_type, schema)
+    try:
+        fields = _Fields(obj, path)
+        schema = "cloudevents" if fields.get("specversion") is not None else "eventgrid"
+        type_key = "type" if schema == "cloudevents" else "eventType"
+        event_type = fields.text(type_key, required=True)
+        if fold(event_type) in _DISPOSITIONS:
+            return _certificate_event(fields, event_type, schema, origins)
+        return _other_event(fields, event_type, schema)
+    except InvalidEventError as exc:
+        exc.event_id = event_id_of(obj)
+        raise
+    except RecursionError:  # comparing deeply nested duplicate values
+        raise InvalidEventError(
+            "is nested too deeply", path=path or "event", event_id=event_id_of(obj)
+        ) from None

@@ -7,11 +7,13 @@ would act on. Exit codes: 0 all good, 1 a malformed event, 2 usage.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from rotation.config import normalize_vault_url, read_environment, vault_urls_from_env
 from rotation.domain.errors import ConfigError, InvalidEventError
@@ -75,6 +77,9 @@ def events(files: tuple[Path, ...], as_json: bool, vaults: tuple[str, ...]) -> N
     """Parse event FILES (JSON arrays, objects, JSON Lines, dead-letter blobs) and print them.
 
     Nothing is rotated: this shows exactly what `replay` would hand to the rotation engine.
+    A malformed event (or an unreadable file) is reported on stderr and the rest goes on;
+    --json output is a complete JSON array whatever happened. Exit status 1 when anything was
+    malformed.
     """
     allowed = _allowed_vaults(vaults)
     table = Table("location", "event type", "vault", "certificate", "version", "disposition")
@@ -82,8 +87,8 @@ def events(files: tuple[Path, ...], as_json: bool, vaults: tuple[str, ...]) -> N
     first = True
     if as_json:
         click.echo("[", nl=False)
-    for file in files:
-        for location, item in iter_file_events(file, allowed_vault_urls=allowed):
+    try:
+        for file, location, item in _items(files, allowed):
             if isinstance(item, InvalidEventError):
                 failures += 1
                 click.echo(f"{file.parent / _at(location, item)}", err=True)
@@ -93,17 +98,37 @@ def events(files: tuple[Path, ...], as_json: bool, vaults: tuple[str, ...]) -> N
                 )
                 first = False
             else:
-                table.add_row(
-                    location, item.event_type, item.vault_name, item.object_name,
-                    item.version, str(item.disposition),
-                )  # fmt: skip
-    if as_json:
-        click.echo("\n]" if not first else "]")
-    else:
+                cells = (location, item.event_type, item.vault_name, item.object_name,
+                         item.version, str(item.disposition))  # fmt: skip
+                table.add_row(*(_cell(cell) for cell in cells))
+    finally:  # --json output stays one complete JSON array, whatever happened
+        if as_json:
+            click.echo("\n]" if not first else "]")
+
+    if not as_json:
         wide_console().print(table)
     if failures:
         click.echo(f"{failures} malformed event(s)", err=True)
         raise SystemExit(1)
+
+
+def _cell(value: str) -> Text:
+    """Event data as a table cell: never rich markup, and no control or other unprintable
+    characters (an ``ESC`` sequence from a payload must not reach the terminal)."""
+    return Text("".join(c if c.isprintable() else "\ufffd" for c in value))
+
+
+def _items(
+    files: tuple[Path, ...], allowed: tuple[str, ...]
+) -> Iterator[tuple[Path, str, KeyVaultEvent | InvalidEventError]]:
+    """Every (file, location, event-or-error); a file that cannot be read is one error."""
+    for file in files:
+        try:
+            for location, item in iter_file_events(file, allowed_vault_urls=allowed):
+                yield file, location, item
+        except OSError as exc:
+            why = f"cannot be read ({type(exc).__name__}: {exc.strerror or 'I/O error'})"
+            yield file, file.name, InvalidEventError(why)
 
 
 def _at(location: str, error: InvalidEventError) -> str:
