@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ServiceResponseError
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import ApiManagementClient
 from azure.mgmt.apimanagement.models import (
     BackendContract,
@@ -39,7 +39,7 @@ from azure.mgmt.apimanagement.models import (
     KeyVaultContractCreateProperties,
 )
 
-from rotation.adapters.errors import APIM, translating
+from rotation.adapters.errors import APIM, response_lost, translating
 from rotation.domain.errors import (
     CertificateNotFoundError,
     DependencyError,
@@ -283,7 +283,7 @@ class ArmApimGateway:
             except TransientDependencyError as exc:
                 # No response: the PATCH may or may not have landed. Once more under the same
                 # If-Match is safe (a landed first PATCH turns it into a 412).
-                if attempt == 2 or not isinstance(exc.__cause__, ServiceResponseError):  # noqa: PLR2004
+                if attempt == 2 or not response_lost(exc):  # noqa: PLR2004
                     raise
         return _backend_to_domain(service_id, model, new_etag)
 

@@ -50,9 +50,11 @@ __all__ = [
     "APIM",
     "AUDIT_TABLE",
     "DEAD_LETTERS",
+    "EVENT_GRID",
     "KEY_VAULT",
     "LOCKS",
     "Service",
+    "response_lost",
     "translate",
     "translating",
 ]
@@ -119,6 +121,14 @@ LOCKS = Service(
         HTTPStatus.NOT_FOUND: "the lock container or blob does not exist",
         HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
         HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
+    },
+)
+
+EVENT_GRID = Service(
+    name="eventgrid",
+    hints={
+        HTTPStatus.UNAUTHORIZED: "the credential or access key was refused",
+        HTTPStatus.FORBIDDEN: "the identity needs the EventGrid Data Sender role on the topic",
     },
 )
 
@@ -193,6 +203,12 @@ def translate(exc: BaseException, *, service: Service, operation: str, name: str
             operation=operation,
         )
     return DependencyError(f"{where} failed ({kind})", service=service.name, operation=operation)
+
+
+def response_lost(error: BaseException) -> bool:
+    """Whether ``error`` (translated) came from a request whose response never arrived: the
+    request may or may not have taken effect, so only a conditional write may be sent again."""
+    return isinstance(error.__cause__, ServiceResponseError)
 
 
 @contextmanager

@@ -24,29 +24,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
+from rotation.adapters.errors import EVENT_GRID, translate
 from rotation.domain.errors import (
     AuthorizationError,
     ConfigError,
     DependencyError,
     TransientDependencyError,
 )
-from rotation.entrypoints.redrive import OutgoingEvent
+from rotation.domain.model import OutgoingEvent
 from rotation.logconfig import redact
 
 __all__ = ["EventGridPublisher", "open_publisher", "to_sdk"]
 
 _SERVICE = "event grid"
-_UNAUTHORISED, _FORBIDDEN, _THROTTLED, _SERVER_ERROR = 401, 403, 429, 500
 _CE_ATTRIBUTES = {
     "id", "source", "type", "specversion", "time", "subject", "data", "data_base64",
     "datacontenttype", "dataschema",
@@ -181,19 +175,21 @@ def open_publisher(
 
 
 def _translate(exc: AzureError, endpoint: str) -> DependencyError:
-    status = getattr(exc, "status_code", None)
     host = urlsplit(endpoint).hostname or "the topic"
     detail = _service_message(exc)
-    if isinstance(exc, ClientAuthenticationError) or status in {_UNAUTHORISED, _FORBIDDEN}:
+    status = getattr(exc, "status_code", None)
+    error = translate(exc, service=EVENT_GRID, operation="publish", name=host)
+    if isinstance(error, AuthorizationError):
         why = f"HTTP {status}" if status else "no token"
         return AuthorizationError(
             f"Event Grid topic {host} refused the credentials ({why}{detail})",
             service=_SERVICE, operation="publish", status_code=status,
         )  # fmt: skip
-    transient = isinstance(exc, ServiceRequestError | ServiceResponseError) or (
-        status is not None and (status == _THROTTLED or status >= _SERVER_ERROR)
+    kind = (
+        TransientDependencyError
+        if isinstance(error, TransientDependencyError)
+        else DependencyError
     )
-    kind = TransientDependencyError if transient else DependencyError
     what = f"HTTP {status}" if status else type(exc).__name__
     return kind(
         f"Event Grid topic {host} refused the batch ({what}{detail})",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from rotation.domain.errors import ConfigError
+from rotation.domain.errors import AuthorizationError, ConfigError
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -59,8 +59,6 @@ MANAGED_IDENTITY = "managedidentity"
 PUBLIC_ENDPOINT_SUFFIX = "core.windows.net"
 _SEPARATOR = "__"
 _PROPERTIES = ("accountName", "blobServiceUri", "tableServiceUri", "credential", "clientId")
-_UNAUTHORISED = 401
-_FORBIDDEN = 403
 
 Service = Literal["blob", "table"]
 
@@ -433,18 +431,16 @@ def check_table(client: TableClient, connection: StorageConnection) -> None:
 
 
 def _unusable(connection: StorageConnection, service: Service, exc: Exception) -> ConfigError:
-    from azure.core.exceptions import (  # noqa: PLC0415 - cold start
-        ClientAuthenticationError,
-        HttpResponseError,
-    )
+    from rotation.adapters.errors import DEAD_LETTERS, translate  # noqa: PLC0415 - cold start
 
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, ClientAuthenticationError) and status is None:
+    error = translate(exc, service=DEAD_LETTERS, operation="check", name=service)
+    if isinstance(error, AuthorizationError) and status is None:
         reason = "no credential could get a token"
-    elif status in {_UNAUTHORISED, _FORBIDDEN}:
+    elif isinstance(error, AuthorizationError):
         code = getattr(exc, "error_code", None)
         reason = f"storage refused the credential (HTTP {status}{f' {code}' if code else ''})"
-    elif isinstance(exc, HttpResponseError) and status is not None:
+    elif status is not None:
         reason = f"storage answered HTTP {status}"
     else:
         reason = f"storage could not be reached ({type(exc).__name__})"

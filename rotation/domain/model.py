@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "ApimBackend",
@@ -23,6 +24,7 @@ __all__ = [
     "Finding",
     "FindingCode",
     "KeyVaultEvent",
+    "OutgoingEvent",
     "SecretMaterial",
     "Severity",
     "Strategy",
@@ -351,3 +353,14 @@ class AuditRecord:
                 value = str(value)
             out[name] = value
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    """One event to re-drive through Event Grid: its JSON fields (without dead-letter fields) and its schema."""
+
+    location: str
+    event_id: str
+    schema: str  # "eventgrid" | "cloudevents"
+    fields: dict[str, Any]
+    event_time: datetime | None

@@ -35,7 +35,6 @@ import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +47,7 @@ from rotation.domain.errors import (
     InvalidEventError,
     RotationError,
 )
+from rotation.domain.model import OutgoingEvent
 from rotation.intake.events import MAX_PAYLOAD_BYTES
 from rotation.intake.jsonstream import JsonStream
 from rotation.intake.schema import parse_event, vault_origins
@@ -98,17 +98,6 @@ _BAD_REQUEST = 400
 _SPOOL = "blob.json"
 
 RawItem = tuple[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEvent:
-    """One event to publish: its JSON fields (without dead-letter fields) and its schema."""
-
-    location: str
-    event_id: str
-    schema: str  # "eventgrid" | "cloudevents"
-    fields: dict[str, Any]
-    event_time: datetime | None
 
 
 class Publisher(Protocol):
