@@ -200,6 +200,19 @@ class PathResult:
     validated: ValidationPath | None = None
 
 
+class _ThreadLoop:
+    """One thread's event loop, closed when the thread ends (its thread-local slot is cleared
+    then): a loop left to the garbage collector warns about its unclosed self-pipe."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __del__(self) -> None:
+        self.loop.close()
+
+
 _LOOPS = threading.local()
 
 
@@ -209,10 +222,10 @@ def _run(coro: Any) -> Any:
     pyhanko-certvalidator's API is async; nothing here awaits I/O (fetching is off), so one
     loop per thread, reused, saves ``asyncio.run``'s set-up and tear-down on every call.
     """
-    loop = getattr(_LOOPS, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _LOOPS.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(coro)
+    holder: _ThreadLoop | None = getattr(_LOOPS, "holder", None)
+    if holder is None or holder.loop.is_closed():
+        holder = _LOOPS.holder = _ThreadLoop()
+    return holder.loop.run_until_complete(coro)
 
 
 def _context(

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from rotation.domain.errors import (
     CertificateNotFoundError,
-    DependencyError,
     PreconditionFailedError,
+    TransientDependencyError,
 )
 from rotation.domain.model import (
     ApimBackend,
@@ -147,8 +147,11 @@ class FakeApimGateway:
             return self._entity(service_id, cid, secret, identity)
         previous = self.certificates.get((service_id.lower(), cid.lower()))
         if previous is None:
-            raise DependencyError(
-                f"apim put_certificate {cid!r} failed: HTTP 400 (ValidationError)",
+            # Like ArmApimGateway: APIM failing to fetch the secret on a create is retryable (the
+            # secret or APIM's access to it may appear), see docs/events.md.
+            raise TransientDependencyError(
+                f"apim put_certificate {cid!r} failed: HTTP 400 (ValidationError): APIM could "
+                "not fetch the Key Vault secret",
                 service="apim",
                 operation="put_certificate",
                 status_code=400,

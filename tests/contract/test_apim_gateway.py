@@ -9,8 +9,8 @@ import pytest
 from devstack.pki import Issued
 from rotation.domain.errors import (
     CertificateNotFoundError,
-    DependencyError,
     PreconditionFailedError,
+    TransientDependencyError,
 )
 from rotation.ports import ApimGateway
 from tests.contract.conftest import ApimWorld, Version, sha1
@@ -180,12 +180,13 @@ class TestPutCertificate:
         assert "partner-mtls--v2" in {c.certificate_id for c in listed}
 
     def test_creating_an_entity_apim_cannot_fetch_is_refused(self, apim: ApimWorld, versions):
-        """APIM fetches the secret when an entity is created: a secret that does not exist is a
-        permanent DependencyError (HTTP 400) and no entity appears."""
-        with pytest.raises(DependencyError) as caught:
+        """APIM fetches the secret when an entity is created: a secret it cannot fetch is an
+        HTTP 400 that a retry may cure (a retryable TransientDependencyError) and no entity
+        appears."""
+        with pytest.raises(TransientDependencyError) as caught:
             _put(apim, f"{apim.vault_url}/secrets/partner/{'0' * 32}", expected=None, name="x")
 
-        assert type(caught.value) is DependencyError
+        assert caught.value.retryable
         assert caught.value.status_code == 400
         with pytest.raises(CertificateNotFoundError):
             apim.gateway.get_certificate(apim.service_id, "x")

@@ -42,7 +42,7 @@ DEAD_LETTER_TIME = datetime(2026, 3, 2, 9, 5, tzinfo=UTC)
 def kv_data(i: int, **extra: object) -> dict[str, object]:
     """A Key Vault certificate event's data for version ``v{i}`` (the intake accepts it)."""
     return {
-        "Id": f"https://kv.vault.azure.net/certificates/partner-mtls/v{i}", "VaultName": "kv",
+        "Id": f"https://kv-test.vault.azure.net/certificates/partner-mtls/v{i}", "VaultName": "kv-test",
         "ObjectType": "Certificate", "ObjectName": "partner-mtls", "Version": f"v{i}",
         "NBF": None, "EXP": None, **extra,
     }  # fmt: skip
@@ -57,7 +57,7 @@ def eg_event(i: int = 1, **data: object) -> EventGridEvent:
 
 def cloud_event(i: int = 1, **data: object) -> CloudEvent[Any]:
     return CloudEvent(
-        source="/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv",
+        source="/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-test",
         type=NEW_VERSION, data=kv_data(i, **data), id=f"ce-{i}", time=WHEN,
         extensions={"replayof": "abc"},
     )  # fmt: skip

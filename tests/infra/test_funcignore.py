@@ -61,7 +61,9 @@ def test_package_holds_the_app_and_nothing_else():
     assert {p.split("/")[0] for p in uploaded} <= PACKAGE_TOP_LEVEL
 
 
-@pytest.mark.parametrize("folder", ["tests/", "devstack/", "bench/", "docs/", "infra/"])
+@pytest.mark.parametrize(
+    "folder", ["tests/", "devstack/", "bench/", "docs/", "infra/", "scripts/"]
+)
 def test_development_folders_stay_out(folder):
     """Tests, the local stack, benchmarks, docs and the templates are never uploaded."""
     tracked = [p for p in _tracked() if p.startswith(folder)]
