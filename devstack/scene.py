@@ -233,11 +233,13 @@ def _spawn_worker(job: dict[str, Any]) -> subprocess.Popen[bytes]:
 
 def _finish(proc: subprocess.Popen[bytes]) -> str:
     """Wait for a client process; its last stderr line when it failed, else ``""``."""
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace").strip()
-    if proc.wait() == 0:
+    with proc:  # closes the pipe
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode(errors="replace").strip()
+        status = proc.wait()
+    if status == 0:
         return ""
-    return err.splitlines()[-1] if err else f"exit status {proc.returncode}"
+    return err.splitlines()[-1] if err else f"exit status {status}"
 
 
 def _main() -> None:
