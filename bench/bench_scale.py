@@ -24,7 +24,8 @@ Wall time is the process's (start to exit), in-process time the canonical audit 
 the bound one; its in-process time is after its imports), run in its own process interleaved
 with the ``pin`` runs of the same size; both strategies' ratios are against it. Medians.
 
-Then the fixed cost: ``certrotate replay`` of an event that is ignored before any Azure call
+Then the devstack's persistence cost per write at each size (a persistent state, the save
+after one backend write), and the fixed cost: ``certrotate replay`` of an event that is ignored before any Azure call
 (a Secret event) against ``minimal_pin.py --start-only`` (imports and clients, no call), and
 with ``--importtime`` the slowest imports of a rotating replay, by package
 (``python -X importtime``).
@@ -277,6 +278,23 @@ def slowest_imports(stderr: str) -> list[tuple[int, str]]:
     return sorted(((t, n) for n, t in packages.items()), reverse=True)
 
 
+def persistence(n: int, writes: int = 15) -> tuple[float, int]:
+    """(median ms, rows) of the save after one backend write, in a persistent devstack holding
+    ``n`` backends (seeded directly: this measures the state, not HTTP)."""
+    with tempfile.TemporaryDirectory() as tmp, Devstack.start(Path(tmp), ephemeral=False) as stack:
+        svc = stack.apim_services[0]
+        for i in range(n):
+            stack.put_backend(svc, f"b{i}", url="https://x.test", certificate_ids=[])
+        stack.state.save()
+        times = []
+        for i in range(writes):
+            stack.put_backend(svc, f"b{i}", url="https://y.test", certificate_ids=[])
+            start = time.perf_counter()
+            stack.state.save()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000, stack.state.saved_rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000,20000")
@@ -326,6 +344,9 @@ def main() -> int:
           f"ratio: rotation wall / minimal script wall, budget <= {BUDGET}x for pin from "
           f"{BUDGET_FROM:,} backends.")  # fmt: skip
     print("scene creation through the SDK (entities + backends): " + ", ".join(created))
+    saves = [(n, *persistence(n)) for n in sizes]
+    print("devstack persistence, per write (the save after one backend PUT, state dir): "
+          + ", ".join(f"{n:,}: {ms:.2f} ms ({rows} rows)" for n, ms, rows in saves))  # fmt: skip
     (ours, ours_rss, base, base_rss), imports = fixed_cost(args.runs)
     print(f"\nfixed cost (process start to exit, no Azure call): certrotate replay of an ignored "
           f"event {ours:.2f} s ({ours_rss:.0f} MB), minimal script --start-only {base:.2f} s "
@@ -334,6 +355,8 @@ def main() -> int:
         print("slowest imports of a rotating `certrotate replay` (cumulative, -X importtime):")
         for micros, module in imports[:20]:
             print(f"   {micros / 1000:7.1f} ms  {module}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end: {load} ({os.cpu_count()} CPUs): wall times scale with it")
     print("\nPASS" if ok else "\nFAIL (see OVER and the ratio budget)")
     return 0 if ok else 1
 
