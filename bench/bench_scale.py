@@ -20,7 +20,7 @@ and after:
 
 Wall time is the process's (start to exit), in-process time the canonical audit record's
 ``duration_ms`` (the handling of the event, clients built lazily inside it), peak RSS from
-``wait4``. The baseline is ``bench/minimal_pin.py`` (read the secret, list the entities, PUT
+``wait4`` (through a small launcher: Linux starts a child's peak RSS at its parent's). The baseline is ``bench/minimal_pin.py`` (read the secret, list the entities, PUT
 the bound one; its in-process time is after its imports), run in its own process interleaved
 with the ``pin`` runs of the same size; both strategies' ratios are against it. Medians.
 
@@ -73,19 +73,31 @@ class Proc:
     status: int
 
 
+# Runs the command and reports its wall time and peak RSS from ``wait4``. A small interpreter
+# launches it because Linux starts a child's peak RSS at its parent's (the RSS of the process
+# that forked it, here a bench holding a 20,000-backend devstack), not at zero.
+_LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+sys.stderr.write(f"\\n@@ {usage.ru_maxrss} {wall} {os.waitstatus_to_exitcode(status)}\\n")
+"""
+
+
 def run(argv: list[str], env: dict[str, str]) -> Proc:
-    """Run ``argv`` to completion; its own peak RSS comes from ``wait4``."""
+    """Run ``argv`` to completion: its wall time, peak RSS, output and exit status."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run(  # noqa: PLW1510 - the launcher reports the status
+            [sys.executable, "-S", "-c", _LAUNCHER, *argv], env=env, stdout=out, stderr=err
+        )
         out.seek(0)
         err.seek(0)
-        return Proc(
-            wall, usage.ru_maxrss, out.read().decode(), err.read().decode(), proc.returncode
-        )
+        text = err.read().decode()
+        text, _, report = text.rstrip("\n").rpartition("\n@@ ")
+        rss, wall, status = report.split()
+        return Proc(float(wall), int(rss), out.read().decode(), text, int(status))
 
 
 def certrotate() -> list[str]:
@@ -210,8 +222,9 @@ class Bench:
 
 def measure(
     n: int, strategies: list[str], runs: int
-) -> tuple[list[Row], list[tuple[float, float, int]], float]:
-    """Rows for each strategy, the minimal script's runs, and the scene's creation time."""
+) -> tuple[list[Row], list[tuple[float, float, int]], tuple[float, float, float]]:
+    """Rows for each strategy, the minimal script's runs, and the scene's creation (wall
+    seconds, CPU seconds, the 1-minute load average after it)."""
     with tempfile.TemporaryDirectory() as tmp, Devstack.start(services=(SERVICE,)) as stack:
         scene = build_scale_scene(stack, backends=n)
         bench = Bench(scene, Path(tmp))
@@ -232,7 +245,7 @@ def measure(
             bench.minimal(None)
             for _ in range(runs):
                 bench.minimal(minimal)
-        return rows, minimal, scene.seconds
+        return rows, minimal, (scene.seconds, scene.cpu_seconds, os.getloadavg()[0])
 
 
 def fixed_cost(runs: int) -> tuple[tuple[float, float, float, float], list[tuple[int, str]]]:
@@ -315,8 +328,8 @@ def main() -> int:
     lines = [header, "|" + "---|" * 10]
     created: list[str] = []
     for n in sizes:
-        rows, minimal, seconds = measure(n, strategies, args.runs)
-        created.append(f"{n:,}: {seconds:.1f} s")
+        rows, minimal, (seconds, cpu, load) = measure(n, strategies, args.runs)
+        created.append(f"{n:,}: {seconds:.1f} s ({cpu:.1f} CPU-s, load {load:.1f})")
         base_wall = statistics.median(m[0] for m in minimal)
         base_ms = statistics.median(m[1] for m in minimal)
         for row in rows:
@@ -343,7 +356,9 @@ def main() -> int:
     print(f"\nARM requests and duplicates: the most of any run (bounds: see the docstring); "
           f"ratio: rotation wall / minimal script wall, budget <= {BUDGET}x for pin from "
           f"{BUDGET_FROM:,} backends.")  # fmt: skip
-    print("scene creation through the SDK (entities + backends): " + ", ".join(created))
+    print("scene creation through the SDK (entities + backends; the CPU seconds are the stand-in's "
+          "and the clients', so an idle 2-CPU machine needs about half of them in wall time): "
+          + ", ".join(created))  # fmt: skip
     saves = [(n, *persistence(n)) for n in sizes]
     print("devstack persistence, per write (the save after one backend PUT, state dir): "
           + ", ".join(f"{n:,}: {ms:.2f} ms ({rows} rows)" for n, ms, rows in saves))  # fmt: skip

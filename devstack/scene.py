@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -79,6 +80,7 @@ class ScaleScene:
     bound: tuple[str, ...]  # backend ids presenting ``partner-mtls``
     versions: list[str]  # ``partner-mtls`` versions imported so far, oldest first
     seconds: float  # wall time of the SDK creation of the APIM side
+    cpu_seconds: float  # CPU time of it: the stand-in's (this process) and the clients'
     _issuer: Issued = field(repr=False)
     _key: PrivateKey = field(repr=False)
     _clock: Callable[[], dt.datetime] = field(repr=False)
@@ -140,7 +142,7 @@ def build_scale_scene(
     anchors.write_bytes(root.pem)
     name = service or stack.apim_services[0]
     scene = ScaleScene(
-        stack, name, anchors, tuple(f"bound-{i:03d}" for i in range(bound)), [], 0.0,
+        stack, name, anchors, tuple(f"bound-{i:03d}" for i in range(bound)), [], 0.0, 0.0,
         issuer, make_key("ec", 256), clock,
     )  # fmt: skip
     first = scene.new_version()
@@ -155,7 +157,7 @@ def build_scale_scene(
         stack.resource_group, name, stack.vault_url,
     )  # fmt: skip
     others = [f"other-{i:03d}" for i in range(entities - 1)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     _put_entities(target, [(CERTIFICATE, CERTIFICATE, first)])
     _put_entities(target, [(e, OTHER_CERTIFICATE, other) for e in others])
     # The stand-in serves from this process; the clients run in their own processes so that
@@ -171,6 +173,7 @@ def build_scale_scene(
     if failures:
         raise RuntimeError("building the scene failed: " + failures[0])
     scene.seconds = time.perf_counter() - start
+    scene.cpu_seconds = _cpu() - cpu
     return scene
 
 
@@ -215,6 +218,13 @@ def _put_backends(
             credentials=BackendCredentialsContract(certificate_ids=[f"{sid}/certificates/{entity}"]),
         )  # fmt: skip
         client.backend.create_or_update(target.resource_group, target.service, backend, params)
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _spawn_worker(job: dict[str, Any]) -> subprocess.Popen[bytes]:
