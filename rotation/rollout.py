@@ -38,6 +38,7 @@ from rotation.domain.planning import (
     choose_candidate,
     discover_bindings,
     is_superseded,
+    lists_backends,
     live_bindings,
     needs_change,
     plan_rotation,
@@ -184,7 +185,8 @@ class Rollout:
             for service_id in self.s.apim_services:
                 certs = tuple(self.s.gateway.list_certificates(service_id))
                 mine = discover_bindings(self.vault_url, self.name, certs, ())
-                backends = tuple(self.s.gateway.list_backends(service_id)) if mine else ()
+                wanted = mine and lists_backends(self.s.strategy)
+                backends = tuple(self.s.gateway.list_backends(service_id)) if wanted else ()
                 self._inventory[service_id] = (certs, backends)
         found: list[Binding] = []
         for certs, backends in self._inventory.values():
