@@ -11,7 +11,8 @@ pages), 3 of them bound to ``partner-mtls``; ``apim-devstack-2`` with 41 entitie
    (built by ``bootstrap.build_service`` over the real adapters). Every request both stand-ins
    logged is counted and compared with the lower bound computed independently from the APIM
    state before/after: version-list pages (25 per page) + 1 secret read + entity-list pages (100
-   per page) per service + backend-list pages for each service holding a binding + 1 write per
+   per page) per service + (blue-green only) backend-list pages for each service holding a
+   binding (pin never changes a backend, so it does not list them) + 1 write per
    target whose state changed + 1 verify read per entity written, plus one ETag read per
    conditional update of an existing target (ARM list items carry no ETag, so ``If-Match``
    needs a GET; the budgeted count assumes the list supplies it). Must be equal; both parts are printed.
@@ -138,7 +139,10 @@ class Scene:
 
 
 def lower_bound(
-    scene: Scene, before: dict[tuple[str, str, str], str], after: dict[tuple[str, str, str], str]
+    scene: Scene,
+    strategy: str,
+    before: dict[tuple[str, str, str], str],
+    after: dict[tuple[str, str, str], str],
 ) -> tuple[int, int]:
     """(the budget as written, ETag reads the wire requires on top).
 
@@ -153,7 +157,7 @@ def lower_bound(
     for svc in (scene.svc1, scene.svc2):
         entities = [k for k in before if k[0] == svc and k[1] == "certificates"]
         pages += max(1, math.ceil(len(entities) / ARM_PAGE))
-        if any(k[2] == CERT for k in entities):
+        if strategy == "blue-green" and any(k[2] == CERT for k in entities):
             backends = [k for k in before if k[0] == svc and k[1] == "backends"]
             pages += max(1, math.ceil(len(backends) / ARM_PAGE))
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
@@ -198,7 +202,7 @@ def count_calls(strategy: str) -> tuple[int, tuple[int, int], str]:
         assert decision == "applied", decision
         assert all(e.status < 400 for e in entries), [e for e in entries if e.status >= 400]
         breakdown = describe(stack)
-        return len(entries), lower_bound(scene, before, after), breakdown
+        return len(entries), lower_bound(scene, strategy, before, after), breakdown
 
 
 class Clients:
@@ -226,15 +230,12 @@ def hand_written_rotation(c: Clients, name: str) -> None:
     version, read its secret, then per entity GET (ETag), PUT with If-Match, GET (verify)."""
     prefix = f"{c.vault}/secrets/{name}/".lower()
     bound: list[tuple[str, str, str]] = []  # (service, entity id, secret identifier)
-    for svc in c.services:
-        mine = [
+    for svc in c.services:  # pin lists the entities only: it never changes a backend
+        bound += [
             (svc, e.name or "", e.key_vault.secret_identifier or "")
             for e in c.apim.certificate.list_by_service(c.rg, svc)
             if e.key_vault and (e.key_vault.secret_identifier or "").lower().startswith(prefix)
         ]
-        if mine:
-            list(c.apim.backend.list_by_service(c.rg, svc))
-        bound += mine
     versions = [v for v in c.certs.list_properties_of_certificate_versions(name) if v.enabled]
     newest = max(versions, key=lambda v: v.created_on or datetime.min.replace(tzinfo=UTC))
     c.secrets.get_secret(name, newest.version)

@@ -19,7 +19,7 @@ from devstack.admin import AdminApi
 from devstack.arm_entities import arm_error
 from devstack.faults import FaultInjector, FaultKind
 from devstack.server import Request, Response, json_response
-from devstack.state import ApimService, DevstackState, Entity
+from devstack.state import ApimService, DevstackState, Store
 
 __all__ = ["ArmApp"]
 
@@ -110,7 +110,7 @@ class ArmApp:
 
     def _locate(
         self, request: Request
-    ) -> Response | tuple[ApimService, dict[str, Entity] | None, str, re.Match[str]]:
+    ) -> Response | tuple[ApimService, Store | None, str, re.Match[str]]:
         match = _SERVICE.match(request.path)
         if match is None:
             return arm_error(404, "InvalidResourceType", "No such resource type in the devstack.")

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devstack import apim
 from devstack.server import Request, Response, json_response
-from devstack.state import ApimService, Entity
+from devstack.state import ApimService, Entity, Store
 
 if TYPE_CHECKING:
     from devstack.arm import ArmApp
-
-Store = dict[str, Entity]
 
 
 @dataclass(slots=True)
@@ -170,24 +168,31 @@ def store_entity(
 
 
 def list_entities(call: Call, fields: Any) -> Response:
+    """One page of a collection. The filtered list is the store's cached view for this
+    ``$filter``/``isKeyVaultRefreshFailed``, so each page costs O(page) while nothing changes."""
     app, request, service, store, _, match = call.unpack()
-    with app.state.lock:
-        items = list(store.values())
+    expression = request.query.get("$filter") or ""
+    failed_only = request.query.get("isKeyVaultRefreshFailed", "").lower()
     try:
-        if request.query.get("$filter"):
-            keep = apim.compile_filter(request.query["$filter"], fields)
-            items = [e for e in items if keep(e)]
-        failed_only = request.query.get("isKeyVaultRefreshFailed", "").lower()
-        if failed_only in ("true", "false"):
-            want = failed_only == "true"
-            items = [e for e in items if _refresh_failed(e) == want]
-        page, next_link = apim.paginate(items, request.query, request.base_url, request.path)
+        keep = apim.compile_filter(expression, fields) if expression else None
+        want = {"true": True, "false": False}.get(failed_only)
+
+        def build(entities: Iterable[Entity]) -> list[Entity]:
+            return [
+                e
+                for e in entities
+                if (keep is None or keep(e)) and (want is None or _refresh_failed(e) == want)
+            ]
+
+        with app.state.lock:
+            items = store.view((expression, want), build)
+            page, next_link = apim.paginate(items, request.query, request.base_url, request.path)
+            payload: dict[str, Any] = {
+                "value": [entity_json(app, service, e, match) for e in page],
+                "count": len(items),
+            }
     except apim.FilterError as exc:
         return arm_error(400, "ValidationError", str(exc))
-    payload: dict[str, Any] = {
-        "value": [entity_json(app, service, e, match) for e in page],
-        "count": len(items),
-    }
     if next_link:
         payload["nextLink"] = next_link
     return json_response(200, payload)

@@ -150,7 +150,7 @@ class Devstack:
         """Stop both servers, save state, and remove a temporary state directory."""
         self._kv.stop()
         self._arm.stop()
-        self.state.save()
+        self.state.close()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
 

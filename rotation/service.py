@@ -29,7 +29,12 @@ from rotation.domain.model import (
     Strategy,
     Trigger,
 )
-from rotation.domain.planning import bound_certificates, parse_secret_identifier, vault_key
+from rotation.domain.planning import (
+    bound_certificates,
+    lists_backends,
+    parse_secret_identifier,
+    vault_key,
+)
 from rotation.ports import (
     ApimGateway,
     AuditSink,
@@ -239,13 +244,16 @@ class RotationService:
         records: list[AuditRecord],
         failures: list[RotationError],
     ) -> Inventory:
-        """Every service's entities (and backends where an entity names a configured vault)."""
+        """Every service's entities (and, for blue-green, backends where an entity names a
+        configured vault)."""
         gateway = self._context.gateway
         inventory: Inventory = {}
         for service_id in self._context.apim_services:
             try:
                 certs = tuple(gateway.list_certificates(service_id))
-                ours = any(self._references_vault(c) for c in certs)
+                ours = lists_backends(self._strategy) and any(
+                    self._references_vault(c) for c in certs
+                )
                 backends: tuple[ApimBackend, ...] = (
                     tuple(gateway.list_backends(service_id)) if ours else ()
                 )

@@ -55,6 +55,7 @@ __all__ = [
     "choose_candidate",
     "discover_bindings",
     "is_superseded",
+    "lists_backends",
     "live_bindings",
     "needs_change",
     "parse_secret_identifier",
@@ -139,6 +140,13 @@ def live_bindings(bindings: Sequence[Binding], strategy: Strategy) -> tuple[Bind
         used = [b for b in group if b.backends]
         live.extend(used or group)
     return tuple(live)
+
+
+def lists_backends(strategy: Strategy) -> bool:
+    """Whether planning needs the APIM backends. Only ``blue-green`` moves backends; ``pin``
+    re-points the entity in place and its targets name only the entity, so a pin rotation
+    lists certificate entities alone and its cost does not grow with the number of backends."""
+    return strategy is Strategy.BLUE_GREEN
 
 
 def needs_change(actions: Iterable[Action]) -> bool:

@@ -14,6 +14,7 @@ from rotation.domain.model import CertificateVersion, Decision, FindingCode, Key
 from rotation.domain.planning import (
     choose_candidate,
     discover_bindings,
+    lists_backends,
     live_bindings,
     plan_rotation,
 )
@@ -23,8 +24,8 @@ __all__ = ["bindings_in", "list_inventory", "plan"]
 
 
 def list_inventory(ctx: RolloutContext, vault_url: str, name: str) -> Inventory:
-    """Every configured service's certificate entities, and its backends where one of those
-    entities names ``name``.
+    """Every configured service's certificate entities, and (blue-green only: the one strategy
+    that moves backends) its backends where one of those entities names ``name``.
 
     Raises:
         RotationError: an APIM list failed.
@@ -33,7 +34,8 @@ def list_inventory(ctx: RolloutContext, vault_url: str, name: str) -> Inventory:
     for service_id in ctx.apim_services:
         certs = tuple(ctx.gateway.list_certificates(service_id))
         mine = discover_bindings(vault_url, name, certs, ())
-        backends = tuple(ctx.gateway.list_backends(service_id)) if mine else ()
+        wanted = mine and lists_backends(ctx.strategy)
+        backends = tuple(ctx.gateway.list_backends(service_id)) if wanted else ()
         inventory[service_id] = (certs, backends)
     return inventory
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from devstack.seed import EVENT_FILES, seed_scene
 from devstack.stack import Devstack
+from devstack.state import DATABASE_FILE, DevstackState
 from rotation.entrypoints.cli import cli
 
 
@@ -71,7 +72,7 @@ class TestPersistence:
         with Devstack.start(tmp_path, ephemeral=True) as stack:
             stack.import_certificate("c", devstack_pki.pfx())
 
-        assert not (tmp_path / "state.json").exists()
+        assert not (tmp_path / DATABASE_FILE).exists()
 
 
 class TestSeeding:
@@ -165,7 +166,7 @@ class TestCli:
         assert any(described["arm_endpoint"] in line for line in lines)
         assert described["token"] not in "".join(lines) + rest + err
         assert "PRIVATE KEY" not in "".join(lines) + rest + err
-        assert (tmp_path / "state.json").exists()
+        assert (tmp_path / DATABASE_FILE).exists()
         assert "stopped" in rest
         # seeded by default: trust anchors in env, events on disk, and the try-it commands
         assert env["ROTATION_TRUST_ANCHORS"] == str(tmp_path.resolve() / "trust-anchors.pem")
@@ -185,7 +186,9 @@ class TestCli:
         assert "ROTATION_TRUST_ANCHORS" not in env
         assert not (tmp_path / "events").exists()
         assert not (tmp_path / "trust-anchors.pem").exists()
-        assert json.loads((tmp_path / "state.json").read_text())["kv"]["certificates"] == {}
+        saved = DevstackState(tmp_path)
+        assert saved.kv.certificates == {}
+        saved.close()
         assert described["token"] not in "".join(lines) + err
 
     def test_restart_keeps_the_state_and_notes_a_moved_vault(self, tmp_path):
@@ -197,8 +200,9 @@ class TestCli:
 
         lines, described, err = _run_devstack(tmp_path)
 
-        state = json.loads((tmp_path / "state.json").read_text())
-        reloaded = [v["version"] for v in state["kv"]["certificates"]["partner-mtls"]]
+        state = DevstackState(tmp_path)
+        reloaded = [v.version for v in state.kv.versions("partner-mtls")]
+        state.close()
         assert reloaded == saved
         assert "Try it" not in "".join(lines)
         assert described["vault_url"] != first_url

@@ -175,7 +175,6 @@ def test_replay_shares_listings_and_decides_as_handle(world, twin, tmp_path, cap
     assert [(w.method, normalise(twin, shared, w.path)) for w in twin.writes()] == [
         (w.method, normalise(world, fresh, w.path)) for w in world.writes()
     ]
-    # one listing of partner-mtls = entities of 2 services + backends of the 2 services that
-    # bind it (4 requests); of the unrelated certificate = 2 + 1 (bound in svc1 only)
-    assert list_requests(world) == 11 * 4 + 3
-    assert list_requests(twin) == 3 * 4 + 3
+    # one listing of a certificate = the entities of the 2 services (pin lists no backends)
+    assert list_requests(world) == 11 * 2 + 2
+    assert list_requests(twin) == 3 * 2 + 2

@@ -429,7 +429,7 @@ class TestReplayWithTheService:
 
         assert result.exit_code == 0, result.output
         assert world.gateway.calls["list_certificates"] == 2
-        assert world.gateway.calls["list_backends"] == 2
+        assert world.gateway.calls["list_backends"] == 0  # pin lists no backends
         assert world.source.calls["list_certificate_versions"] == 1000
 
     def test_listing_max_age_zero_lists_for_every_event(self, wiring, tmp_path, env, world):

@@ -58,7 +58,7 @@ def _secret(version: str, name: str = CERT) -> str:
 
 
 def _lists(world: World) -> int:
-    """APIM list calls made so far (entity lists per service + backend lists)."""
+    """APIM list calls made so far (entity lists per service + backend lists, blue-green only)."""
     return sum(world.gateway.calls[m] for m in LISTS)
 
 
@@ -88,15 +88,15 @@ class TestSharing:
         decisions = [batch.handle(make_event(V2), trigger=EG).decision for _ in range(10)]
 
         assert decisions == [Decision.ALREADY_CURRENT] * 10
-        # one listing: entities of both services, backends of the service holding the binding
-        assert dict(world.gateway.calls) == {"list_certificates": 2, "list_backends": 1}
+        # one listing: the entities of both services (pin lists no backends)
+        assert dict(world.gateway.calls) == {"list_certificates": 2}
         assert world.source.calls["list_certificate_versions"] == 10  # versions: always fresh
 
         world.reset_counts()
         service = world.service()
         for _ in range(10):
             service.handle(make_event(V2), trigger=EG)
-        assert dict(world.gateway.calls) == {"list_certificates": 20, "list_backends": 10}
+        assert dict(world.gateway.calls) == {"list_certificates": 20}
 
     def test_applied_event_makes_the_next_event_list_again(self, rotated: World) -> None:
         """The listing of a run that wrote is dropped: the next event lists afresh, then the one
@@ -115,13 +115,13 @@ class TestSharing:
             Decision.ALREADY_CURRENT,
             Decision.ALREADY_CURRENT,
         ]
-        assert after_write == 3
-        assert after_second == 6  # listed again after the write
+        assert after_write == 2
+        assert after_second == 4  # listed again after the write
         # ... and planned from that fresh listing: no plan from the pre-write listing, so no
         # secret read and no compare-and-swap read that a stale v1 -> v2 plan would have cost
         assert rotated.source.calls["get_secret"] == reads["get_secret"] == 1
         assert rotated.gateway.calls["get_certificate"] == reads["get_certificate"]
-        assert _lists(rotated) == 6  # and reused
+        assert _lists(rotated) == 4  # and reused
         assert [t.result for t in second.targets] == ["already_current"]
 
     def test_blue_green_retirement_counts_as_a_write(self, rotated: World) -> None:
@@ -156,7 +156,7 @@ class TestSharing:
 
         assert {(r.event, r.decision) for r in records} == {("rotation.planned", Decision.APPLIED)}
         assert [t.result for t in records[-1].targets] == ["skipped_dry_run"]
-        assert dict(rotated.gateway.calls) == {"list_certificates": 2, "list_backends": 1}
+        assert dict(rotated.gateway.calls) == {"list_certificates": 2}
         assert rotated.gateway.updates == []
 
     def test_two_certificates_never_share_a_listing(self, world: World) -> None:
@@ -168,14 +168,14 @@ class TestSharing:
         batch = world.service().batch()
 
         batch.handle(make_event(V2), trigger=EG)
-        assert dict(world.gateway.calls) == {"list_certificates": 2, "list_backends": 1}
+        assert dict(world.gateway.calls) == {"list_certificates": 2}
         batch.handle(make_event(B1, name=OTHER), trigger=EG)
-        assert dict(world.gateway.calls) == {"list_certificates": 4, "list_backends": 2}
+        assert dict(world.gateway.calls) == {"list_certificates": 4}
         for _ in range(3):
             assert batch.handle(make_event(V2), trigger=EG).targets[0].name == CERT
             assert batch.handle(make_event(B1, name=OTHER), trigger=EG).targets[0].name == OTHER
 
-        assert dict(world.gateway.calls) == {"list_certificates": 4, "list_backends": 2}
+        assert dict(world.gateway.calls) == {"list_certificates": 4}
         assert len(batch.listings) == 2
 
     def test_certificate_names_are_compared_case_insensitively(self, world: World) -> None:
@@ -186,7 +186,7 @@ class TestSharing:
         batch.handle(make_event(V2), trigger=EG)
         batch.handle(make_event(V2, name=CERT.upper()), trigger=EG)
 
-        assert _lists(world) == 3
+        assert _lists(world) == 2
         assert len(batch.listings) == 1
 
     def test_ignored_events_touch_no_listing(self, world: World) -> None:
@@ -233,7 +233,7 @@ class TestDropped:
         record = batch.handle(make_event(V2), trigger=EG)
 
         assert record.decision is Decision.APPLIED
-        assert _lists(rotated) == 6
+        assert _lists(rotated) == 4
         assert rotated.secret_of(SVC_A, CERT) == _secret(V2)
 
     def test_failed_listing_keeps_nothing(self, world: World) -> None:
@@ -269,8 +269,8 @@ class TestDropped:
         assert record.decision is Decision.ALREADY_CURRENT
         assert [t.result for t in record.targets] == ["already_current"]
         assert world.gateway.updates == []
-        assert relisted == 3  # the kept listing, refused, then one fresh listing
-        assert _lists(world) == 6  # not kept: the next event listed again
+        assert relisted == 2  # the kept listing, refused, then one fresh listing
+        assert _lists(world) == 4  # not kept: the next event listed again
 
     def test_reconcile_through_the_batch_drops_every_listing(self, world: World) -> None:
         """The batch's reconcile is the service's; it may write, so listings are dropped."""
@@ -306,7 +306,7 @@ class TestExpiry:
             ("mtls-b", "updated"),
         }
         assert world.secret_of(SVC_B, "mtls-b") == _secret(V2)
-        assert _lists(world) == 7  # 3 + the relisting after max age (2 services, 2 backends)
+        assert _lists(world) == 4  # 2 + the relisting after max age (2 services)
 
     def test_age_counts_from_the_listing_not_from_its_last_use(self, world: World) -> None:
         """Reusing a listing does not make it younger."""
@@ -317,7 +317,7 @@ class TestExpiry:
             batch.handle(make_event(V2), trigger=EG)
             world.clock.advance(seconds=10)
 
-        assert _lists(world) == 6  # listed at t=0 and again at t=30
+        assert _lists(world) == 4  # listed at t=0 and again at t=30
 
     def test_a_clock_that_went_back_expires_the_listing(self, world: World) -> None:
         _current(world)
@@ -327,7 +327,7 @@ class TestExpiry:
         world.clock.advance(seconds=-1)
         batch.handle(make_event(V2), trigger=EG)
 
-        assert _lists(world) == 6
+        assert _lists(world) == 4
 
     def test_max_age_zero_lists_for_every_event(self, world: World) -> None:
         _current(world)
@@ -336,7 +336,7 @@ class TestExpiry:
         for _ in range(3):
             batch.handle(make_event(V2), trigger=EG)
 
-        assert _lists(world) == 9
+        assert _lists(world) == 6
 
 
 class TestBounded:
@@ -357,7 +357,7 @@ class TestBounded:
         batch.handle(make_event(V1, name="cert-b"), trigger=EG)
 
         assert kept_a
-        assert _lists(world) == before + 3  # cert-b was evicted: listed again
+        assert _lists(world) == before + 2  # cert-b was evicted: listed again
         assert len(batch.listings) == 2
 
     @pytest.mark.parametrize(

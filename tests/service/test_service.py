@@ -74,17 +74,36 @@ class TestApplied:
         )
 
     def test_makes_exactly_the_minimum_calls(self, rotated: World) -> None:
-        """The call budget: APIM lists per service, 1 version list, 1 secret read, 1 write and 1 verify read,
-        plus the write's compare-and-swap read (ARM lists carry no ETag for If-Match)."""
+        """The call budget: entity lists per service (pin lists no backends), 1 version list, 1 secret read,
+        1 write and 1 verify read, plus the write's compare-and-swap read (ARM lists carry no
+        ETag for If-Match)."""
         rotated.service().handle(make_event(V2), trigger=EG)
 
         assert rotated.source.calls == {"list_certificate_versions": 1, "get_secret": 1}
         assert rotated.gateway.calls == {
             "list_certificates": 2,
-            "list_backends": 1,
             "put_certificate": 1,
             "get_certificate": 2,  # the CAS read before the PUT + the verify read after it
         }
+
+    @pytest.mark.parametrize(
+        ("strategy", "backend_lists"), [(Strategy.PIN, 0), (Strategy.BLUE_GREEN, 1)]
+    )
+    def test_only_blue_green_lists_backends(
+        self, rotated: World, strategy: Strategy, backend_lists: int
+    ) -> None:
+        """pin never changes a backend, so neither an event nor the reconcile sweep lists them;
+        blue-green lists them in the service that holds the binding."""
+        service = rotated.service(strategy=strategy)
+
+        record = service.handle(make_event(V2), trigger=EG)
+        assert record.decision is Decision.APPLIED
+        assert rotated.gateway.calls["list_backends"] == backend_lists
+        rotated.reset_counts()
+        service.reconcile(trigger=Trigger.TIMER)
+
+        assert rotated.gateway.calls["list_certificates"] == 2
+        assert rotated.gateway.calls["list_backends"] == backend_lists
 
     def test_updates_bindings_in_two_services(self, rotated: World) -> None:
         """Every configured APIM service is swept; each changed entity costs one CAS read, one

@@ -30,7 +30,7 @@ __all__ = ["COMMANDS", "devstack"]
     "state_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for state.json, ca.pem, devstack.json and env.",
+    help="Directory for state.sqlite, ca.pem, devstack.json and env.",
 )
 @click.option("--ephemeral", is_flag=True, help="Keep state in memory only (nothing persists).")
 @click.option(
