@@ -67,10 +67,11 @@ class Trigger(StrEnum):
 
 
 class Severity(StrEnum):
-    """``error`` rejects a certificate; ``warning`` informs."""
+    """``error`` rejects a certificate; ``warning`` informs; ``info`` records (canary results)."""
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 class FindingCode(StrEnum):
@@ -93,6 +94,11 @@ class FindingCode(StrEnum):
     REVOCATION_UNAVAILABLE = "revocation.unavailable"
     IDENTITY_CHANGED = "identity.changed"
     BINDING_VERSIONLESS = "binding.versionless"
+    CANARY_PASSED = "canary.passed"
+    CANARY_REFUSED = "canary.refused"
+    CANARY_INCONCLUSIVE = "canary.inconclusive"
+    CANARY_UNREACHABLE = "canary.unreachable"
+    CANARY_SKIPPED = "canary.skipped"
 
 
 # --- events -----------------------------------------------------------------------------------
