@@ -249,7 +249,8 @@ class _Probe:
     # --- callbacks (OpenSSL calls them during the handshake) ---------------------------------
 
     def _on_info(self, conn: SSL.Connection, where: int, ret: int) -> None:
-        if where & SSL.SSL_CB_READ_ALERT and ret >> 8 == _FATAL and "alert" not in self.facts:
+        received = where & SSL.SSL_CB_READ_ALERT == SSL.SSL_CB_READ_ALERT  # not WRITE_ALERT
+        if received and ret >> 8 == _FATAL and "alert" not in self.facts:
             self.facts["alert"] = ret & 0xFF
         elif where & SSL.SSL_CB_LOOP and conn.get_state_string() in _CERTIFICATE_REQUESTED_STATES:
             self.facts["certificate_requested"] = True

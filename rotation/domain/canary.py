@@ -199,14 +199,14 @@ def classify(observation: ProbeObservation) -> ProbeResult:  # noqa: PLR0911 - o
     def result(outcome: ProbeOutcome, reason: str, detail: str) -> ProbeResult:
         return ProbeResult(outcome=outcome, reason=reason, detail=detail, observation=obs)
 
+    if obs.server_rejected is not None:
+        return result(ProbeOutcome.UNREACHABLE, "server_certificate", f"the server's certificate failed the backend's TLS checks: {obs.server_rejected}")  # fmt: skip
     if obs.alert is not None and obs.alert != TlsAlert.CLOSE_NOTIFY:
         name = alert_name(obs.alert)
         if obs.alert in CERTIFICATE_ALERTS or obs.certificate_requested:
             when = "after" if obs.handshake_completed else "during"
             return result(ProbeOutcome.REFUSED, f"alert:{name}", f"TLS alert {name} {when} the handshake")  # fmt: skip
         return result(ProbeOutcome.UNREACHABLE, "tls", f"TLS alert {name} before any client certificate was requested")  # fmt: skip
-    if obs.server_rejected is not None:
-        return result(ProbeOutcome.UNREACHABLE, "server_certificate", f"the server's certificate failed the backend's TLS checks: {obs.server_rejected}")  # fmt: skip
     if obs.http_status is not None:
         if obs.http_status in REFUSAL_STATUSES:
             return result(ProbeOutcome.REFUSED, f"http:{obs.http_status}", f"HTTP {obs.http_status}")  # fmt: skip

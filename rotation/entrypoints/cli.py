@@ -12,6 +12,7 @@ from rotation import __version__
 from rotation.entrypoints import (
     cli_devstack,
     cli_events,
+    cli_probe,
     cli_reconcile,
     cli_rotate,
     cli_validate,
@@ -27,7 +28,7 @@ def cli() -> None:
     """
 
 
-for _module in (cli_validate, cli_events, cli_rotate, cli_reconcile, cli_devstack):
+for _module in (cli_validate, cli_events, cli_rotate, cli_reconcile, cli_devstack, cli_probe):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -196,7 +196,9 @@ def start_nginx(prefix: Path, server: ServerTls, client_ca: Path) -> Nginx:
         binary, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "logs" / "error.log"),
         "-g", "daemon off;",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = prefix / "logs" / "stderr.log"
+    with stderr.open("wb") as sink:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
     nginx = Nginx(port=port, process=process, prefix=prefix)
     deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
     while not _accepts(port):
@@ -206,8 +208,8 @@ def start_nginx(prefix: Path, server: ServerTls, client_ca: Path) -> Nginx:
         except subprocess.TimeoutExpired:
             code = None
         if code is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            pytest.fail(f"nginx exited with code {code}: {stderr[-500:]}")
+            detail = stderr.read_text(errors="replace")[-500:]
+            pytest.fail(f"nginx exited with code {code}: {detail}")
         if time.monotonic() > deadline:
             nginx.stop()
             pytest.fail(f"nginx did not listen on {port} within {STARTUP_DEADLINE_SECONDS}s")
@@ -223,9 +225,12 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         raw: socket.socket = self.request
         raw.settimeout(_IO_TIMEOUT_SECONDS)
-        tls = self.server.context.wrap_socket(
+        with self.server.context.wrap_socket(
             raw, server_side=True, do_handshake_on_connect=False
-        )
+        ) as tls:
+            self._serve(tls)
+
+    def _serve(self, tls: ssl.SSLSocket) -> None:
         try:
             tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
@@ -257,8 +262,8 @@ class _TlsTcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        super().__init__((host, 0), _Handler)
         self.context = context
         self.refusals: list[str] = []
         self.accepted = 0
@@ -267,13 +272,20 @@ class _TlsTcpServer(socketserver.ThreadingTCPServer):
 class PythonTlsServer:
     """An OpenSSL server (``ssl``) that requires a client certificate from ``client_ca``."""
 
-    def __init__(self, server: ServerTls, client_ca: Path, version: ssl.TLSVersion) -> None:
+    def __init__(
+        self,
+        server: ServerTls,
+        client_ca: Path,
+        version: ssl.TLSVersion,
+        *,
+        host: str = "127.0.0.1",
+    ) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = context.maximum_version = version
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=client_ca)
         context.load_cert_chain(server.cert_pem, server.key_pem)
-        self.tcp = _TlsTcpServer(context)
+        self.tcp = _TlsTcpServer(context, host)
         self.thread = threading.Thread(target=self.tcp.serve_forever, daemon=True)
 
     @property
