@@ -105,7 +105,7 @@ class ProbeRequest:
     validate_name: bool = True
 
 
-class _Timeout(Exception):
+class _DeadlineError(Exception):
     """The probe's deadline passed."""
 
 
@@ -136,7 +136,7 @@ class _Probe:
     def run(self) -> ProbeObservation:
         try:
             sock = self._connect()
-        except _Timeout:
+        except _DeadlineError:
             return self._done(timed_out=True, error=f"connecting to {self.authority} timed out")
         except OSError as exc:
             return self._done(error=f"cannot connect to {self.authority}: {_os_reason(exc)}")
@@ -159,7 +159,7 @@ class _Probe:
         try:
             return socket.create_connection((self.host, self.port), timeout=remaining)
         except TimeoutError:
-            raise _Timeout from None
+            raise _DeadlineError from None
 
     def _context(self) -> SSL.Context:
         identity = self.request.identity
@@ -182,7 +182,7 @@ class _Probe:
     def _handshake(self, conn: SSL.Connection, sock: socket.socket) -> bool:
         try:
             self._io(sock, conn.do_handshake)
-        except _Timeout:
+        except _DeadlineError:
             self.facts.update(timed_out=True, error="the TLS handshake timed out")
         except (SSL.ZeroReturnError, SSL.SysCallError):
             self.facts.update(closed=True, error="the server closed the connection during the handshake")  # fmt: skip
@@ -217,17 +217,8 @@ class _Probe:
         request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
         try:
             self._io(sock, lambda: conn.sendall(request))
-            while True:
-                event = http.next_event()
-                if isinstance(event, h11.Response):
-                    self.facts["http_status"] = event.status_code
-                    break
-                if isinstance(event, h11.ConnectionClosed):
-                    self.facts.update(closed=True, error="the server closed the connection without an HTTP response")  # fmt: skip
-                    break
-                if event is h11.NEED_DATA:
-                    http.receive_data(self._read(conn, sock))
-        except _Timeout:
+            self._read_status(http, conn, sock)
+        except _DeadlineError:
             self.facts.update(timed_out=True, error="no HTTP response before the timeout")
         except h11.RemoteProtocolError:
             self.facts["error"] = "the server's answer is not an HTTP/1.1 response"
@@ -239,6 +230,20 @@ class _Probe:
                 self.facts["closed"] = True
         else:
             self._close_politely(conn)
+
+    def _read_status(
+        self, http: h11.Connection, conn: SSL.Connection, sock: socket.socket
+    ) -> None:
+        while True:
+            event = http.next_event()
+            if isinstance(event, h11.Response):
+                self.facts["http_status"] = event.status_code
+                return
+            if isinstance(event, h11.ConnectionClosed):
+                self.facts.update(closed=True, error="the server closed the connection without an HTTP response")  # fmt: skip
+                return
+            if event is h11.NEED_DATA:
+                http.receive_data(self._read(conn, sock))
 
     def _read(self, conn: SSL.Connection, sock: socket.socket) -> bytes:
         try:
@@ -295,7 +300,7 @@ class _Probe:
     def _remaining(self) -> float:
         remaining = self.deadline - self.clock()
         if remaining <= 0:
-            raise _Timeout
+            raise _DeadlineError
         return remaining
 
     def _io(self, sock: socket.socket, operation: Callable[[], _T]) -> _T:
@@ -312,7 +317,7 @@ class _Probe:
                 ready = selector.select(self._remaining())
                 selector.unregister(sock)
                 if not ready:
-                    raise _Timeout
+                    raise _DeadlineError
 
     def _done(self, **facts: object) -> ProbeObservation:
         self.facts.update(facts)

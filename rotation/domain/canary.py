@@ -192,35 +192,45 @@ class ProbeResult:
         return _Stage.HTTP if self.reason.startswith("http:") else _Stage.HANDSHAKE
 
 
-def classify(observation: ProbeObservation) -> ProbeResult:  # noqa: PLR0911 - one rule per line
+def classify(observation: ProbeObservation) -> ProbeResult:
     """Judge one probe on its own (see the module docstring for the rules)."""
-    obs = observation
+    outcome, reason, detail = _handshake_meaning(observation) or _later_meaning(observation)
+    return ProbeResult(outcome=outcome, reason=reason, detail=detail, observation=observation)
 
-    def result(outcome: ProbeOutcome, reason: str, detail: str) -> ProbeResult:
-        return ProbeResult(outcome=outcome, reason=reason, detail=detail, observation=obs)
 
+def _handshake_meaning(obs: ProbeObservation) -> tuple[ProbeOutcome, str, str] | None:
+    """What the server's certificate check or an alert says, if either happened."""
     if obs.server_rejected is not None:
-        return result(ProbeOutcome.UNREACHABLE, "server_certificate", f"the server's certificate failed the backend's TLS checks: {obs.server_rejected}")  # fmt: skip
-    if obs.alert is not None and obs.alert != TlsAlert.CLOSE_NOTIFY:
-        name = alert_name(obs.alert)
-        if obs.alert in CERTIFICATE_ALERTS or obs.certificate_requested:
-            when = "after" if obs.handshake_completed else "during"
-            return result(ProbeOutcome.REFUSED, f"alert:{name}", f"TLS alert {name} {when} the handshake")  # fmt: skip
-        return result(ProbeOutcome.UNREACHABLE, "tls", f"TLS alert {name} before any client certificate was requested")  # fmt: skip
+        detail = f"the server's certificate failed the backend's TLS checks: {obs.server_rejected}"
+        return ProbeOutcome.UNREACHABLE, "server_certificate", detail
+    if obs.alert is None or obs.alert == TlsAlert.CLOSE_NOTIFY:
+        return None
+    name = alert_name(obs.alert)
+    if obs.alert in CERTIFICATE_ALERTS or obs.certificate_requested:
+        when = "after" if obs.handshake_completed else "during"
+        return ProbeOutcome.REFUSED, f"alert:{name}", f"TLS alert {name} {when} the handshake"
+    detail = f"TLS alert {name} before any client certificate was requested"
+    return ProbeOutcome.UNREACHABLE, "tls", detail
+
+
+def _later_meaning(obs: ProbeObservation) -> tuple[ProbeOutcome, str, str]:  # noqa: PLR0911
+    """What the HTTP status, a timeout or a close says (no alert, server certificate fine)."""
     if obs.http_status is not None:
         if obs.http_status in REFUSAL_STATUSES:
-            return result(ProbeOutcome.REFUSED, f"http:{obs.http_status}", f"HTTP {obs.http_status}")  # fmt: skip
-        return result(ProbeOutcome.ACCEPTED, "accepted", f"HTTP {obs.http_status}")
+            return ProbeOutcome.REFUSED, f"http:{obs.http_status}", f"HTTP {obs.http_status}"
+        return ProbeOutcome.ACCEPTED, "accepted", f"HTTP {obs.http_status}"
     if obs.timed_out:
-        return result(ProbeOutcome.UNREACHABLE, "timeout", obs.error or "timed out")
+        return ProbeOutcome.UNREACHABLE, "timeout", obs.error or "timed out"
     if obs.closed and obs.certificate_requested:
         when = "right after" if obs.handshake_completed else "during"
-        return result(ProbeOutcome.REFUSED, "closed", f"the server closed the connection {when} the handshake")  # fmt: skip
+        detail = f"the server closed the connection {when} the handshake"
+        return ProbeOutcome.REFUSED, "closed", detail
     if not obs.connected:
-        return result(ProbeOutcome.UNREACHABLE, "connect", obs.error or "could not connect")
+        return ProbeOutcome.UNREACHABLE, "connect", obs.error or "could not connect"
     if not obs.handshake_completed:
-        return result(ProbeOutcome.UNREACHABLE, "tls", obs.error or "the TLS handshake failed before any client certificate was requested")  # fmt: skip
-    return result(ProbeOutcome.UNREACHABLE, "http", obs.error or "no HTTP response")
+        detail = "the TLS handshake failed before any client certificate was requested"
+        return ProbeOutcome.UNREACHABLE, "tls", obs.error or detail
+    return ProbeOutcome.UNREACHABLE, "http", obs.error or "no HTTP response"
 
 
 # --- a backend: candidate against the version in use -----------------------------------------

@@ -92,6 +92,7 @@ def _issuer_requested(identity: ClientIdentity, names: tuple[str, ...] | None) -
 def probe_to_dict(result: ProbeResult, identity: ClientIdentity) -> dict[str, object]:
     """The JSON shape: ``accepted``, ``outcome``, ``reason``, ``detail`` and what the probe saw."""
     obs = result.observation
+    names = list(obs.requested_ca_names) if obs.requested_ca_names is not None else None
     server = asdict(obs.server_certificate) if obs.server_certificate else None
     if server is not None:
         server["not_after"] = server["not_after"].isoformat().replace("+00:00", "Z")
@@ -105,7 +106,7 @@ def probe_to_dict(result: ProbeResult, identity: ClientIdentity) -> dict[str, ob
         "cipher": obs.cipher,
         "server_certificate": server,
         "certificate_requested": obs.certificate_requested,
-        "requested_ca_names": list(obs.requested_ca_names) if obs.requested_ca_names is not None else None,  # fmt: skip
+        "requested_ca_names": names,
         "bundle_issuer_requested": _issuer_requested(identity, obs.requested_ca_names),
         "client_certificate": {
             "subject": identity.leaf.subject.rfc4514_string(),

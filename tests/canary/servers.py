@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -296,7 +297,7 @@ class PythonTlsServer:
     def url(self) -> str:
         return f"https://localhost:{self.port}/status"
 
-    def __enter__(self) -> PythonTlsServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

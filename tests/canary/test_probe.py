@@ -4,7 +4,6 @@ Python's ``ssl`` (an alert during the TLS 1.2 handshake, after the client's Fini
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from itertools import count
@@ -102,23 +101,28 @@ class TestNginx:
         assert decide(CanaryMode.ENFORCE, [swapped]).decision is None
 
 
-@pytest.mark.parametrize(
-    ("version", "name", "completed"),
-    [(ssl.TLSVersion.TLSv1_2, "TLSv1.2", False), (ssl.TLSVersion.TLSv1_3, "TLSv1.3", True)],
+@pytest.fixture(
+    params=[(ssl.TLSVersion.TLSv1_2, "TLSv1.2", False), (ssl.TLSVersion.TLSv1_3, "TLSv1.3", True)],
+    ids=["TLSv1.2", "TLSv1.3"],
 )
+def python_server(request, pki, backend_ca):
+    """(server, negotiated version name, whether the client's handshake completes on refusal)."""
+    version, name, completed = request.param
+    with PythonTlsServer(pki.server, backend_ca, version) as server:
+        yield server, name, completed
+
+
 class TestHandshakeRefusal:
-    def test_trusted_passes(self, pki, backend_ca, prober, version, name, completed):
-        with PythonTlsServer(pki.server, backend_ca, version) as server:
-            observation = prober.probe(request(pki, server.url, pki.trusted))
+    def test_trusted_passes(self, pki, prober, python_server):
+        server, name, _ = python_server
+        observation = prober.probe(request(pki, server.url, pki.trusted))
 
         assert classify(observation).outcome is ProbeOutcome.ACCEPTED
         assert (observation.tls_version, observation.http_status) == (name, 200)
 
-    def test_foreign_is_refused_with_the_servers_alert(
-        self, pki, backend_ca, prober, version, name, completed
-    ):
-        with PythonTlsServer(pki.server, backend_ca, version) as server:
-            observation = prober.probe(request(pki, server.url, pki.foreign))
+    def test_foreign_is_refused_with_the_servers_alert(self, pki, prober, python_server):
+        server, _, completed = python_server
+        observation = prober.probe(request(pki, server.url, pki.foreign))
 
         result = classify(observation)
         assert (result.outcome, result.reason) == (ProbeOutcome.REFUSED, "alert:unknown_ca")
@@ -177,9 +181,7 @@ class TestServerCertificateChecks:
         assert not observation.handshake_completed
 
     def test_validate_chain_false_accepts_it(self, pki, nginx):
-        observation = TlsProber(timeout=5.0).probe(
-            request(pki, nginx.url, validate_chain=False)
-        )
+        observation = TlsProber(timeout=5.0).probe(request(pki, nginx.url, validate_chain=False))
 
         assert classify(observation).outcome is ProbeOutcome.ACCEPTED
 
@@ -200,9 +202,7 @@ class TestServerCertificateChecks:
 
 
 class TestConcurrency:
-    def test_probe_all_keeps_the_order_and_judges_each(
-        self, pki, prober, nginx, refusing_port
-    ):
+    def test_probe_all_keeps_the_order_and_judges_each(self, pki, prober, nginx, refusing_port):
         requests = [
             request(pki, nginx.url, pki.trusted),
             request(pki, f"https://localhost:{refusing_port}/"),
@@ -225,9 +225,7 @@ class TestConcurrency:
         assert {classify(o).outcome for o in observations} == {ProbeOutcome.UNREACHABLE}
 
     def test_an_identity_that_cannot_be_loaded_is_reported_not_raised(self, pki, prober, nginx):
-        mismatched = ClientIdentity(
-            leaf=pki.trusted.cert, chain=(), private_key=pki.foreign.key
-        )
+        mismatched = ClientIdentity(leaf=pki.trusted.cert, chain=(), private_key=pki.foreign.key)
 
         (observation,) = prober.probe_all([ProbeRequest(url=nginx.url, identity=mismatched)])
 
@@ -245,18 +243,15 @@ class TestNoTraces:
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("TMPDIR", str(tmp_path))
         prober.probe(request(pki, nginx.url))  # warm-up: OpenSSL loads its store once
-        before = sorted(os.listdir("/proc/self/fd"))
+        fds = Path("/proc/self/fd")
+        before = sorted(p.name for p in fds.iterdir())
 
         prober.probe(request(pki, nginx.url, pki.foreign))
         prober.probe_all([request(pki, nginx.url), request(pki, nginx.url, pki.foreign)])
 
         assert list(tmp_path.iterdir()) == []
-        assert sorted(os.listdir("/proc/self/fd")) == before
-        assert not [
-            link
-            for fd in os.listdir("/proc/self/fd")
-            if (link := _readlink(Path("/proc/self/fd") / fd)).startswith("/memfd:")
-        ]
+        assert sorted(p.name for p in fds.iterdir()) == before
+        assert not [link for fd in fds.iterdir() if (link := _readlink(fd)).startswith("/memfd:")]
 
     def test_repr_of_an_identity_hides_the_key(self, pki):
         assert "private_key" not in repr(pki.identity(pki.trusted))
@@ -264,6 +259,6 @@ class TestNoTraces:
 
 def _readlink(path: Path) -> str:
     try:
-        return os.readlink(path)
+        return str(path.readlink())
     except OSError:
         return ""

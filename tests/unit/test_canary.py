@@ -44,7 +44,9 @@ def closed(*, completed: bool, requested: bool = True) -> ProbeObservation:
     )  # fmt: skip
 
 
-DOWN = ProbeObservation(url=URL, error="cannot connect to partner.example.test: Connection refused")
+DOWN = ProbeObservation(
+    url=URL, error="cannot connect to partner.example.test: Connection refused"
+)
 TIMEOUT = ProbeObservation(url=URL, connected=True, timed_out=True, error="the TLS handshake timed out")  # fmt: skip
 
 
@@ -102,7 +104,9 @@ class TestClassify:
 
     def test_a_server_certificate_failing_the_backend_checks_is_unreachable(self):
         observation = ProbeObservation(
-            url=URL, connected=True, server_rejected="unable to get local issuer certificate (depth 0)"
+            url=URL,
+            connected=True,
+            server_rejected="unable to get local issuer certificate (depth 0)",
         )
 
         result = classify(observation)
@@ -157,7 +161,9 @@ class TestJudge:
         assert verdict.verdict is Verdict.INCONCLUSIVE
 
     def test_different_alerts_mean_the_backend_tells_them_apart(self):
-        verdict = judge(TARGET, alerted(TlsAlert.UNKNOWN_CA), alerted(TlsAlert.CERTIFICATE_EXPIRED))
+        verdict = judge(
+            TARGET, alerted(TlsAlert.UNKNOWN_CA), alerted(TlsAlert.CERTIFICATE_EXPIRED)
+        )
 
         assert verdict.verdict is Verdict.REFUSED
 
