@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import h11
@@ -44,9 +44,23 @@ from service_identity.cryptography import (
 )
 
 from rotation.domain.bundle import Bundle
-from rotation.domain.canary import ProbeObservation, ServerCertificate
+from rotation.domain.canary import (
+    CanaryTarget,
+    CanaryVerdict,
+    ProbeObservation,
+    ServerCertificate,
+    judge,
+    skip_reason,
+)
 
-__all__ = ["ClientIdentity", "ProbeRequest", "TlsProber"]
+__all__ = [
+    "CanaryCase",
+    "ClientIdentity",
+    "ProbeRequest",
+    "Prober",
+    "TlsProber",
+    "canary_verdicts",
+]
 
 _T = TypeVar("_T")
 _DEFAULT_PORT = 443
@@ -77,18 +91,25 @@ _VERIFY_ERRORS = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientIdentity:
-    """What the probe presents: a leaf, its chain (leaf excluded) and the leaf's private key."""
+    """What the probe presents: a leaf, its chain (leaf excluded) and the leaf's private key.
+
+    Raises ``ValueError`` when the key does not match the leaf (never showing either).
+    """
 
     leaf: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()
     private_key: PrivateKeyTypes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.leaf.public_key() != self.private_key.public_key():
+            raise ValueError("the private key does not match the leaf certificate")
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ClientIdentity:
         """The identity of a parsed bundle.
 
         Raises:
-            ValueError: the bundle holds no private key.
+            ValueError: the bundle holds no private key, or one that does not match its leaf.
         """
         if bundle.private_key is None:
             raise ValueError("the bundle holds no private key; the canary cannot present it")
@@ -419,3 +440,54 @@ def _outcome(future: Future[ProbeObservation], request: ProbeRequest) -> ProbeOb
         # Not the network (run() absorbs that): the identity could not be loaded, say.
         return ProbeObservation(url=request.url, error=f"the probe could not run ({type(exc).__name__})")  # fmt: skip
     return future.result()
+
+
+# --- one rotation's canary ---------------------------------------------------------------------
+
+
+class Prober(Protocol):
+    """What ``canary_verdicts`` needs: ``TlsProber`` (or an in-memory stand-in)."""
+
+    def probe_all(self, requests: Sequence[ProbeRequest]) -> list[ProbeObservation]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CanaryCase:
+    """One backend to probe, and what it presents today (None: nothing, or unreadable)."""
+
+    target: CanaryTarget
+    current: ClientIdentity | None = None
+
+
+def canary_verdicts(
+    prober: Prober, cases: Sequence[CanaryCase], candidate: ClientIdentity
+) -> list[CanaryVerdict]:
+    """Probe every https backend of ``cases`` with the candidate and with its version in use,
+    all at once (one ``probe_all``, so one total time bound), and judge each backend.
+
+    Skipped targets (http, no backend) are judged without a probe. Verdicts keep the order of
+    ``cases``.
+    """
+    requests: list[ProbeRequest] = []
+    slots: list[tuple[int | None, int | None]] = []
+    for case in cases:
+        target = case.target
+        if skip_reason(target) is not None:
+            slots.append((None, None))
+            continue
+        flags = {"validate_chain": target.validate_chain, "validate_name": target.validate_name}
+        requests.append(ProbeRequest(url=target.url, identity=candidate, **flags))
+        current_slot = None
+        if case.current is not None:
+            current_slot = len(requests)
+            requests.append(ProbeRequest(url=target.url, identity=case.current, **flags))
+        slots.append((len(requests) - (2 if current_slot is not None else 1), current_slot))
+    observations = prober.probe_all(requests)
+
+    def at(slot: int | None) -> ProbeObservation | None:
+        return observations[slot] if slot is not None else None
+
+    return [
+        judge(case.target, at(cand), at(cur))
+        for case, (cand, cur) in zip(cases, slots, strict=True)
+    ]

@@ -27,6 +27,7 @@ def files(tmp_path: Path, pki: CanaryPki) -> dict[str, Path]:
         "trusted.pem": to_pem_bundle(pki.trusted, pki.chain_of(pki.trusted)),
         "trusted-nokey.pem": to_pem_bundle(pki.trusted, pki.chain_of(pki.trusted), with_key=False),
         "trusted-key.pem": pki.trusted.key_pem,
+        "foreign-key.pem": pki.foreign.key_pem,
         "foreign.p12": to_pkcs12(
             pki.foreign, pki.chain_of(pki.foreign), password=PASSWORD.encode()
         ),
@@ -124,6 +125,7 @@ class TestUsage:
             (["https://localhost/", "--bundle", "{junk.pem}"], "junk.pem"),
             (["https://localhost/", "--bundle", "{trusted.pem}", "--server-ca", "{junk.pem}"], "holds no PEM certificate"),
             (["https://localhost/", "--bundle", "{trusted.pem}", "--timeout", "0"], "--timeout"),
+            (["https://localhost/", "--bundle", "{trusted-nokey.pem}", "--key", "{foreign-key.pem}"], "does not match the leaf"),
             (["https://localhost/"], "--bundle"),
         ],
     )  # fmt: skip

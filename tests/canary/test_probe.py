@@ -224,13 +224,15 @@ class TestConcurrency:
         assert [o.timed_out for o in observations] == [True, True, True]
         assert {classify(o).outcome for o in observations} == {ProbeOutcome.UNREACHABLE}
 
-    def test_an_identity_that_cannot_be_loaded_is_reported_not_raised(self, pki, prober, nginx):
-        mismatched = ClientIdentity(leaf=pki.trusted.cert, chain=(), private_key=pki.foreign.key)
+    def test_a_probe_that_cannot_run_is_reported_not_raised(self, pki, prober):
+        (observation,) = prober.probe_all([request(pki, "https://localhost:99999/")])
 
-        (observation,) = prober.probe_all([ProbeRequest(url=nginx.url, identity=mismatched)])
-
-        assert observation.error == "the probe could not run (Error)"
+        assert observation.error == "the probe could not run (ValueError)"
         assert classify(observation).outcome is ProbeOutcome.UNREACHABLE
+
+    def test_a_key_that_does_not_match_the_leaf_is_refused_up_front(self, pki):
+        with pytest.raises(ValueError, match="does not match the leaf certificate"):
+            ClientIdentity(leaf=pki.trusted.cert, private_key=pki.foreign.key)
 
     def test_no_requests(self, prober):
         assert prober.probe_all([]) == []
