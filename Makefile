@@ -44,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## bench: the benchmarks in bench/, each printing a ratio against a same-run baseline.
-bench: $(STAMP)
+bench: $(STAMP) nginx
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -23,13 +23,16 @@ probe reads, which it always does (the HTTP response).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import selectors
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -192,7 +195,7 @@ class _Probe:
         context.use_privatekey(identity.private_key)  # type: ignore[arg-type]
         context.check_privatekey()
         if self.request.validate_chain:
-            context.set_default_verify_paths()
+            _load_system_store(context)
             store = context.get_cert_store()
             if store is not None:
                 for ca in self.server_ca:
@@ -343,6 +346,27 @@ class _Probe:
     def _done(self, **facts: object) -> ProbeObservation:
         self.facts.update(facts)
         return ProbeObservation(**self.facts)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _system_store_paths() -> tuple[str | None, str | None]:
+    """The system's CA store as ``(cafile, capath)``: the hashed directory when there is one
+    (OpenSSL looks issuers up in it lazily, so a context costs ~0.3 ms instead of the ~15 ms of
+    parsing the whole bundle), else the bundle file; ``(None, None)`` when neither exists."""
+    paths = ssl.get_default_verify_paths()
+    if paths.capath and Path(paths.capath).is_dir():
+        return None, paths.capath
+    if paths.cafile and Path(paths.cafile).is_file():
+        return paths.cafile, None
+    return None, None
+
+
+def _load_system_store(context: SSL.Context) -> None:
+    cafile, capath = _system_store_paths()
+    if cafile is None and capath is None:
+        context.set_default_verify_paths()  # pyOpenSSL knows more places to look
+    else:
+        context.load_verify_locations(cafile, capath)
 
 
 def _verify_name(certificate: x509.Certificate, host: str) -> None:
