@@ -40,7 +40,7 @@ import h11
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
-from service_identity import VerificationError
+from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import (
     verify_certificate_hostname,
     verify_certificate_ip_address,
@@ -296,7 +296,7 @@ class _Probe:
         if depth == 0 and self.request.validate_name:
             try:
                 _verify_name(certificate.to_cryptography(), self.host)
-            except (VerificationError, ValueError):
+            except (VerificationError, CertificateError, ValueError):
                 self.facts.setdefault("server_rejected", f"the certificate is not for {self.host}")
                 return False
         return True

@@ -237,8 +237,10 @@ class _Handler(socketserver.BaseRequestHandler):
         except (ssl.SSLError, OSError) as exc:
             self.server.refusals.append(type(exc).__name__)
             # OpenSSL has sent its alert. Half-close and drain, so that a client that already
-            # wrote (TLS 1.3: the request after its Finished) reads the alert, not a reset.
-            _drain(tls)
+            # wrote (TLS 1.3: the request after its Finished) reads the alert, not a reset;
+            # or (drain=False) close at once, as many servers do, racing a reset against it.
+            if self.server.drain:
+                _drain(tls)
             return
         head = b""
         while b"\r\n\r\n" not in head:
@@ -263,9 +265,10 @@ class _TlsTcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+    def __init__(self, context: ssl.SSLContext, host: str, *, drain: bool) -> None:
         super().__init__((host, 0), _Handler)
         self.context = context
+        self.drain = drain
         self.refusals: list[str] = []
         self.accepted = 0
 
@@ -280,13 +283,14 @@ class PythonTlsServer:
         version: ssl.TLSVersion,
         *,
         host: str = "127.0.0.1",
+        drain: bool = True,
     ) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = context.maximum_version = version
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=client_ca)
         context.load_cert_chain(server.cert_pem, server.key_pem)
-        self.tcp = _TlsTcpServer(context, host)
+        self.tcp = _TlsTcpServer(context, host, drain=drain)
         self.thread = threading.Thread(target=self.tcp.serve_forever, daemon=True)
 
     @property

@@ -4,6 +4,7 @@ Python's ``ssl`` (an alert during the TLS 1.2 handshake, after the client's Fini
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import ssl
 from itertools import count
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from devstack.pki import mint_certificate
+from devstack.tls import ServerTls
 from rotation.adapters.canary import ClientIdentity, ProbeRequest, TlsProber
 from rotation.domain.canary import (
     CanaryMode,
@@ -131,6 +135,16 @@ class TestHandshakeRefusal:
         assert observation.handshake_completed is completed
         assert observation.http_status is None
 
+    def test_a_server_that_closes_at_once_is_still_a_refusal(self, pki, prober, python_server):
+        server, _, _ = python_server
+        server.tcp.drain = False  # close right after the alert: the client may see a reset
+
+        observation = prober.probe(request(pki, server.url, pki.foreign))
+
+        result = classify(observation)
+        assert result.outcome is ProbeOutcome.REFUSED
+        assert result.reason in {"alert:unknown_ca", "closed"}
+
 
 class TestUnreachable:
     def test_a_backend_that_is_down(self, pki, prober, refusing_port):
@@ -200,6 +214,26 @@ class TestServerCertificateChecks:
         assert classify(checked).outcome is ProbeOutcome.UNREACHABLE
         assert classify(unchecked).outcome is ProbeOutcome.ACCEPTED
 
+    def test_a_server_certificate_without_names_fails_validate_name(
+        self, pki, backend_ca, prober, tmp_path
+    ):
+        ca = mint_certificate("Nameless Server CA", ca=True, not_before=_yesterday())
+        leaf = mint_certificate(
+            "nameless", issuer=ca, eku=(ExtendedKeyUsageOID.SERVER_AUTH,), not_before=_yesterday()
+        )
+        tls = ServerTls(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server-key.pem")
+        tls.ca_pem.write_bytes(ca.pem)
+        tls.cert_pem.write_bytes(leaf.pem)
+        tls.key_pem.write_bytes(leaf.key_pem)
+        nameless = TlsProber(timeout=5.0, server_ca=[ca.cert])
+
+        with PythonTlsServer(tls, backend_ca, ssl.TLSVersion.TLSv1_3) as server:
+            checked = nameless.probe(request(pki, server.url))
+            unchecked = nameless.probe(request(pki, server.url, validate_name=False))
+
+        assert checked.server_rejected == "the certificate is not for localhost"
+        assert classify(unchecked).outcome is ProbeOutcome.ACCEPTED
+
 
 class TestConcurrency:
     def test_probe_all_keeps_the_order_and_judges_each(self, pki, prober, nginx, refusing_port):
@@ -257,6 +291,10 @@ class TestNoTraces:
 
     def test_repr_of_an_identity_hides_the_key(self, pki):
         assert "private_key" not in repr(pki.identity(pki.trusted))
+
+
+def _yesterday() -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 
 
 def _readlink(path: Path) -> str:
