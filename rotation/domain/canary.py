@@ -27,7 +27,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from urllib.parse import urlsplit
 
-from rotation.domain.model import Decision, Finding, FindingCode, Severity
+from rotation.domain.model import ApimBackend, Decision, Finding, FindingCode, Severity
 
 __all__ = [
     "CERTIFICATE_ALERTS",
@@ -245,6 +245,17 @@ class CanaryTarget:
     url: str
     validate_chain: bool = True  # tls.validateCertificateChain
     validate_name: bool = True  # tls.validateCertificateName
+
+    @classmethod
+    def for_backend(cls, backend: ApimBackend) -> CanaryTarget:
+        """The target of an APIM backend, with its ``tls`` properties."""
+        return cls(
+            service=backend.service_id.rstrip("/").rsplit("/", 1)[-1],
+            backend=backend.backend_id,
+            url=backend.url,
+            validate_chain=backend.validate_certificate_chain,
+            validate_name=backend.validate_certificate_name,
+        )
 
     @property
     def label(self) -> str:

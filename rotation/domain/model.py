@@ -199,6 +199,10 @@ class ApimBackend:
     certificate_ids: tuple[str, ...]
     url: str = ""
     etag: str = ""
+    # tls.validateCertificateChain / validateCertificateName (APIM's defaults: true), which the
+    # canary follows when it checks the backend's server certificate.
+    validate_certificate_chain: bool = True
+    validate_certificate_name: bool = True
 
 
 # --- validation ------------------------------------------------------------------------------
