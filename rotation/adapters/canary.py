@@ -46,7 +46,7 @@ from service_identity.cryptography import (
     verify_certificate_ip_address,
 )
 
-from rotation.domain.bundle import Bundle
+from rotation.domain.bundle import Bundle, parse_bundle
 from rotation.domain.canary import (
     CanaryTarget,
     CanaryVerdict,
@@ -55,6 +55,7 @@ from rotation.domain.canary import (
     judge,
     skip_reason,
 )
+from rotation.domain.model import SecretMaterial
 
 __all__ = [
     "CanaryCase",
@@ -106,6 +107,16 @@ class ClientIdentity:
     def __post_init__(self) -> None:
         if self.leaf.public_key() != self.private_key.public_key():
             raise ValueError("the private key does not match the leaf certificate")
+
+    @classmethod
+    def from_secret(cls, material: SecretMaterial) -> ClientIdentity:
+        """The identity in a Key Vault secret (PKCS#12 or PEM, as Key Vault stores it).
+
+        Raises:
+            BundleFormatError: the secret cannot be parsed.
+            ValueError: it holds no private key, or one that does not match its leaf.
+        """
+        return cls.from_bundle(parse_bundle(material.value))
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ClientIdentity:

@@ -47,6 +47,7 @@ __all__ = [
     "decide",
     "judge",
     "skip_reason",
+    "skipped",
 ]
 
 
@@ -337,6 +338,11 @@ def _refusal_vs_current(candidate: ProbeResult, current: ProbeResult | None) -> 
     return Verdict.INCONCLUSIVE if candidate.reason == current.reason else Verdict.REFUSED
 
 
+def skipped(target: CanaryTarget, why: str) -> CanaryVerdict:
+    """A ``skipped`` verdict for a reason only the caller knows (the candidate has no key)."""
+    return CanaryVerdict(target=target, verdict=Verdict.SKIPPED, message=f"{target.label}: skipped, {why}")  # fmt: skip
+
+
 def judge(
     target: CanaryTarget,
     candidate: ProbeObservation | None,
@@ -349,8 +355,7 @@ def judge(
     """
     reason = skip_reason(target)
     if reason is not None or candidate is None:
-        why = reason or "not probed"
-        return CanaryVerdict(target=target, verdict=Verdict.SKIPPED, message=f"{target.label}: skipped, {why}")  # fmt: skip
+        return skipped(target, reason or "not probed")
     cand = classify(candidate)
     base = classify(current) if current is not None else None
     tail = "" if base is None else f"; the version in use: {base.outcome} ({base.detail})"

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from devstack.pki import mint_certificate
+from devstack.pki import mint_certificate, to_pem_bundle, to_pkcs12
 from devstack.tls import ServerTls
 from rotation.adapters.canary import ClientIdentity, ProbeRequest, TlsProber
 from rotation.domain.canary import (
@@ -27,7 +27,7 @@ from rotation.domain.canary import (
     decide,
     judge,
 )
-from rotation.domain.model import Decision, FindingCode
+from rotation.domain.model import Decision, FindingCode, SecretMaterial
 from tests.canary.servers import CanaryPki, Nginx, PythonTlsServer
 
 
@@ -288,6 +288,22 @@ class TestNoTraces:
         assert list(tmp_path.iterdir()) == []
         assert sorted(p.name for p in fds.iterdir()) == before
         assert not [link for fd in fds.iterdir() if (link := _readlink(fd)).startswith("/memfd:")]
+
+    def test_an_identity_from_a_key_vault_secret(self, pki, prober, nginx):
+        pfx = to_pkcs12(pki.trusted, pki.chain_of(pki.trusted))
+        material = SecretMaterial(content_type="application/x-pkcs12", value=pfx)
+        no_key = SecretMaterial(
+            content_type="application/x-pem-file",
+            value=to_pem_bundle(pki.trusted, pki.chain_of(pki.trusted), with_key=False),
+        )
+
+        identity = ClientIdentity.from_secret(material)
+
+        assert identity.leaf == pki.trusted.cert
+        assert identity.chain == tuple(c.cert for c in pki.chain_of(pki.trusted))
+        assert prober.probe(ProbeRequest(url=nginx.url, identity=identity)).http_status == 200
+        with pytest.raises(ValueError, match="holds no private key"):
+            ClientIdentity.from_secret(no_key)
 
     def test_repr_of_an_identity_hides_the_key(self, pki):
         assert "private_key" not in repr(pki.identity(pki.trusted))

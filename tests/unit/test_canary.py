@@ -16,6 +16,7 @@ from rotation.domain.canary import (
     decide,
     judge,
     skip_reason,
+    skipped,
 )
 from rotation.domain.model import Decision, FindingCode, Severity
 
@@ -201,6 +202,13 @@ class TestJudge:
 
     def test_an_https_backend_is_probed(self):
         assert skip_reason(TARGET) is None
+
+    def test_skipped_for_a_reason_of_the_callers(self):
+        verdict = skipped(TARGET, "the candidate holds no private key")
+
+        assert verdict.verdict is Verdict.SKIPPED
+        assert verdict.code is FindingCode.CANARY_SKIPPED
+        assert verdict.message == f"backend partner-api ({URL}): skipped, the candidate holds no private key"  # fmt: skip
 
 
 def _verdicts(*kinds):
