@@ -251,7 +251,7 @@ class _Probe:
         request = http.send(h11.Request(method="GET", target=self.target, headers=headers))
         request = (request or b"") + (http.send(h11.EndOfMessage()) or b"")
         try:
-            self._io(sock, lambda: conn.sendall(request))
+            self._send_all(conn, sock, request)
             self._read_status(http, conn, sock)
         except _DeadlineError:
             self.facts.update(timed_out=True, error="no HTTP response before the timeout")
@@ -279,6 +279,13 @@ class _Probe:
                 return
             if event is h11.NEED_DATA:
                 http.receive_data(self._read(conn, sock))
+
+    def _send_all(self, conn: SSL.Connection, sock: socket.socket, data: bytes) -> None:
+        # Not conn.sendall: after a WantWriteError it would start over from the first byte.
+        view = memoryview(data)
+        while view:
+            sent = self._io(sock, functools.partial(conn.send, view))
+            view = view[sent:]
 
     def _read(self, conn: SSL.Connection, sock: socket.socket) -> bytes:
         try:
