@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPMSTAMP := node_modules/.installed
 
-.PHONY: demo test test-slow lint typecheck unit bench clean
+.PHONY: demo test test-slow lint typecheck unit bench clean nginx
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ $(NPMSTAMP): package.json
 demo: $(STAMP)
 	$(BIN)/certrotate demo
 
-## test: lint, types and the whole main test suite (starts and stops Azurite itself).
-test: $(STAMP) $(NPMSTAMP)
+## nginx: the Debian nginx that the canary tests start on loopback (installed when missing; CI is root).
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
+
+## test: lint, types and the whole main test suite (starts and stops Azurite and nginx itself).
+test: $(STAMP) $(NPMSTAMP) nginx
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -40,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## bench: the benchmarks in bench/, each printing a ratio against a same-run baseline.
-bench: $(STAMP)
+bench: $(STAMP) nginx
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -262,18 +262,27 @@ class Devstack:
             svc.certificates[cert_id.lower()] = Entity(cert_id, props, self.state.next_etag())
 
     def put_backend(
-        self, service: str, backend_id: str, *, url: str, certificate_ids: list[str]
+        self,
+        service: str,
+        backend_id: str,
+        *,
+        url: str,
+        certificate_ids: list[str],
+        tls: dict[str, bool] | None = None,
     ) -> None:
-        """Create or replace a backend presenting ``certificate_ids``.
+        """Create or replace a backend presenting ``certificate_ids`` (``tls``: the backend's
+        ``validateCertificateChain``/``validateCertificateName``, absent when None).
 
         Raises:
             KeyError: the service does not exist.
         """
-        props = {
+        props: dict[str, Any] = {
             "url": url,
             "protocol": "http",
             "credentials": {"certificateIds": list(certificate_ids)},
         }
+        if tls is not None:
+            props["tls"] = dict(tls)
         with self.state.lock:
             svc = self._service(service)
             svc.backends[backend_id.lower()] = Entity(backend_id, props, self.state.next_etag())

@@ -109,10 +109,11 @@ _WRITTEN = _CHANGED | {TargetResult.FAILED}
 
 
 class Severity(StrEnum):
-    """``error`` rejects a certificate; ``warning`` informs."""
+    """``error`` rejects a certificate; ``warning`` informs; ``info`` records (canary results)."""
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 class FindingCode(StrEnum):
@@ -135,6 +136,11 @@ class FindingCode(StrEnum):
     REVOCATION_UNAVAILABLE = "revocation.unavailable"
     IDENTITY_CHANGED = "identity.changed"
     BINDING_VERSIONLESS = "binding.versionless"
+    CANARY_PASSED = "canary.passed"
+    CANARY_REFUSED = "canary.refused"
+    CANARY_INCONCLUSIVE = "canary.inconclusive"
+    CANARY_UNREACHABLE = "canary.unreachable"
+    CANARY_SKIPPED = "canary.skipped"
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -235,6 +241,10 @@ class ApimBackend:
     certificate_ids: tuple[str, ...]
     url: str = ""
     etag: str = ""
+    # tls.validateCertificateChain / validateCertificateName (APIM's defaults: true), which the
+    # canary follows when it checks the backend's server certificate.
+    validate_certificate_chain: bool = True
+    validate_certificate_name: bool = True
 
 
 # --- validation ------------------------------------------------------------------------------
