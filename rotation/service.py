@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from rotation.domain.actions import RotationPlan
+from rotation.domain.canary import CanaryMode
 from rotation.domain.decisions import expiry_alert
 from rotation.domain.errors import BackendUpdateError, RotationError
 from rotation.domain.model import (
@@ -33,10 +34,12 @@ from rotation.domain.planning import bound_certificates, parse_secret_identifier
 from rotation.ports import (
     ApimGateway,
     AuditSink,
+    BackendCanary,
     CertificateSource,
     Clock,
     NullLock,
     RotationLock,
+    ValidationHistory,
     Validator,
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
@@ -67,10 +70,15 @@ class RotationService:
         pin_identity: bool = False,
         correlation: Callable[[], str] | None = None,
         lock: RotationLock | None = None,
+        canary: BackendCanary | None = None,
+        canary_mode: CanaryMode = CanaryMode.OFF,
+        history: ValidationHistory | None = None,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
         bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
-        the runs that write one certificate (None: no lock, ETags alone).
+        the runs that write one certificate (None: no lock, ETags alone). ``canary`` probes the
+        backends before a write under ``canary_mode`` (None or ``off``: never). ``history`` is
+        the durable trail ``follow`` asks for the last validated version (None: unknown).
 
         Raises:
             ValueError: a knob is out of range (bootstrap passes validated settings).
@@ -89,6 +97,8 @@ class RotationService:
             source=source, gateway=gateway, validator=validator, clock=clock,
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
             max_attempts=max_attempts, clock_skew=clock_skew, pin_identity=pin_identity,
+            canary=canary if canary_mode is not CanaryMode.OFF else None, canary_mode=canary_mode,
+            history=history,
         )  # fmt: skip
 
     # --- EventHandler ------------------------------------------------------------------------

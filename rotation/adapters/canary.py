@@ -54,6 +54,7 @@ from rotation.domain.canary import (
     ServerCertificate,
     judge,
     skip_reason,
+    skipped,
 )
 from rotation.domain.model import SecretMaterial
 
@@ -62,6 +63,7 @@ __all__ = [
     "ClientIdentity",
     "ProbeRequest",
     "Prober",
+    "TlsCanary",
     "TlsProber",
     "canary_verdicts",
 ]
@@ -533,3 +535,44 @@ def canary_verdicts(
         judge(case.target, at(cand), at(cur))
         for case, (cand, cur) in zip(cases, slots, strict=True)
     ]
+
+
+class TlsCanary:
+    """The ``BackendCanary`` port (``rotation.ports``): Key Vault secrets in, verdicts out.
+
+    The rollout hands over the secrets it already read (the candidate's for validation, one per
+    version in use); the identities are parsed here, in memory, and go to OpenSSL through
+    ``TlsProber``. A candidate that cannot be presented (no key) skips every backend; a version
+    in use that cannot be parsed leaves that backend without a baseline.
+    """
+
+    def __init__(self, prober: Prober) -> None:
+        self.prober = prober
+
+    def __repr__(self) -> str:
+        return f"TlsCanary({type(self.prober).__name__})"
+
+    def verdicts(
+        self,
+        cases: Sequence[tuple[CanaryTarget, SecretMaterial | None]],
+        candidate: SecretMaterial,
+    ) -> list[CanaryVerdict]:
+        """Probe every https backend of ``cases`` with ``candidate`` and its version in use."""
+        try:
+            identity = ClientIdentity.from_secret(candidate)
+        except ValueError as exc:  # BundleFormatError is a ValueError; messages carry no data
+            why = f"the candidate cannot be presented ({exc})"
+            return [skipped(target, why) for target, _ in cases]
+        prepared = [
+            CanaryCase(target=target, current=_identity(material)) for target, material in cases
+        ]
+        return canary_verdicts(self.prober, prepared, identity)
+
+
+def _identity(material: SecretMaterial | None) -> ClientIdentity | None:
+    if material is None:
+        return None
+    try:
+        return ClientIdentity.from_secret(material)
+    except ValueError:
+        return None

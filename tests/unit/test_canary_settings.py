@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.pki import mint_certificate
-from rotation.canary_settings import CanarySettings, canary_settings
+from rotation.config.canary import CanarySettings, canary_settings
 from rotation.domain.canary import CanaryMode
 
 
