@@ -37,7 +37,7 @@ def test_every_public_module_of_rotation_is_in_the_architecture():
 
 
 def test_the_repository_cites_no_design_document_outside_itself():
-    """Nothing outside docs/architecture.md cites "ARCHITECTURE" or a numbered section of it."""
+    """Nothing outside docs/architecture.md cites the outside design document or its sections."""
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -60,7 +60,7 @@ class CanaryMode(StrEnum):
 
 
 class TlsAlert(IntEnum):
-    """TLS alert descriptions (RFC 8446 §6 and RFC 5246 §7.2), as they arrive on the wire."""
+    """TLS alert descriptions (RFC 8446 section 6 and RFC 5246 section 7.2), as they arrive on the wire."""
 
     CLOSE_NOTIFY = 0
     UNEXPECTED_MESSAGE = 10
