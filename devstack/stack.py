@@ -73,6 +73,7 @@ class Devstack:
         self._tempdir = None if state_dir else self.state_dir
         self.state = DevstackState(None if ephemeral else self.state_dir)
         self.token = secrets.token_urlsafe(32)
+        self.canary_mode = "off"  # ROTATION_CANARY in env(); the demo's nginx scene sets it
         self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP
         self.tenant_id, self.vault_name = TENANT_ID, VAULT_NAME
         tls = mint_server_tls(self.state_dir)
@@ -184,8 +185,11 @@ class Devstack:
 
     def env(self) -> dict[str, str]:
         """Settings that point certrotate at this stack (the ``env`` file); with
-        ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``."""
+        ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``.
+        ``ROTATION_CANARY`` is ``off`` unless ``canary_mode`` says otherwise: the stand-in's
+        backends have made-up URLs unless a real server (the demo's nginx) serves them."""
         env = {
+            "ROTATION_CANARY": self.canary_mode,
             "ROTATION_VAULTS": self.vault_url,
             "ROTATION_APIM_SERVICES": ",".join(self.service_id(s) for s in self.apim_services),
             "ROTATION_ARM_ENDPOINT": self.arm_endpoint,
