@@ -15,13 +15,10 @@ runs as root without touching /etc or /var.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -30,11 +27,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from devstack.nginx import Nginx, NginxError
+from devstack.nginx import start_nginx as _start_nginx
 from devstack.pki import Issued, mint_certificate
 from devstack.tls import ServerTls, mint_server_tls
 from rotation.adapters.canary import ClientIdentity
 
-STARTUP_DEADLINE_SECONDS = 10.0
 _IO_TIMEOUT_SECONDS = 5.0
 
 
@@ -107,114 +105,12 @@ def mint_canary_pki(directory: Path) -> CanaryPki:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-# --- nginx --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Nginx:
-    port: int
-    process: subprocess.Popen[bytes]
-    prefix: Path
-
-    @property
-    def url(self) -> str:
-        return f"https://localhost:{self.port}/api/health"
-
-    @property
-    def error_log(self) -> str:
-        return (self.prefix / "logs" / "error.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-
-
-def nginx_config(
-    prefix: Path, port: int, server: ServerTls, client_ca: Path, *, verify_depth: int = 3
-) -> str:
-    temp = prefix / "temp"
-    return f"""
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log info;
-user root;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/logs/access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {server.cert_pem};
-        ssl_certificate_key {server.key_pem};
-        ssl_client_certificate {client_ca};
-        ssl_verify_client on;
-        ssl_verify_depth {verify_depth};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {{
-            default_type text/plain;
-            return 200 "ok\\n";
-        }}
-    }}
-}}
-"""
-
-
 def start_nginx(prefix: Path, server: ServerTls, client_ca: Path) -> Nginx:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
-    if binary is None:
-        pytest.fail("nginx is not installed (make test installs it: apt-get install -y nginx)")
-    for name in ("logs", "temp"):
-        (prefix / name).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config = prefix / "nginx.conf"
-    config.write_text(nginx_config(prefix, port, server, client_ca))
-    command = [
-        binary, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "logs" / "error.log"),
-        "-g", "daemon off;",
-    ]  # fmt: skip
-    stderr = prefix / "logs" / "stderr.log"
-    with stderr.open("wb") as sink:  # the child keeps its own descriptor
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
-    nginx = Nginx(port=port, process=process, prefix=prefix)
-    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
-    while not _accepts(port):
-        try:
-            # Doubles as the poll interval and as a check that nginx has not died.
-            code = process.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            code = None
-        if code is not None:
-            detail = stderr.read_text(errors="replace")[-500:]
-            pytest.fail(f"nginx exited with code {code}: {detail}")
-        if time.monotonic() > deadline:
-            nginx.stop()
-            pytest.fail(f"nginx did not listen on {port} within {STARTUP_DEADLINE_SECONDS}s")
-    return nginx
+    """``devstack.nginx.start_nginx``; a failure fails the test, naming why."""
+    try:
+        return _start_nginx(prefix, server, client_ca)
+    except NginxError as exc:
+        pytest.fail(str(exc))
 
 
 # --- Python ssl -----------------------------------------------------------------------------------

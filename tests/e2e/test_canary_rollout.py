@@ -17,9 +17,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from devstack.nginx import Nginx, free_port
 from devstack.pki import Issued, mint_certificate, to_pkcs12
 from rotation.testing import FrozenClock
-from tests.canary.servers import CanaryPki, Nginx, free_port, mint_canary_pki, start_nginx
+from tests.canary.servers import CanaryPki, mint_canary_pki, start_nginx
 from tests.e2e.world import CERT, World, secret_url
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
