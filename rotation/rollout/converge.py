@@ -155,6 +155,8 @@ class Rollout:
         out = self.outcome
         if self.ctx.strategy is not Strategy.FOLLOW or out.candidate is None:
             return False
+        if not needs_validation(out.bindings, out.candidate, None):
+            return False  # no entity presents the candidate: the trail need not be read
         return needs_validation(out.bindings, out.candidate, self._last_validated())
 
     def _check_presented(self, *, write: bool) -> None:
