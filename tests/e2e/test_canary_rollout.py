@@ -9,6 +9,7 @@ rotation (``canary.unreachable``).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,19 @@ def test_the_candidate_secret_is_read_once_and_each_version_in_use_once(scene, p
 
     assert world.kv_calls(f"/secrets/{CERT}/{v2}") == 1
     assert world.kv_calls(f"/secrets/{CERT}/{v1}") == 1
+
+
+def test_no_key_material_reaches_the_audit_trail_or_the_log(scene, pki, capsys):
+    """The canary's messages name backends, alerts and statuses; never a key or a bundle."""
+    world, _ = scene
+    bundle = leaf(pki, pki.other_intermediate, "apim-client.other.test")
+    v2 = world.add_version(data=bundle)
+    enforce(world, pki.server.ca_pem)
+
+    world.deliver(v2)
+
+    text = capsys.readouterr().out + repr(world.audit.records)
+    assert "canary.refused" in text
+    assert "PRIVATE KEY" not in text
+    assert base64.b64encode(bundle).decode()[:64] not in text
+    assert world.stack.token not in text
