@@ -39,7 +39,9 @@ def test_warn_goes_on_and_a_replan_after_412_does_not_probe_again(rotated: World
 
 
 def test_enforce_defers_an_unreachable_backend_and_writes_nothing(rotated: World):
-    service = rotated.service(canary=TlsCanary(TlsProber(timeout=2.0)), canary_mode=CanaryMode.ENFORCE)
+    service = rotated.service(
+        canary=TlsCanary(TlsProber(timeout=2.0)), canary_mode=CanaryMode.ENFORCE
+    )
     rotated.reset_counts()
 
     record = service.handle(make_event(V2), trigger=Trigger.EVENTGRID)
