@@ -167,3 +167,30 @@ def test_no_key_material_reaches_the_audit_trail_or_the_log(scene, pki, capsys):
     assert "PRIVATE KEY" not in text
     assert base64.b64encode(bundle).decode()[:64] not in text
     assert world.stack.token not in text
+
+
+def test_under_follow_a_refused_candidate_pins_the_last_validated_version(world, pki, nginx):
+    """``follow`` + ``enforce``: v2 (trusted by nginx) is refreshed in; v3 (refused by nginx)
+    pins the versionless entity to v2 so that APIM's own poll cannot pick v3 up."""
+    world.anchors.write_bytes(pki.backend_root.pem + pki.other_root.pem)
+    world.clock = FrozenClock(dt.datetime.now(dt.UTC))
+    world.add_version(data=leaf(pki, pki.backend_intermediate, "apim-client.partner.test"))
+    world.bind(world.svc1, CERT, None)
+    world.stack.put_backend(
+        world.svc1, "api-a", url=nginx.url, certificate_ids=[world.entity_id(world.svc1, CERT)]
+    )
+    world.use(
+        strategy="follow", canary="enforce", canary_server_ca=str(pki.server.ca_pem),
+        canary_timeout="5",
+    )  # fmt: skip
+    v2 = world.add_version(data=leaf(pki, pki.backend_intermediate, "apim-client.partner.test"))
+    world.deliver(v2)
+    assert world.audit.last_validated(world.stack.vault_url, CERT) == v2
+
+    v3 = world.add_version(data=leaf(pki, pki.other_intermediate, "apim-client.other.test"))
+    world.deliver(v3)
+
+    record = [r for r in world.audit.records if r.event != "rotation.target"][-1]
+    assert (record.decision, record.version) == ("rejected", v3)
+    assert {"canary.refused", "binding.pinned"} <= set(record.findings)
+    assert world.pinned(world.svc1, CERT) == secret_url(world.stack, CERT, v2)
