@@ -179,8 +179,11 @@ class Rollout:
         fallback = pin_back(out.bindings, self.versions(), out.candidate, self._last_validated())
         for code in fallback.findings:
             out.note(str(code))
-        if fallback.message:
-            out.message = f"{out.message}; {fallback.message}" if out.message else fallback.message
+        note = fallback.message
+        if note and not write and fallback.actions:
+            note = f"dry run, would have {note}"  # "would have pinned 2 versionless entities …"
+        if note:
+            out.message = f"{out.message}; {note}" if out.message else note
         for action in fallback.actions:
             if write:
                 write_action(self.ctx.gateway, out, action, final=True)
