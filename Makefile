@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    ?= .venv-checkov
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: pins demo test test-slow lint typecheck unit bench checkov clean
+.PHONY: pins demo test test-slow lint typecheck unit bench checkov clean nginx
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,14 @@ pins:
 demo: $(STAMP)
 	$(BIN)/certrotate demo
 
+## nginx: the Debian nginx that the canary tests start on loopback (installed when missing; CI is root).
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update && apt-get install -y nginx)
+
 ## test: lint, types (rotation/, tests/, bench/), checkov over infra/ and the whole main test suite
 ## under branch coverage, failing below [tool.coverage.report] fail_under (starts and stops
 ## Azurite and nginx itself).
-test: $(STAMP) $(NPMSTAMP) checkov
+test: $(STAMP) $(NPMSTAMP) checkov nginx
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -64,7 +68,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## bench: the benchmarks in bench/, each printing a ratio against a same-run baseline.
-bench: $(STAMP)
+bench: $(STAMP) nginx
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:

@@ -71,10 +71,13 @@ class ScenePki:
     v2: bytes
     v3: bytes
     other: bytes
+    partner_root: Issued  # a second trust anchor of ours, which the demo's backend does not trust
+    v4: bytes  # issued under ``partner_root``: valid for certrotate, refused by the backend
 
 
 def mint_scene_pki(now: dt.datetime) -> ScenePki:
-    """A trusted root + intermediate issuing v1/v2/other (clientAuth), a rogue root issuing v3.
+    """A trusted root + intermediate issuing v1/v2/other (clientAuth), a rogue root issuing v3,
+    and a second trusted root issuing v4 (the demo's backend trusts only the first root).
 
     v1 was issued 60 days before ``now``, v2 an hour before, each for a quarter year.
     """
@@ -89,6 +92,11 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         "Rogue Root CA", key=make_key("ec", 256), ca=True, not_before=now - _YEAR
     )
 
+    partner_root = mint_certificate(
+        "certrotate Demo Partner Root CA", key=make_key("ec", 256), ca=True,
+        not_before=now - _YEAR, not_after=now + 10 * _YEAR,
+    )  # fmt: skip
+
     def leaf(issuer: Issued, chain: list[Issued], age_days: int) -> bytes:
         start = now - dt.timedelta(days=age_days, hours=1)
         cert = mint_certificate(
@@ -102,14 +110,22 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         v2=leaf(inter, [inter, root], 0),
         v3=leaf(rogue, [rogue], 0),
         other=leaf(inter, [inter, root], 10),
+        partner_root=partner_root,
+        v4=leaf(partner_root, [partner_root], 0),
     )
 
 
 def bind_scene(
-    stack: Devstack, versions: dict[str, str], *, backends: tuple[str, ...] = SEED_BACKENDS
+    stack: Devstack,
+    versions: dict[str, str],
+    *,
+    backends: tuple[str, ...] = SEED_BACKENDS,
+    server: str | None = None,
 ) -> None:
     """In every APIM service: entities pinned to ``versions`` (by certificate name), ``backends``
-    presenting ``partner-mtls``, and ``billing-api`` presenting ``billing-mtls``.
+    presenting ``partner-mtls``, and ``billing-api`` presenting ``billing-mtls``. The backends'
+    URLs are made up (``https://{backend}.demo.test``) unless ``server`` (``https://host:port``,
+    a real server such as the demo's nginx) serves them, each under ``/{backend}``.
 
     Raises:
         ValueError: a version in ``versions`` is not in the stack's Key Vault.
@@ -121,11 +137,13 @@ def bind_scene(
             stack.put_apim_certificate(service, name, secret)
         for backend in backends:
             stack.put_backend(
-                service, backend, url=f"https://{backend}.demo.test",
+                service, backend,
+                url=f"{server}/{backend}" if server else f"https://{backend}.demo.test",
                 certificate_ids=[f"{sid}/certificates/{CERTIFICATE}"],
             )  # fmt: skip
         stack.put_backend(
-            service, OTHER_BACKEND, url="https://billing.demo.test",
+            service, OTHER_BACKEND,
+            url=f"{server}/{OTHER_BACKEND}" if server else "https://billing.demo.test",
             certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
         )  # fmt: skip
 

@@ -74,6 +74,7 @@ class Devstack:
         self._tempdir = None if state_dir else self.state_dir
         self.state = DevstackState(None if ephemeral else self.state_dir)
         self.token = secrets.token_urlsafe(32)
+        self.canary_mode = "off"  # ROTATION_CANARY in env(); the demo's nginx scene sets it
         self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP
         self.tenant_id, self.vault_name = TENANT_ID, VAULT_NAME
         tls = mint_server_tls(self.state_dir)
@@ -198,8 +199,11 @@ class Devstack:
 
     def env(self) -> dict[str, str]:
         """Settings that point certrotate at this stack (the ``env`` file); with
-        ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``."""
+        ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``.
+        ``ROTATION_CANARY`` is ``off`` unless ``canary_mode`` says otherwise: the stand-in's
+        backends have made-up URLs unless a real server (the demo's nginx) serves them."""
         env = {
+            "ROTATION_CANARY": self.canary_mode,
             "ROTATION_VAULTS": self.vault_url,
             "ROTATION_APIM_SERVICES": ",".join(self.service_id(s) for s in self.apim_services),
             "ROTATION_ARM_ENDPOINT": self.arm_endpoint,
@@ -276,18 +280,27 @@ class Devstack:
             svc.certificates[cert_id.lower()] = Entity(cert_id, props, self.state.next_etag())
 
     def put_backend(
-        self, service: str, backend_id: str, *, url: str, certificate_ids: list[str]
+        self,
+        service: str,
+        backend_id: str,
+        *,
+        url: str,
+        certificate_ids: list[str],
+        tls: dict[str, bool] | None = None,
     ) -> None:
-        """Create or replace a backend presenting ``certificate_ids``.
+        """Create or replace a backend presenting ``certificate_ids`` (``tls``: the backend's
+        ``validateCertificateChain``/``validateCertificateName``, absent when None).
 
         Raises:
             KeyError: the service does not exist.
         """
-        props = {
+        props: dict[str, Any] = {
             "url": url,
             "protocol": "http",
             "credentials": {"certificateIds": list(certificate_ids)},
         }
+        if tls is not None:
+            props["tls"] = dict(tls)
         with self.state.lock:
             svc = self._service(service)
             svc.backends[backend_id.lower()] = Entity(backend_id, props, self.state.next_etag())

@@ -18,6 +18,10 @@ Wiring (``build_service``):
   connection are set, fanned out by ``CompositeAuditSink``;
 - lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
   ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
+- canary: ``TlsCanary`` over a ``TlsProber`` (``ROTATION_CANARY_TIMEOUT``, the extra server CAs
+  of ``ROTATION_CANARY_SERVER_CA``) unless ``ROTATION_CANARY=off``;
+- history (``follow``'s last validated version): the durable table when configured, else the
+  audit sink itself when it can be read back (a JSON Lines file, memory), else none;
 - ``RotationService`` with every knob mapped from the settings, ``SystemClock``
   (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
   ``rotation.logconfig.bind_correlation``.
@@ -38,16 +42,20 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
     from rotation.ports import (
         ApimGateway,
         AuditSink,
+        BackendCanary,
         CertificateSource,
         Clock,
         EventHandler,
         RotationLock,
+        ValidationHistory,
         Validator,
     )
     from rotation.service import RotationService
 
 __all__ = [
     "build_audit_sink",
+    "build_canary",
+    "build_history",
     "build_lock",
     "build_service",
     "build_validator",
@@ -77,6 +85,8 @@ def build_service(
     validator: Validator | None = None,
     audit: AuditSink | None = None,
     lock: RotationLock | None = None,
+    canary: BackendCanary | None = None,
+    history: ValidationHistory | None = None,
 ) -> RotationService:
     """A ``RotationService`` for ``settings``; any collaborator given is used as is
     (``lock=NullLock()`` turns the lock off whatever the settings say).
@@ -85,15 +95,20 @@ def build_service(
         ConfigError: the trust-anchor bundle cannot be read or parsed.
         DependencyError: a storage connection string is malformed.
     """
+    from rotation.ports import ValidationHistory  # noqa: PLC0415
     from rotation.service import RotationService  # noqa: PLC0415
 
     if source is None or gateway is None:
         credential = credential or _credential(settings)
+    sink = audit or build_audit_sink(settings)
+    history = history or build_history(settings)
+    if history is None and isinstance(sink, ValidationHistory):
+        history = sink
     return RotationService(
         source or _source(settings, credential),
         gateway or _gateway(settings, credential),
         validator or build_validator(settings),
-        audit or build_audit_sink(settings),
+        sink,
         clock or SystemClock(),
         vaults=settings.vaults,
         apim_services=settings.apim_services,
@@ -106,6 +121,39 @@ def build_service(
         pin_identity=settings.pin_identity,
         correlation=_bound_correlation_id,
         lock=lock or build_lock(settings),
+        canary=canary or build_canary(settings),
+        canary_mode=settings.canary,
+        history=history,
+    )
+
+
+def build_canary(settings: Settings) -> BackendCanary | None:
+    """``TlsCanary`` over a ``TlsProber`` with the canary's timeout and extra server CAs;
+    None when ``ROTATION_CANARY=off`` (nothing is probed, pyOpenSSL is not imported)."""
+    from rotation.domain.canary import CanaryMode  # noqa: PLC0415
+
+    if settings.canary is CanaryMode.OFF:
+        return None
+    from rotation.adapters.canary import TlsCanary, TlsProber  # noqa: PLC0415
+
+    prober = TlsProber(
+        timeout=settings.canary_timeout_seconds, server_ca=settings.canary_server_ca
+    )
+    return TlsCanary(prober)
+
+
+def build_history(settings: Settings) -> ValidationHistory | None:
+    """The durable table's reader when ``audit_table`` and a connection are set, else None.
+
+    Raises:
+        DependencyError: the storage connection string is malformed.
+    """
+    if not (settings.audit_table and settings.audit_connection):
+        return None
+    from rotation.adapters.tables import TableValidationHistory  # noqa: PLC0415
+
+    return TableValidationHistory.from_connection_string(
+        settings.audit_connection, settings.audit_table
     )
 
 

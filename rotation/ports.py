@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from rotation.domain.canary import CanaryTarget, CanaryVerdict
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -26,11 +27,13 @@ from rotation.domain.model import (
 __all__ = [
     "ApimGateway",
     "AuditSink",
+    "BackendCanary",
     "CertificateSource",
     "Clock",
     "EventHandler",
     "NullLock",
     "RotationLock",
+    "ValidationHistory",
     "Validator",
 ]
 
@@ -140,6 +143,12 @@ class ApimGateway(Protocol):
         """Delete an entity (``If-Match: etag``, ``*`` when empty); succeeds if already gone."""
         ...
 
+    def refresh_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
+        """Ask APIM to fetch a Key Vault-backed entity's secret now (``POST .../refreshSecret``;
+        no ``If-Match``: it changes no reference). A failed fetch shows in ``lastStatus`` only.
+        """
+        ...
+
 
 @runtime_checkable
 class Validator(Protocol):
@@ -155,6 +164,35 @@ class Validator(Protocol):
         """Validate at time ``at``. ``expected_identity`` is (subject, issuer) when pinned.
 
         Never raises for a bad bundle: that is a ``format.unreadable`` finding.
+        """
+        ...
+
+
+@runtime_checkable
+class BackendCanary(Protocol):
+    """Probes backends over mTLS before a rotation writes (``docs/canary.md``)."""
+
+    def verdicts(
+        self,
+        cases: Sequence[tuple[CanaryTarget, SecretMaterial | None]],
+        candidate: SecretMaterial,
+    ) -> list[CanaryVerdict]:
+        """One verdict per case, in order: each https backend probed with ``candidate`` and with
+        the material of its version in use (None: nothing to compare with), all concurrently
+        within one time bound. Never raises for what the network or a backend does."""
+        ...
+
+
+@runtime_checkable
+class ValidationHistory(Protocol):
+    """What the durable audit trail says certrotate validated (the ``follow`` strategy)."""
+
+    def last_validated(self, vault_url: str, certificate: str) -> str | None:
+        """The newest version certrotate validated and saw presented (``rotation.applied``, or
+        a validated ``already_current``), or None when the trail does not say.
+
+        Raises:
+            DependencyError: the trail could not be read.
         """
         ...
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import ClassVar
 
 from rotation.domain.actions import RotationPlan
+from rotation.domain.canary import CanaryMode
 from rotation.domain.decisions import expiry_alert, ignore_reason
 from rotation.domain.errors import BackendUpdateError, RotationError
 from rotation.domain.model import (
@@ -38,10 +39,12 @@ from rotation.domain.planning import (
 from rotation.ports import (
     ApimGateway,
     AuditSink,
+    BackendCanary,
     CertificateSource,
     Clock,
     NullLock,
     RotationLock,
+    ValidationHistory,
     Validator,
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
@@ -72,10 +75,15 @@ class RotationService:
         pin_identity: bool = False,
         correlation: Callable[[], str] | None = None,
         lock: RotationLock | None = None,
+        canary: BackendCanary | None = None,
+        canary_mode: CanaryMode = CanaryMode.OFF,
+        history: ValidationHistory | None = None,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
         bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
-        the runs that write one certificate (None: no lock, ETags alone).
+        the runs that write one certificate (None: no lock, ETags alone). ``canary`` probes the
+        backends before a write under ``canary_mode`` (None or ``off``: never). ``history`` is
+        the durable trail ``follow`` asks for the last validated version (None: unknown).
 
         Raises:
             ValueError: a knob is out of range (bootstrap passes validated settings).
@@ -94,6 +102,8 @@ class RotationService:
             source=source, gateway=gateway, validator=validator, clock=clock,
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
             max_attempts=max_attempts, clock_skew=clock_skew, pin_identity=pin_identity,
+            canary=canary if canary_mode is not CanaryMode.OFF else None, canary_mode=canary_mode,
+            history=history,
         )  # fmt: skip
 
     # --- EventHandler ------------------------------------------------------------------------
@@ -251,9 +261,9 @@ class RotationService:
         for service_id in self._context.apim_services:
             try:
                 certs = tuple(gateway.list_certificates(service_id))
-                ours = lists_backends(self._strategy) and any(
-                    self._references_vault(c) for c in certs
-                )
+                ours = lists_backends(
+                    self._strategy, canary=self._context.canary is not None
+                ) and any(self._references_vault(c) for c in certs)
                 backends: tuple[ApimBackend, ...] = (
                     tuple(gateway.list_backends(service_id)) if ours else ()
                 )

@@ -49,7 +49,7 @@ def test_the_repository_cites_no_design_document_outside_itself():
     offenders = [
         name
         for name in tracked
-        if name != "docs/architecture.md"
+        if name not in {"docs/architecture.md", "tests/test_architecture_doc.py"}
         and name.endswith((".py", ".md", ".toml", ".json", ".txt"))
         and (ROOT / name).is_file()
         and pattern.search((ROOT / name).read_text(encoding="utf-8", errors="replace"))

@@ -387,4 +387,8 @@ def _backend_to_domain(service_id: str, model: BackendContract, etag: str) -> Ap
         certificate_ids=_ids(model.credentials),
         url=model.url or "",
         etag=etag,
+        validate_certificate_chain=model.tls is None
+        or model.tls.validate_certificate_chain is not False,
+        validate_certificate_name=model.tls is None
+        or model.tls.validate_certificate_name is not False,
     )

@@ -55,6 +55,15 @@ class CompositeAuditSink:
     def __repr__(self) -> str:
         return f"CompositeAuditSink({', '.join(map(repr, self.sinks))})"
 
+    def last_validated(self, vault_url: str, certificate: str) -> str | None:
+        """``ValidationHistory``: the first sink that can be read back answers; None if none."""
+        for sink in self.sinks:
+            reader = getattr(sink, "last_validated", None)
+            if callable(reader):
+                found: str | None = reader(vault_url, certificate)
+                return found
+        return None
+
     def write(self, record: AuditRecord) -> None:
         """Write to all sinks.
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from rotation.domain.errors import DependencyError
+from rotation.domain.follow import last_validated
 from rotation.domain.model import AuditRecord
 
 __all__ = ["JsonLinesAuditSink"]
@@ -45,3 +46,23 @@ class JsonLinesAuditSink:
                 service="auditlog",
                 operation="write",
             ) from exc
+
+    def last_validated(self, vault_url: str, certificate: str) -> str | None:
+        """``ValidationHistory``: the last validated version in the file (``follow``); None
+        when the file does not exist yet.
+
+        Raises:
+            DependencyError: the file exists but cannot be read.
+        """
+        if not self.path.exists():
+            return None
+        try:
+            with self.path.open(encoding="utf-8") as handle:
+                rows = [json.loads(line) for line in handle if line.strip()]
+        except (OSError, ValueError) as exc:
+            raise DependencyError(
+                f"cannot read audit log {self.path}: {type(exc).__name__}",
+                service="auditlog",
+                operation="read",
+            ) from exc
+        return last_validated(rows, vault_url, certificate)

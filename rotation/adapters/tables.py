@@ -18,17 +18,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.clock import SystemClock
 from rotation.adapters.errors import AUDIT_TABLE, translate
 from rotation.domain.errors import DependencyError, RotationError
+from rotation.domain.follow import last_validated
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
 
-__all__ = ["TableAuditSink", "iter_audit_records", "open_table"]
+__all__ = ["TableAuditSink", "TableValidationHistory", "iter_audit_records", "open_table"]
 
 _SERVICE = AUDIT_TABLE.name
 _LIST_FIELDS = ("findings", "targets")
@@ -55,10 +56,14 @@ def open_table(connection_string: str, table_name: str, *, retries: int = 3) -> 
 
 
 def _partition_key(record: AuditRecord) -> str:
-    vault = record.vault or "-"
+    return _partition(record.vault, record.certificate)
+
+
+def _partition(vault: str | None, certificate: str | None) -> str:
+    vault = vault or "-"
     if vault.lower().startswith("https://"):
         vault = urlsplit(vault).netloc.lower()
-    return _KEY_UNSAFE.sub("_", f"{vault}|{record.certificate or '-'}")
+    return _KEY_UNSAFE.sub("_", f"{vault}|{certificate or '-'}")
 
 
 def _row_key(at: datetime) -> str:
@@ -177,3 +182,41 @@ def iter_audit_records(
             service=_SERVICE,
             operation="query",
         ) from None
+
+
+class TableValidationHistory:
+    """``ValidationHistory`` over the durable table: one query of the certificate's partition
+    (rows sort by time), judged by ``rotation.domain.follow.last_validated``."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"TableValidationHistory(table={self._client.table_name!r})"
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table_name: str
+    ) -> TableValidationHistory:
+        """Raises: DependencyError: the connection string is malformed."""
+        return cls(open_table(connection_string, table_name))
+
+    def last_validated(self, vault_url: str, certificate: str) -> str | None:
+        """The trail's last validated version of ``certificate``; None when there is none (or
+        no table yet).
+
+        Raises:
+            DependencyError (or a subclass): the table cannot be read.
+        """
+        try:
+            pages = self._client.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _partition(vault_url, certificate)}
+            )
+            rows = [_to_record(dict(entity)) for entity in pages]
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise translate(
+                exc, service=AUDIT_TABLE, operation="query", name=str(self._client.table_name)
+            ) from exc
+        return last_validated(rows, vault_url, certificate)

@@ -5,7 +5,8 @@ else is given a mapping. ``Settings.from_env(os.environ)`` is pure: it reads onl
 is given (and checks that the trust-anchor bundle it names exists and holds a certificate), and
 raises one ``ConfigError`` listing every missing or invalid setting at once. Secrets
 (``audit_connection``, ``lock_connection``, ``devstack_token``) are excluded from ``repr``. The table of settings is in
-``docs/settings.md``; the parsers of single values are in ``rotation.config.values``.
+``docs/settings.md``; the parsers of single values are in ``rotation.config.values``, the
+canary's (``ROTATION_CANARY*``) in ``rotation.config.canary``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from rotation.config import values as parse
+from rotation.config.canary import DEFAULT_TIMEOUT_SECONDS, canary_settings
 from rotation.config.values import SettingsReader, normalize_vault_url
+from rotation.domain.canary import CanaryMode
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Strategy
 
@@ -91,6 +96,10 @@ class Settings:
     lock_connection: str | None = field(default=None, repr=False)
     lock_container: str = "certrotate-locks"
     lock_wait_seconds: float = 20.0
+    canary: CanaryMode = CanaryMode.WARN
+    canary_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    canary_server_ca_path: Path | None = None
+    canary_server_ca: tuple[x509.Certificate, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, mapping: Mapping[str, str]) -> Settings:
@@ -101,6 +110,8 @@ class Settings:
         """
         r = SettingsReader(mapping)
         lock, lock_connection = _lock_mode(r)
+        canary, canary_problems = canary_settings(mapping)
+        r.problems.extend(canary_problems)
         settings = cls(
             vaults=r.required("ROTATION_VAULTS", (), parse.vault_list),
             apim_services=r.required("ROTATION_APIM_SERVICES", (), parse.apim_service_ids),
@@ -137,6 +148,10 @@ class Settings:
                 "ROTATION_LOCK_CONTAINER", "certrotate-locks", parse.container_name
             ),
             lock_wait_seconds=r.get("ROTATION_LOCK_WAIT_SECONDS", 20.0, parse.lock_wait),
+            canary=canary.mode,
+            canary_timeout_seconds=canary.timeout_seconds,
+            canary_server_ca_path=canary.server_ca_path,
+            canary_server_ca=canary.server_ca,
         )
         if r.problems:
             raise ConfigError(r.problems)

@@ -229,11 +229,11 @@ def verbatim(raw: str) -> str:
 
 
 def strategy(raw: str) -> Strategy:
-    """``pin`` or ``blue-green`` (any case)."""
+    """``pin``, ``blue-green`` or ``follow`` (any case)."""
     try:
         return Strategy(raw.lower())
     except ValueError:
-        raise ValueError(f"{raw!r} is not one of pin, blue-green") from None
+        raise ValueError(f"{raw!r} is not one of pin, blue-green, follow") from None
 
 
 def log_level(raw: str) -> str:

@@ -20,7 +20,9 @@ __all__ = [
     "AlreadyCurrent",
     "CreateEntity",
     "MoveBackend",
+    "PinBack",
     "PinEntity",
+    "RefreshEntity",
     "RetireEntity",
     "RotationPlan",
     "Superseded",
@@ -41,6 +43,31 @@ class PinEntity:
     to_secret: str
     identity_client_id: str | None
     versionless: bool = False  # the entity was versionless: conversion is audited
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshEntity:
+    """``follow``: a versionless entity stays versionless; APIM re-fetches its secret now
+    (``refreshSecret``) and must then present the candidate."""
+
+    service_id: str
+    certificate_id: str
+    secret: str  # the versionless secret identifier it keeps
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PinBack:
+    """``follow``: the candidate failed, so pin a versionless entity to the last validated
+    version (a compare-and-swap like ``PinEntity``); APIM's poll can no longer pick it up.
+    ``thumbprint`` is what the entity must present afterwards (the version's)."""
+
+    service_id: str
+    certificate_id: str
+    from_secret: str
+    to_secret: str
+    identity_client_id: str | None
+    thumbprint: str | None
+    unvalidated: bool = False  # the entity presented the failed candidate (APIM polled first)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,10 +126,21 @@ class Superseded:
     candidate: str
 
 
-Action = PinEntity | CreateEntity | MoveBackend | RetireEntity | AlreadyCurrent | Superseded
+Action = (
+    PinEntity
+    | CreateEntity
+    | MoveBackend
+    | RetireEntity
+    | AlreadyCurrent
+    | Superseded
+    | RefreshEntity
+    | PinBack
+)
 
 _CHANGE_RESULT: dict[type, TargetResult] = {
     PinEntity: TargetResult.UPDATED,
+    RefreshEntity: TargetResult.REFRESHED,
+    PinBack: TargetResult.PINNED,
     CreateEntity: TargetResult.CREATED,
     MoveBackend: TargetResult.UPDATED,
     RetireEntity: TargetResult.RETIRED,
@@ -111,6 +149,8 @@ _CHANGE_RESULT: dict[type, TargetResult] = {
 }
 _PLANNED_RESULT: dict[type, TargetResult] = {
     PinEntity: TargetResult.UPDATE,
+    RefreshEntity: TargetResult.REFRESH,
+    PinBack: TargetResult.PIN,
     CreateEntity: TargetResult.CREATE,
     MoveBackend: TargetResult.MOVE,
     RetireEntity: TargetResult.RETIRE,
@@ -134,8 +174,13 @@ def describe(
     ``planned``, to the verb ``plan`` prints)."""
     result = result or (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
     svc = _service_name(action.service_id)
-    if isinstance(action, PinEntity | CreateEntity):
-        old = action.from_secret if isinstance(action, PinEntity) else None
+    if isinstance(action, RefreshEntity):
+        return AuditTarget(
+            service=svc, kind=TargetKind.CERTIFICATE, name=action.certificate_id,
+            from_=action.secret, to=action.secret, result=result,
+        )  # fmt: skip
+    if isinstance(action, PinEntity | CreateEntity | PinBack):
+        old = action.from_secret if isinstance(action, PinEntity | PinBack) else None
         return AuditTarget(
             service=svc, kind=TargetKind.CERTIFICATE, name=action.certificate_id, from_=old,
             to=action.to_secret, result=result,

@@ -60,6 +60,7 @@ class Strategy(StrEnum):
 
     PIN = "pin"
     BLUE_GREEN = "blue-green"
+    FOLLOW = "follow"  # versionless entities, refreshed after validation (docs/rotation.md)
 
 
 class Trigger(StrEnum):
@@ -89,8 +90,12 @@ class TargetResult(StrEnum):
     SKIPPED_DRY_RUN = "skipped_dry_run"
     DEFERRED = "deferred"  # the candidate was deferred: the target was left as it is
     REJECTED = "rejected"  # the candidate was rejected: the target was left as it is
+    REFRESHED = "refreshed"  # follow: APIM re-fetched the versionless secret (refreshSecret)
+    PINNED = "pinned"  # follow: pinned to the last validated version (the candidate failed)
     # planned verbs (``RotationPlan.targets``)
     UPDATE = "update"
+    REFRESH = "refresh"
+    PIN = "pin"
     CREATE = "create"
     MOVE = "move"
     RETIRE = "retire"
@@ -106,15 +111,24 @@ class TargetResult(StrEnum):
         return self in _CHANGED
 
 
-_CHANGED = frozenset({TargetResult.UPDATED, TargetResult.CREATED, TargetResult.RETIRED})
+_CHANGED = frozenset(
+    {
+        TargetResult.UPDATED,
+        TargetResult.CREATED,
+        TargetResult.RETIRED,
+        TargetResult.REFRESHED,
+        TargetResult.PINNED,
+    }
+)
 _WRITTEN = _CHANGED | {TargetResult.FAILED}
 
 
 class Severity(StrEnum):
-    """``error`` rejects a certificate; ``warning`` informs."""
+    """``error`` rejects a certificate; ``warning`` informs; ``info`` records (canary results)."""
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 class FindingCode(StrEnum):
@@ -137,6 +151,14 @@ class FindingCode(StrEnum):
     REVOCATION_UNAVAILABLE = "revocation.unavailable"
     IDENTITY_CHANGED = "identity.changed"
     BINDING_VERSIONLESS = "binding.versionless"
+    BINDING_PINNED = "binding.pinned"
+    BINDING_UNVALIDATED = "binding.unvalidated"
+    BINDING_LAST_VALIDATED_UNKNOWN = "binding.last_validated_unknown"
+    CANARY_PASSED = "canary.passed"
+    CANARY_REFUSED = "canary.refused"
+    CANARY_INCONCLUSIVE = "canary.inconclusive"
+    CANARY_UNREACHABLE = "canary.unreachable"
+    CANARY_SKIPPED = "canary.skipped"
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -237,6 +259,10 @@ class ApimBackend:
     certificate_ids: tuple[str, ...]
     url: str = ""
     etag: str = ""
+    # tls.validateCertificateChain / validateCertificateName (APIM's defaults: true), which the
+    # canary follows when it checks the backend's server certificate.
+    validate_certificate_chain: bool = True
+    validate_certificate_name: bool = True
 
 
 # --- validation ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from rotation.domain.actions import (
     CreateEntity,
     MoveBackend,
     PinEntity,
+    RefreshEntity,
     RetireEntity,
     Superseded,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "parse_secret_identifier",
     "plan_rotation",
     "vault_key",
+    "versionless_secret",
 ]
 
 _SUFFIX = re.compile(r"^(?P<base>.+?)--[0-9A-Za-z]{8}$")
@@ -133,7 +135,7 @@ def _groups(bindings: Iterable[Binding]) -> dict[tuple[str, str], list[Binding]]
 def live_bindings(bindings: Sequence[Binding], strategy: Strategy) -> tuple[Binding, ...]:
     """The bindings that are actually presented: for blue-green, those backends reference
     (retained rollback entities are not live) unless no entity of the group has a backend."""
-    if strategy is Strategy.PIN:
+    if strategy in {Strategy.PIN, Strategy.FOLLOW}:
         return tuple(bindings)
     live: list[Binding] = []
     for group in _groups(bindings).values():
@@ -142,16 +144,20 @@ def live_bindings(bindings: Sequence[Binding], strategy: Strategy) -> tuple[Bind
     return tuple(live)
 
 
-def lists_backends(strategy: Strategy) -> bool:
+def lists_backends(strategy: Strategy, *, canary: bool = False) -> bool:
     """Whether planning needs the APIM backends. Only ``blue-green`` moves backends; ``pin``
-    re-points the entity in place and its targets name only the entity, so a pin rotation
-    lists certificate entities alone and its cost does not grow with the number of backends."""
-    return strategy is Strategy.BLUE_GREEN
+    and ``follow`` change the entity in place and their targets name only the entity, so they
+    list certificate entities alone and their cost does not grow with the number of backends,
+    unless the canary is on: it probes the backends that reference a changed entity, so it
+    needs their URLs."""
+    return canary or strategy is Strategy.BLUE_GREEN
 
 
 def needs_change(actions: Iterable[Action]) -> bool:
     """Whether applying the plan changes what any target presents (retirement does not)."""
-    return any(isinstance(a, PinEntity | CreateEntity | MoveBackend) for a in actions)
+    return any(
+        isinstance(a, PinEntity | CreateEntity | MoveBackend | RefreshEntity) for a in actions
+    )
 
 
 def _plan_pin(
@@ -184,6 +190,52 @@ def _plan_pin(
     )
 
 
+def versionless_secret(secret_identifier: str) -> str:
+    """``…/secrets/{name}/{version}`` without its version (a versionless one unchanged)."""
+    ref = parse_secret_identifier(secret_identifier)
+    if ref is None or ref.version is None:
+        return secret_identifier
+    return secret_identifier.rstrip("/").rsplit("/", 1)[0]
+
+
+def _plan_follow(
+    b: Binding, candidate: CertificateVersion, index: dict[str, CertificateVersion]
+) -> Action:
+    """``follow``: keep (or return) the entity versionless and let APIM fetch the candidate.
+
+    A versionless entity that presents the candidate is current; otherwise it is refreshed. A
+    pinned entity (pinned back after a failed version, or left by another strategy) returns to
+    versionless, unless it names a newer version (never roll back); the PUT makes APIM fetch."""
+    entity = b.entity
+    secret = entity.secret_identifier or ""  # a binding always names a secret
+    if b.version is None:
+        if entity.thumbprint and _presents(entity, candidate):
+            return AlreadyCurrent(
+                service_id=entity.service_id,
+                kind=TargetKind.CERTIFICATE,
+                name=entity.certificate_id,
+                reference=secret,
+            )
+        return RefreshEntity(
+            service_id=entity.service_id, certificate_id=entity.certificate_id, secret=secret
+        )
+    if _compare(b.version, candidate, index) == "newer":
+        return Superseded(
+            service_id=entity.service_id,
+            kind=TargetKind.CERTIFICATE,
+            name=entity.certificate_id,
+            in_use=b.version,
+            candidate=candidate.version,
+        )
+    return PinEntity(
+        service_id=entity.service_id,
+        certificate_id=entity.certificate_id,
+        from_secret=secret,
+        to_secret=versionless_secret(secret),
+        identity_client_id=entity.identity_client_id,
+    )
+
+
 def _presents(entity: ApimCertificate, candidate: CertificateVersion) -> bool:
     """Whether an entity that names the candidate also serves it. When APIM's Key Vault fetch
     failed, the entity names the new version but still presents the old certificate
@@ -209,6 +261,8 @@ def plan_rotation(
     index = _index(versions)
     if strategy is Strategy.PIN:
         return tuple(_plan_pin(b, candidate, index) for b in bindings)
+    if strategy is Strategy.FOLLOW:
+        return tuple(_plan_follow(b, candidate, index) for b in bindings)
     actions: list[Action] = []
     for group in _groups(bindings).values():
         actions.extend(_plan_group(group, candidate, index, retain_previous))

@@ -9,6 +9,12 @@ real-shaped Event Grid events follow, each parsed by ``rotation.intake.events``:
 2. the same event again                  -> ``already_current`` (nothing written)
 3. a late event for v1                   -> ``superseded`` (never roll back)
 4. a v3 from an issuer nobody trusts     -> ``rejected`` (with its finding codes)
+5. (nginx available) a v4 that chains to a trusted anchor the backend does not trust
+                                          -> ``rejected`` by the canary (``canary.refused``)
+
+When the Debian ``nginx`` is installed, the backends are served by a real nginx on loopback that
+requires a client certificate from the demo root (``devstack.nginx``), and the canary runs in
+``enforce`` mode; when nginx cannot start, the demo says so and skips chapter 5.
 
 Each step checks its decision and what the backends present afterwards, so the demo doubles as
 a smoke test (``run_demo`` returns False if anything differs). The audit trail goes to a JSON
@@ -31,6 +37,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from devstack.nginx import Nginx, NginxError, start_nginx
 from devstack.seed import (
     CERTIFICATE,
     OTHER_CERTIFICATE,
@@ -40,6 +47,7 @@ from devstack.seed import (
     new_version_event,
 )
 from devstack.stack import Devstack
+from devstack.tls import mint_server_tls
 from rotation.adapters.auditlog import JsonLinesAuditSink
 from rotation.bootstrap import build_service
 from rotation.config import Settings
@@ -61,9 +69,10 @@ class DemoStep:
 
     title: str
     story: str
-    version_key: str  # "v1" | "v2" | "v3"
+    version_key: str  # "v1" | "v2" | "v3" | "v4"
     expected: Decision
     changes: bool  # whether the backends must present something new afterwards
+    finding: str | None = None  # a finding code the decision must carry
 
 
 STEPS = (
@@ -71,6 +80,11 @@ STEPS = (
     DemoStep("2. Event Grid delivers the same event again", "At-least-once delivery: a duplicate.", "v2", Decision.ALREADY_CURRENT, False),
     DemoStep("3. A late event for v1", "An old event arrives after v2 went live.", "v1", Decision.SUPERSEDED, False),
     DemoStep("4. v3 from an issuer nobody trusts", "Someone imported a certificate from a rogue CA.", "v3", Decision.REJECTED, False),
+)  # fmt: skip
+CANARY_STEP = DemoStep(
+    "5. v4 chains to a trusted anchor, but the backend does not trust it",
+    "v4 comes from another root in our trust anchors; nginx accepts only the demo root.",
+    "v4", Decision.REJECTED, False, "canary.refused",
 )  # fmt: skip
 
 
@@ -125,6 +139,7 @@ class _Run:
     console: Console
     now: Callable[[], dt.datetime]
     sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    canary: bool = False  # the backends are a real nginx and the canary enforces
 
     def version(self, key: str) -> str:
         """The Key Vault version id of ``key`` (v1/v2/v3), importing it on first use."""
@@ -174,7 +189,7 @@ def _play(run: _Run, step: DemoStep) -> bool:
     decision, findings, error = _handle(run, run.payload(step.version_key))
     after = run.snapshot()
     moved = _moved_correctly(before, after, version) if step.changes else after == before
-    ok = decision is step.expected and moved
+    ok = decision is step.expected and moved and (not step.finding or step.finding in findings)
     mark = "[green]✓[/]" if ok else "[bold red]✗[/]"
     console.print(f"{mark} decision: [bold]{decision}[/] (expected {step.expected})")
     if findings:
@@ -197,17 +212,41 @@ def _system_now() -> dt.datetime:
 
 
 @contextmanager
+def _backend(console: Console, directory: Path, pki: ScenePki) -> Iterator[Nginx | None]:
+    """A real nginx that trusts only the demo root, or None (said on screen) when it cannot
+    start."""
+    client_ca = directory / "backend-ca.pem"
+    client_ca.write_bytes(pki.root.pem)
+    try:
+        nginx = start_nginx(
+            directory / "nginx", mint_server_tls(directory / "nginx-tls"), client_ca
+        )
+    except (NginxError, OSError) as exc:
+        console.print(
+            f"nginx could not start ({exc}); skipping the canary scene (chapter 5).", markup=False
+        )
+        yield None
+        return
+    try:
+        yield nginx
+    finally:
+        nginx.stop()
+
+
+@contextmanager
 def _stage(
     console: Console, strategy: str, audit_log: Path, now: Callable[[], dt.datetime]
 ) -> Iterator[_Run]:
-    """Start the devstack, seed v1 and the bindings, and wire the real service against it."""
+    """Start the devstack (and nginx as the backends), seed v1 and the bindings, and wire the
+    real service against them."""
     pki = mint_scene_pki(now())
     with (
         tempfile.TemporaryDirectory(prefix="certrotate-demo-") as tmp,
         Devstack.start(None, ephemeral=True) as stack,
+        _backend(console, Path(tmp), pki) as nginx,
     ):
         anchors = Path(tmp) / "trust-anchors.pem"
-        anchors.write_bytes(pki.root.pem)
+        anchors.write_bytes(pki.root.pem + pki.partner_root.pem)
         versions = {
             "v1": stack.import_certificate(CERTIFICATE, pki.v1),
             OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
@@ -216,17 +255,21 @@ def _stage(
             stack,
             {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]},
             backends=_BACKENDS,
+            server=f"https://localhost:{nginx.port}" if nginx else None,
         )
-        anchors_and_strategy = {
-            "ROTATION_TRUST_ANCHORS": str(anchors),
-            "ROTATION_STRATEGY": strategy,
-        }
-        settings = Settings.from_env(stack.env() | anchors_and_strategy)
+        extra = {"ROTATION_TRUST_ANCHORS": str(anchors), "ROTATION_STRATEGY": strategy}
+        if nginx is not None:
+            stack.canary_mode = "enforce"
+            extra["ROTATION_CANARY_SERVER_CA"] = str(Path(tmp) / "nginx-tls" / "ca.pem")
+        settings = Settings.from_env(stack.env() | extra)
         service = build_service(settings, audit=JsonLinesAuditSink(audit_log))
         run = _Run(stack, service, settings.vaults, versions, pki, console, now)
+        run.canary = nginx is not None
+        backends = f"nginx on localhost:{nginx.port}, canary enforce" if nginx else "made up"
         console.print(
             f"Local stack: Key Vault {stack.vault_url}, APIM services {', '.join(stack.apim_services)}; "
-            f"strategy {strategy}; trust anchor: the demo root CA ({anchors.name}).",
+            f"strategy {strategy}; backends: {backends}; trust anchors: the demo root CAs "
+            f"({anchors.name}).",
             markup=False,
         )
         console.print(_table("Before: what each backend presents", run.snapshot()))
@@ -250,12 +293,13 @@ def run_demo(
     audit_log.write_text("", encoding="utf-8")
     results: list[bool] = []
     with _stage(console, strategy, audit_log, now) as run:
-        results.extend(_play(run, step) for step in STEPS)
+        steps = (*STEPS, CANARY_STEP) if run.canary else STEPS
+        results.extend(_play(run, step) for step in steps)
     events = [json.loads(line)["event"] for line in audit_log.read_text("utf-8").splitlines()]
     targets = events.count("rotation.target")
     console.rule()
     verdict = (
-        "[green]All four decisions as expected.[/]"
+        f"[green]All {len(results)} decisions as expected.[/]"
         if all(results)
         else "[bold red]Some steps did not go as expected.[/]"
     )

@@ -6,6 +6,10 @@ One write per changed target (``put_certificate`` / ``update_backend_certificate
 (``docs/architecture.md``, "Compare-and-swap"): the action carries what the plan saw. Every target
 lands in the ``Outcome``; errors propagate to ``Rollout``, which re-plans after a 412 until its
 last attempt.
+
+``follow`` adds two: ``refresh_certificate`` (``refreshSecret``, then the verify read) and the
+pin-back of a failed candidate (a compare-and-swap ``put_certificate`` to the last validated
+version, verified against that version's thumbprint).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from rotation.domain.actions import (
     AlreadyCurrent,
     CreateEntity,
     MoveBackend,
+    PinBack,
     PinEntity,
+    RefreshEntity,
     RetireEntity,
     Superseded,
 )
@@ -23,7 +29,7 @@ from rotation.domain.errors import PreconditionFailedError, RotationError
 from rotation.domain.model import TargetResult
 from rotation.ports import ApimGateway
 from rotation.rollout.state import Outcome
-from rotation.rollout.verify import verify
+from rotation.rollout.verify import expected_thumbprint, verify
 
 __all__ = ["apply_actions", "write_action"]
 
@@ -56,7 +62,22 @@ def write_action(gateway: ApimGateway, outcome: Outcome, action: Action, *, fina
                 identity_client_id=action.identity_client_id,
                 expected_secret=action.from_secret if isinstance(action, PinEntity) else None,
             )  # fmt: skip
-            verify(gateway, outcome.report, action.service_id, action.certificate_id)
+            verify(
+                gateway, expected_thumbprint(outcome.report), action.service_id,
+                action.certificate_id,
+            )  # fmt: skip
+        elif isinstance(action, RefreshEntity):
+            gateway.refresh_certificate(action.service_id, action.certificate_id)
+            verify(
+                gateway, expected_thumbprint(outcome.report), action.service_id,
+                action.certificate_id,
+            )  # fmt: skip
+        elif isinstance(action, PinBack):
+            gateway.put_certificate(
+                action.service_id, action.certificate_id, secret_identifier=action.to_secret,
+                identity_client_id=action.identity_client_id, expected_secret=action.from_secret,
+            )  # fmt: skip
+            verify(gateway, action.thumbprint or "", action.service_id, action.certificate_id)
         elif isinstance(action, MoveBackend):
             gateway.update_backend_certificates(
                 action.service_id,

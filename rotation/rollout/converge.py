@@ -18,14 +18,24 @@ from rotation.domain.actions import AlreadyCurrent, RetireEntity, Superseded
 from rotation.domain.bindings import Binding
 from rotation.domain.decisions import settle
 from rotation.domain.errors import PreconditionFailedError, RotationError
-from rotation.domain.model import CertificateVersion, Decision, KeyVaultEvent, TargetResult
+from rotation.domain.follow import needs_validation, pin_back
+from rotation.domain.model import (
+    CertificateVersion,
+    Decision,
+    KeyVaultEvent,
+    Strategy,
+    TargetResult,
+)
 from rotation.domain.planning import needs_change
 from rotation.rollout.apply import apply_actions, write_action
+from rotation.rollout.canary import run_canary
 from rotation.rollout.resolve import bindings_in, list_inventory, plan
 from rotation.rollout.state import Inventory, Outcome, RolloutContext
 from rotation.rollout.validate import validate
 
 __all__ = ["Rollout"]
+
+_UNREAD = object()  # the trail's last validated version has not been asked for yet
 
 
 class Rollout:
@@ -53,6 +63,7 @@ class Rollout:
         self._extra_attempts = 1 if borrowed and inventory is not None else 0
         self._versions: tuple[CertificateVersion, ...] | None = None
         self._final = True
+        self._validated: object = _UNREAD
         self.replanned = False  # a compare-and-swap refused a plan: the listing was re-read
         self.outcome = Outcome(vault=vault_url, certificate=certificate_name)
 
@@ -87,10 +98,16 @@ class Rollout:
             if not self._resolve():
                 return
             if not needs_change(out.actions):
+                if self._unvalidated():
+                    self._check_presented(write=write)
+                    return
                 self._settle(write=write)
                 return
-            if not validate(self.ctx, out, self.versions()):
+            if not validate(self.ctx, out, self.versions()) or not run_canary(
+                self.ctx, out, self.versions()
+            ):
                 self._mark_all(TargetResult(out.decision))
+                self._fall_back(write=write)
                 return
             if not write:
                 self._mark_all(TargetResult.SKIPPED_DRY_RUN)
@@ -118,7 +135,60 @@ class Rollout:
     def _bindings(self) -> tuple[Binding, ...]:
         if self._inventory is None:
             self._inventory = list_inventory(self.ctx, self.vault_url, self.name)
-        return bindings_in(self._inventory, self.vault_url, self.name)
+        self.outcome.bindings = bindings_in(self._inventory, self.vault_url, self.name)
+        return self.outcome.bindings
+
+    # --- follow -------------------------------------------------------------------------------
+
+    def _last_validated(self) -> str | None:
+        """The trail's last validated version (``rotation.domain.follow``), read once."""
+        if self._validated is _UNREAD:
+            history = self.ctx.history
+            self._validated = (
+                history.last_validated(self.vault_url, self.name) if history else None
+            )
+        return self._validated if isinstance(self._validated, str) else None
+
+    def _unvalidated(self) -> bool:
+        """``follow``: nothing to change, yet an entity presents a candidate the trail does not
+        say certrotate validated (APIM polled first, or a refresh by hand)."""
+        out = self.outcome
+        if self.ctx.strategy is not Strategy.FOLLOW or out.candidate is None:
+            return False
+        if not needs_validation(out.bindings, out.candidate, None):
+            return False  # no entity presents the candidate: the trail need not be read
+        return needs_validation(out.bindings, out.candidate, self._last_validated())
+
+    def _check_presented(self, *, write: bool) -> None:
+        """Validate what the entities already present: ``already_current`` when it passes
+        (now on record as validated), else pin back (``binding.unvalidated``)."""
+        out = self.outcome
+        if validate(self.ctx, out, self.versions()):
+            self._settle(write=write)
+            return
+        self._mark_all(TargetResult(out.decision))
+        self._fall_back(write=write)
+
+    def _fall_back(self, *, write: bool) -> None:
+        """``follow``: a rejected candidate pins versionless entities to the last validated
+        version (``rotation.domain.follow.pin_back``), so APIM's poll cannot pick it up."""
+        out = self.outcome
+        if self.ctx.strategy is not Strategy.FOLLOW or out.decision is not Decision.REJECTED:
+            return
+        assert out.candidate is not None  # noqa: S101 - set by resolve.plan
+        fallback = pin_back(out.bindings, self.versions(), out.candidate, self._last_validated())
+        for code in fallback.findings:
+            out.note(str(code))
+        note = fallback.message
+        if note and not write and fallback.actions:
+            note = f"dry run, would have {note}"  # "would have pinned 2 versionless entities …"
+        if note:
+            out.message = f"{out.message}; {note}" if out.message else note
+        for action in fallback.actions:
+            if write:
+                write_action(self.ctx.gateway, out, action, final=True)
+            else:
+                out.record(action, TargetResult.SKIPPED_DRY_RUN)
 
     def _mark_all(self, result: TargetResult) -> None:
         """Record every target; the ones that would change get ``result``."""

@@ -34,7 +34,7 @@ def list_inventory(ctx: RolloutContext, vault_url: str, name: str) -> Inventory:
     for service_id in ctx.apim_services:
         certs = tuple(ctx.gateway.list_certificates(service_id))
         mine = discover_bindings(vault_url, name, certs, ())
-        wanted = mine and lists_backends(ctx.strategy)
+        wanted = mine and lists_backends(ctx.strategy, canary=ctx.canary is not None)
         backends = tuple(ctx.gateway.list_backends(service_id)) if wanted else ()
         inventory[service_id] = (certs, backends)
     return inventory

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from rotation.domain.actions import Action, describe
+from rotation.domain.bindings import Binding
+from rotation.domain.canary import CanaryMode, CanaryVerdict
 from rotation.domain.errors import RotationError
 from rotation.domain.model import (
     ApimBackend,
@@ -18,11 +20,19 @@ from rotation.domain.model import (
     AuditTarget,
     CertificateVersion,
     Decision,
+    SecretMaterial,
     Strategy,
     TargetResult,
     ValidationReport,
 )
-from rotation.ports import ApimGateway, CertificateSource, Clock, Validator
+from rotation.ports import (
+    ApimGateway,
+    BackendCanary,
+    CertificateSource,
+    Clock,
+    ValidationHistory,
+    Validator,
+)
 
 __all__ = ["Inventory", "Outcome", "RolloutContext"]
 
@@ -48,6 +58,9 @@ class RolloutContext:
     max_attempts: int
     clock_skew: timedelta
     pin_identity: bool
+    canary: BackendCanary | None = None  # None: ROTATION_CANARY=off
+    canary_mode: CanaryMode = CanaryMode.OFF
+    history: ValidationHistory | None = None  # follow: where "last validated" comes from
 
 
 @dataclass(kw_only=True)
@@ -66,6 +79,12 @@ class Outcome:
     targets: dict[tuple[str, str, str], AuditTarget] = field(default_factory=dict)
     in_use: tuple[CertificateVersion, ...] = ()  # versions the live bindings present
     error: RotationError | None = None
+    bindings: tuple[Binding, ...] = ()  # what the last plan was made from
+    # The candidate's secret, read once for validation and presented again by the canary.
+    material: SecretMaterial | None = field(default=None, repr=False)
+    # Canary verdicts per target and the baselines read, kept across 412 re-plans.
+    verdicts: dict[tuple[str, ...], CanaryVerdict] = field(default_factory=dict)
+    baselines: dict[str, SecretMaterial | None] = field(default_factory=dict, repr=False)
 
     def record(self, action: Action, result: TargetResult | None = None) -> None:
         """Record the target ``action`` touches (``result`` overrides its default wording)."""

@@ -36,6 +36,7 @@ def validate(
     if admission is None:
         if outcome.report is None:
             material = ctx.source.get_secret(outcome.vault, outcome.certificate, candidate.version)
+            outcome.material = material  # the canary presents it: never read twice
             identity = _identity(ctx, outcome, versions)
             outcome.report = ctx.validator.validate(material, at=now, expected_identity=identity)
             for code in outcome.report.codes:

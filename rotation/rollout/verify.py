@@ -7,19 +7,22 @@ from rotation.domain.errors import TransientDependencyError
 from rotation.domain.model import ValidationReport
 from rotation.ports import ApimGateway
 
-__all__ = ["verify"]
+__all__ = ["expected_thumbprint", "verify"]
 
 
-def verify(
-    gateway: ApimGateway, report: ValidationReport | None, service_id: str, certificate_id: str
-) -> None:
-    """One read of the entity.
+def expected_thumbprint(report: ValidationReport | None) -> str:
+    """The validated candidate's SHA-1 thumbprint (upper-case), "" when unknown."""
+    return (report.leaf.thumbprint_sha1 if report and report.leaf else "").upper()
+
+
+def verify(gateway: ApimGateway, expected: str, service_id: str, certificate_id: str) -> None:
+    """One read of the entity: it must present ``expected`` (a SHA-1 thumbprint).
 
     Raises:
-        TransientDependencyError: APIM does not present the candidate (yet); retryable.
+        TransientDependencyError: APIM does not present it (yet); retryable.
         RotationError: the read failed.
     """
-    expected = (report.leaf.thumbprint_sha1 if report and report.leaf else "").upper()
+    expected = expected.upper()
     entity = gateway.get_certificate(service_id, certificate_id)
     if entity.last_status_code == "Success" and (entity.thumbprint or "").upper() == expected:
         return

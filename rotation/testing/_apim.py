@@ -33,7 +33,7 @@ from rotation.testing._keyvault import FakeCertificateSource
 class Write:
     """One write the fake gateway accepted."""
 
-    op: str  # put_certificate | update_backend_certificates | delete_certificate
+    op: str  # put_certificate | update_backend_certificates | delete_certificate | refresh_certificate
     service_id: str
     name: str
     value: object = None
@@ -289,6 +289,40 @@ class FakeApimGateway:
             )
         )
         return updated
+
+    def refresh_certificate(self, service_id: str, certificate_id: str) -> ApimCertificate:
+        """``refreshSecret``: APIM re-fetches the entity's secret (a versionless one picks up the
+        newest enabled version); the ETag moves. No precondition, as on the wire."""
+        self.calls["refresh_certificate"] += 1
+        key = (service_id.lower(), certificate_id.lower())
+        current = self.certificates.get(key)
+        if current is None:
+            raise CertificateNotFoundError(f"certificate entity {certificate_id!r} not found")
+        self._write(key, None, self.certificates)
+        entity = self._entity(
+            service_id, certificate_id, current.secret_identifier, current.identity_client_id
+        )
+        self.certificates[key] = entity
+        self.updates.append(
+            Write(
+                op="refresh_certificate",
+                service_id=service_id,
+                name=certificate_id,
+                value=current.secret_identifier,
+            )
+        )
+        return entity
+
+    def poll(self, service_id: str, certificate_id: str) -> ApimCertificate:
+        """APIM's own Key Vault poll of one entity (uncounted, no write recorded): what
+        ``follow`` keeps as a backstop, and what may run before certrotate sees an event."""
+        key = (service_id.lower(), certificate_id.lower())
+        current = self.certificates[key]
+        entity = self._entity(
+            service_id, certificate_id, current.secret_identifier, current.identity_client_id
+        )
+        self.certificates[key] = entity
+        return entity
 
     def delete_certificate(self, service_id: str, certificate_id: str, *, etag: str) -> None:
         """Delete with If-Match (``*`` when ``etag`` is empty, as listed); succeeds if already gone."""

@@ -10,6 +10,7 @@ from rotation.domain.errors import (
     RotationError,
     TransientDependencyError,
 )
+from rotation.domain.follow import last_validated
 from rotation.domain.model import (
     AuditRecord,
 )
@@ -74,6 +75,10 @@ class MemoryAuditSink:
     def write(self, record: AuditRecord) -> None:
         """Append the record."""
         self.records.append(record)
+
+    def last_validated(self, vault_url: str, certificate: str) -> str | None:
+        """``ValidationHistory``: the last validated version on record (``follow``)."""
+        return last_validated((r.as_dict() for r in self.records), vault_url, certificate)
 
     @property
     def events(self) -> list[str]:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from rotation.adapters.audit import AUDIT_FIELDS
-from rotation.adapters.tables import TableAuditSink, iter_audit_records, open_table
+from rotation.adapters.tables import (
+    TableAuditSink,
+    TableValidationHistory,
+    iter_audit_records,
+    open_table,
+)
 from rotation.domain.errors import DependencyError, TransientDependencyError
 from rotation.domain.model import (
     AuditRecord,
@@ -124,3 +130,35 @@ class TestTableErrors:
             TableAuditSink(client).write(_record())
 
         assert "c2VjcmV0" not in str(info.value)
+
+
+@pytest.mark.azurite
+class TestTableValidationHistory:
+    def test_the_last_validated_version_of_the_certificates_partition(self, table):
+        """``follow`` asks the trail: the newest validated record of that certificate wins; a
+        rejection, another certificate and an unvalidated already_current do not count."""
+        clock = FrozenClock(AT)
+        sink = TableAuditSink(table, clock=clock)
+        history = TableValidationHistory(table)
+        vault = "https://kv-rotation-demo.vault.azure.net"
+        assert history.last_validated(vault, "partner-mtls") is None
+
+        for version, decision, sha256, certificate in (
+            ("v1", Decision.APPLIED, "AA", "partner-mtls"),
+            ("v2", Decision.ALREADY_CURRENT, "BB", "partner-mtls"),
+            ("v3", Decision.REJECTED, "CC", "partner-mtls"),
+            ("v4", Decision.ALREADY_CURRENT, None, "partner-mtls"),
+            ("v9", Decision.APPLIED, "DD", "other"),
+        ):
+            clock.advance(timedelta(seconds=1))
+            record = replace(_record(certificate, decision), version=version)
+            sink.write(replace(record, thumbprint_sha256=sha256))
+
+        assert history.last_validated(vault, "partner-mtls") == "v2"
+        assert history.last_validated(vault, "other") == "v9"
+
+    def test_a_missing_table_is_no_history(self, azurite):
+        history = TableValidationHistory.from_connection_string(
+            azurite.connection_string, f"missing{uuid.uuid4().hex[:8]}"
+        )
+        assert history.last_validated("https://kv.vault.azure.net", "c") is None

@@ -148,11 +148,14 @@ class World:
     # --- service and delivery ---------------------------------------------------------------
 
     def settings(self, **overrides: str) -> Settings:
-        """Settings from the stack's env, quick retries, plus ``ROTATION_*`` overrides."""
+        """Settings from the stack's env, quick retries, plus ``ROTATION_*`` overrides. The
+        canary is off unless asked for (``canary="enforce"``): the seeded backends' URLs are
+        made up (``https://{backend}.test``)."""
         env = {
             **self.stack.env(),
             "ROTATION_TRUST_ANCHORS": str(self.anchors),
             "ROTATION_HTTP_RETRIES": "1",
+            "ROTATION_CANARY": "off",
             **{f"ROTATION_{k.upper()}": v for k, v in overrides.items()},
         }
         return Settings.from_env(env)

@@ -545,7 +545,7 @@ class TestPlan:
 
 # --- demo -----------------------------------------------------------------------------------------
 
-_DECISIONS = ["applied", "already_current", "superseded", "rejected"]
+_DECISIONS = ["applied", "already_current", "superseded", "rejected", "rejected"]
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
 
 
@@ -584,6 +584,18 @@ def _demo_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 class TestDemo:
+    def test_without_nginx_the_canary_scene_is_skipped_and_said_so(self, tmp_path, monkeypatch):
+        """nginx missing: the demo says so, plays the four other chapters, and exits 0."""
+        monkeypatch.setattr("devstack.nginx.find_nginx", lambda: None)
+        result = CliRunner().invoke(cli, ["demo", "--audit-log", str(tmp_path / "a.jsonl")])
+        structlog.reset_defaults()
+
+        assert result.exit_code == 0, result.output
+        assert "nginx could not start" in result.stdout
+        assert "skipping the canary scene" in result.stdout
+        assert "All 4 decisions as expected" in result.stdout
+        assert "canary." not in result.stdout
+
     def test_tells_the_four_decisions_in_order_and_exits_0(self, demo_run):
         """The demo shows applied, already_current, superseded, rejected, in that order."""
         result, _, _ = demo_run
@@ -593,7 +605,8 @@ class TestDemo:
         assert -1 not in positions
         assert positions == sorted(positions)
         assert "chain.untrusted" in result.stdout
-        assert "All four decisions as expected" in result.stdout
+        assert "canary.refused" in result.stdout  # chapter 5: nginx refuses v4
+        assert "All 5 decisions as expected" in result.stdout
 
     def test_audit_log_has_one_record_per_decision_with_section_5_fields(self, demo_run):
         """The JSON Lines log holds one canonical record per step, each with every audit field."""
@@ -604,6 +617,8 @@ class TestDemo:
         assert [r["decision"] for r in canonical] == _DECISIONS
         assert all(set(AUDIT_FIELDS) <= r.keys() for r in records)
         assert canonical[3]["findings"] == ["chain.untrusted"]
+        assert canonical[4]["findings"] == ["canary.refused"]
+        assert "canary.passed" in canonical[0]["findings"]  # v2 is trusted by the backend
         assert str(log) in demo_run[0].stdout
 
     def test_no_secret_reaches_screen_or_log(self, demo_run):

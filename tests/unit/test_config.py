@@ -15,6 +15,7 @@ from rotation.config import (
     normalize_vault_url,
     vault_urls_from_env,
 )
+from rotation.domain.canary import CanaryMode
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Strategy
 
@@ -183,6 +184,32 @@ class TestFromEnv:
             Settings.from_env(env)
 
         assert "c2VjcmV0" not in str(info.value)
+
+
+class TestCanaryAndFollow:
+    def test_canary_defaults_to_warn_and_follow_is_a_strategy(self, env):
+        settings = Settings.from_env({**env, "ROTATION_STRATEGY": "Follow"})
+
+        assert settings.strategy is Strategy.FOLLOW
+        assert settings.canary is CanaryMode.WARN
+        assert (settings.canary_timeout_seconds, settings.canary_server_ca) == (5.0, ())
+
+    def test_canary_problems_are_configuration_errors_listed_with_the_rest(self, env):
+        """Bad canary values join the one ConfigError (exit 2), each naming its setting."""
+        bad = {
+            **env, "ROTATION_STRATEGY": "sideways", "ROTATION_CANARY": "block",
+            "ROTATION_CANARY_TIMEOUT": "30", "ROTATION_CANARY_SERVER_CA": "/nonexistent.pem",
+        }  # fmt: skip
+
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(bad)
+
+        names = sorted(p.split(":")[0] for p in info.value.problems)
+        assert names == [
+            "ROTATION_CANARY", "ROTATION_CANARY_SERVER_CA", "ROTATION_CANARY_TIMEOUT",
+            "ROTATION_STRATEGY",
+        ]  # fmt: skip
+        assert "pin, blue-green, follow" in str(info.value)
 
 
 class TestLockSettings:

@@ -113,6 +113,36 @@ class TestFakeApimGateway:
             )  # fmt: skip
         assert len(gateway.updates) == 1
 
+    def test_refresh_fetches_the_newest_version_like_refresh_secret(self, leaf: Issued) -> None:
+        """``refresh_certificate`` mirrors the adapter's ``refreshSecret``: a versionless entity
+        picks up the newest enabled version, the ETag moves, one call and one write counted;
+        ``poll`` (APIM's own poll) does the same uncounted."""
+        other = mint_certificate("client2.test", key=make_key("ec", 256), not_before=AT)
+        source = FakeCertificateSource()
+        v1 = source.add_version(
+            VAULT, "c", "v1", created=AT, secret=to_pkcs12(leaf), leaf=leaf.cert
+        )
+        gateway = FakeApimGateway(source)
+        seeded = gateway.add_certificate(SVC, "e", secret_identifier=f"{VAULT}/secrets/c")
+        assert seeded.thumbprint == v1.thumbprint_sha1
+        v2 = source.add_version(
+            VAULT, "c", "v2", created=AT + timedelta(days=1), secret=to_pkcs12(other),
+            leaf=other.cert,
+        )  # fmt: skip
+
+        refreshed = gateway.refresh_certificate(SVC, "e")
+
+        assert refreshed.thumbprint == v2.thumbprint_sha1
+        assert refreshed.etag != seeded.etag
+        assert refreshed.secret_identifier == f"{VAULT}/secrets/c"
+        assert gateway.calls["refresh_certificate"] == 1
+        assert [w.op for w in gateway.updates] == ["refresh_certificate"]
+        with pytest.raises(CertificateNotFoundError):
+            gateway.refresh_certificate(SVC, "missing")
+        gateway.add_certificate(SVC, "f", secret_identifier=v1.secret_id)
+        assert gateway.poll(SVC, "f").thumbprint == v1.thumbprint_sha1  # pinned: stays
+        assert gateway.calls["refresh_certificate"] == 2  # the 404 was a request too; poll is not
+
     def test_lists_carry_no_etags_and_gets_do(self) -> None:
         """Like ARM: list items have etag "", a GET returns the current ETag."""
         gateway = FakeApimGateway()

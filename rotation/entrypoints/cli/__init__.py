@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Parse event FILES (JSON arrays, objects, JSON Lines, dead-letter blobs) and print them.",
     ),
     "plan": ("plan", "Show what rotating certificate NAME would do right now, per APIM target."),
+    "probe": (
+        "probe",
+        "Present BUNDLE to the https backend URL as APIM would, then GET URL's path.",
+    ),
     "reconcile": (
         "reconcile",
         (
