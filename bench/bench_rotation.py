@@ -157,11 +157,12 @@ def lower_bound(
     after: dict[tuple[str, str, str], str],
     *,
     strategy: str = "pin",
+    canary: str = "off",
 ) -> tuple[int, int]:
     """(the budget as written, ETag reads the wire requires on top).
 
     Budget: version pages + 1 secret + list pages + 1 write per changed target + 1 verify each.
-    ARM list items carry no ETag (wire reference E.4: the ETag is a header of GET/HEAD/PUT/PATCH),
+    ARM list items carry no ETag (the ETag is a header of GET/HEAD/PUT/PATCH),
     so every conditional update of an existing target (an entity re-pinned, a backend moved)
     needs one read for its ``If-Match``; creates and retirements (``If-Match: *`` on an entity no
     backend references) need none. The budgeted count assumes the ETag comes with the list.
@@ -171,7 +172,9 @@ def lower_bound(
     for svc in (scene.svc1, scene.svc2):
         entities = [k for k in before if k[0] == svc and k[1] == "certificates"]
         pages += max(1, math.ceil(len(entities) / ARM_PAGE))
-        if strategy == "blue-green" and any(k[2] == CERT for k in entities):
+        # Backends are listed by blue-green (it moves them) and by the canary (it probes them).
+        lists_backends = strategy == "blue-green" or canary != "off"
+        if lists_backends and any(k[2] == CERT for k in entities):
             backends = [k for k in before if k[0] == svc and k[1] == "backends"]
             pages += max(1, math.ceil(len(backends) / ARM_PAGE))
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
@@ -222,7 +225,7 @@ def count_calls(strategy: str, canary: str = "off") -> tuple[int, tuple[int, int
         assert decision == "applied", decision
         assert all(e.status < 400 for e in entries), [e for e in entries if e.status >= 400]
         breakdown = describe(stack)
-        budget, etag_reads = lower_bound(scene, before, after, strategy=strategy)
+        budget, etag_reads = lower_bound(scene, before, after, strategy=strategy, canary=canary)
         baselines = 1 if canary != "off" and in_use else 0  # one distinct version in use
         return len(entries), (budget, etag_reads, baselines), breakdown
 

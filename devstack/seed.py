@@ -4,7 +4,7 @@ One builder serves both. ``mint_scene_pki`` mints a trusted root and intermediat
 ``partner-mtls`` v1 and v2 and the unrelated ``billing-mtls``, and a rogue root that issues v3.
 ``bind_scene`` imports nothing: it pins each APIM service's ``partner-mtls`` entity to v1 and binds
 backends to it, plus one unrelated backend on ``billing-mtls``. ``new_version_event`` builds a
-real-shaped ``CertificateNewVersionCreated`` delivery (wire reference A.4).
+real-shaped ``CertificateNewVersionCreated`` delivery.
 
 ``seed_scene`` (``certrotate devstack`` without ``--no-seed``) lays the scene out for manual
 replay: v1 bound, v2 imported but not applied, v3 imported *disabled* (rotation is
@@ -149,14 +149,14 @@ def bind_scene(
 
 
 def _event_time(when: dt.datetime) -> str:
-    """Event Grid's 7-digit fractional seconds (wire reference A.3)."""
+    """Event Grid's 7-digit fractional seconds."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
 def new_version_event(
     stack: Devstack, version: str, when: dt.datetime, *, certificate: str = CERTIFICATE
 ) -> dict[str, Any]:
-    """One ``CertificateNewVersionCreated`` event in the Event Grid schema (wire reference A.4),
+    """One ``CertificateNewVersionCreated`` event in the Event Grid schema,
     ``data.Id`` on the stack's vault URL. Deliveries wrap it in a JSON array."""
     vault = f"/subscriptions/{stack.subscription_id}/resourceGroups/{stack.resource_group}"
     data = {
@@ -173,7 +173,7 @@ def new_version_event(
 
 
 def cloud_event(event: dict[str, Any]) -> dict[str, Any]:
-    """The same event in the CloudEvents 1.0 schema, structured mode (wire reference A.5)."""
+    """The same event in the CloudEvents 1.0 schema, structured mode."""
     return {
         "id": event["id"], "source": event["topic"], "specversion": "1.0",
         "type": event["eventType"], "subject": event["subject"], "time": event["eventTime"],
@@ -182,7 +182,7 @@ def cloud_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def dead_letter(event: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
-    """The event as Event Grid dead-letters it after 30 timed-out attempts (wire reference B)."""
+    """The event as Event Grid dead-letters it after 30 timed-out attempts."""
     return {
         **event,
         "deadLetterReason": "MaxDeliveryAttemptsExceeded",

@@ -1,7 +1,7 @@
 """A local stand-in for the Functions host's Event Grid webhook, for end-to-end tests.
 
 ``FunctionsWebhook`` listens on loopback (plain HTTP) and does what the host's Event Grid
-extension does with a delivery (wire reference C.5): no ``aeg-event-type`` header → 400;
+extension does with a delivery: no ``aeg-event-type`` header → 400;
 ``Notification`` → each element of the body (an array, or one object) becomes the trigger's
 argument through azure-functions' own converter (``EventGridEventInConverter.decode``, which
 builds ``func.EventGridEvent`` or ``func.CloudEvent``) and the registered user function of

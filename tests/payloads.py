@@ -1,4 +1,4 @@
-"""Event payload pieces shaped exactly like the wire reference's examples (A.4, A.5, B)."""
+"""Event payload pieces shaped exactly like Event Grid's documented examples (both schemas, dead-letter)."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ class TestCertificates:
             apim_gateway.delete_certificate(world.service_id, "partner-mtls", etag='"stale"')
 
     def test_list_items_carry_no_etag(self, world, apim_gateway):
-        """ARM list items have no ETag (wire reference E.4); a GET has one."""
+        """ARM list items have no ETag; a GET has one."""
         [listed] = apim_gateway.list_certificates(world.service_id)
 
         assert listed.etag == ""

@@ -26,7 +26,7 @@ PREFIX = "KV-CERT-ROTATION/2026/3/2/8/"
 
 
 def dead_letter(version: str, *, attempts: int = 30) -> dict[str, Any]:
-    """One dead-lettered CertificateNewVersionCreated event (wire reference B)."""
+    """One dead-lettered CertificateNewVersionCreated event."""
     return {
         "id": f"id-{version}",
         "topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv-rotation-demo",

@@ -43,7 +43,7 @@ NOWHERE = Subscription("kv-redrive", "http://127.0.0.1:9/")
 
 
 def eg(i: int, **extra: Any) -> dict[str, Any]:
-    """A dead-lettered Event Grid schema certificate event (wire reference B)."""
+    """A dead-lettered Event Grid schema certificate event."""
     return {
         "id": f"eg-{i}", "topic": TOPIC, "subject": "partner-mtls", "eventType": NEW_VERSION,
         "eventTime": "2026-03-02T08:15:42.1234567Z", "data": {**DATA, **extra},
