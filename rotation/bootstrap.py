@@ -18,6 +18,10 @@ Wiring (``build_service``):
   connection are set, fanned out by ``CompositeAuditSink``;
 - lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
   ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
+- telemetry: ``get_telemetry()``, built once per process from the environment alone (not the
+  settings, so even a configuration error is counted): ``OtelTelemetry`` over the Azure Monitor
+  distro or an OTLP exporter when configured, else ``NullTelemetry``
+  (``rotation.adapters.telemetry.configure_telemetry``; docs/operations.md);
 - ``RotationService`` with every knob mapped from the settings, ``SystemClock``
   (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
   ``rotation.adapters.audit.bind_correlation``.
@@ -42,6 +46,7 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
         Clock,
         EventHandler,
         RotationLock,
+        Telemetry,
         Validator,
     )
     from rotation.service import RotationService
@@ -51,7 +56,9 @@ __all__ = [
     "build_lock",
     "build_service",
     "build_validator",
+    "flush_telemetry",
     "get_handler",
+    "get_telemetry",
 ]
 
 
@@ -77,6 +84,7 @@ def build_service(
     validator: Validator | None = None,
     audit: AuditSink | None = None,
     lock: RotationLock | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RotationService:
     """A ``RotationService`` for ``settings``; any collaborator given is used as is
     (``lock=NullLock()`` turns the lock off whatever the settings say).
@@ -106,7 +114,25 @@ def build_service(
         pin_identity=settings.pin_identity,
         correlation=_bound_correlation_id,
         lock=lock or build_lock(settings),
+        telemetry=telemetry or get_telemetry(),
     )
+
+
+@functools.cache
+def get_telemetry() -> Telemetry:
+    """The process's ``Telemetry`` (built once, on first use, from the environment: importing
+    ``function_app`` sets nothing up)."""
+    from rotation.adapters.telemetry import configure_telemetry  # noqa: PLC0415
+    from rotation.config import read_environment  # noqa: PLC0415
+
+    return configure_telemetry(read_environment())
+
+
+def flush_telemetry() -> None:
+    """Export pending metrics before a short-lived process exits (nothing when telemetry was
+    never set up)."""
+    if get_telemetry.cache_info().currsize:
+        get_telemetry().flush()
 
 
 def build_validator(settings: Settings) -> Validator:

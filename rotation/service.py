@@ -19,6 +19,7 @@ from datetime import timedelta
 from rotation.domain.actions import RotationPlan
 from rotation.domain.decisions import expiry_alert, ignore_reason
 from rotation.domain.errors import BackendUpdateError, RotationError
+from rotation.domain.expiry import AlertMemo, binding_expirations
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -35,7 +36,9 @@ from rotation.ports import (
     CertificateSource,
     Clock,
     NullLock,
+    NullTelemetry,
     RotationLock,
+    Telemetry,
     Validator,
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
@@ -66,10 +69,12 @@ class RotationService:
         pin_identity: bool = False,
         correlation: Callable[[], str] | None = None,
         lock: RotationLock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
         bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
-        the runs that write one certificate (None: no lock, ETags alone).
+        the runs that write one certificate (None: no lock, ETags alone). ``telemetry`` gets
+        every run's decision and duration and what each binding presents after it.
 
         Raises:
             ValueError: a knob is out of range (bootstrap passes validated settings).
@@ -84,6 +89,8 @@ class RotationService:
         self._strategy = strategy
         self._lock: RotationLock = lock or NullLock()
         self._near_expiry = timedelta(days=near_expiry_days)
+        self._telemetry: Telemetry = telemetry or NullTelemetry()
+        self._alerted = AlertMemo()  # near-expiry alerts: once per certificate per UTC day
         self._context = RolloutContext(
             source=source, gateway=gateway, validator=validator, clock=clock,
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
@@ -275,19 +282,39 @@ class RotationService:
         for target in per_target:
             self._audit.write(target)
         self._audit.write(record)
+        self._telemetry.rotation(
+            decision=str(record.decision), strategy=str(self._strategy), trigger=str(trigger),
+            duration_seconds=(record.duration_ms or 0.0) / 1000,
+        )  # fmt: skip
+        self._telemetry.expirations(
+            binding_expirations(
+                vault=outcome.vault,
+                certificate=outcome.certificate,
+                targets=record.targets,
+                candidate=outcome.candidate,
+                in_use=outcome.in_use,
+            )
+        )
         return record
 
     def _expiry_alert(
         self, outcome: Outcome, *, trigger: Trigger, correlation: str
     ) -> AuditRecord | None:
         """A ``certificate.near_expiry`` (or ``.expired``) record when what the bindings present
-        after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``)."""
-        return expiry_alert(
+        after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``),
+        once per certificate (and version) per UTC day of this service (``AlertMemo``)."""
+        now = self._clock.now()
+        alert = expiry_alert(
             decision=outcome.decision, candidate=outcome.candidate, in_use=outcome.in_use,
-            vault=outcome.vault, certificate=outcome.certificate, now=self._clock.now(),
+            vault=outcome.vault, certificate=outcome.certificate, now=now,
             near_expiry=self._near_expiry, strategy=self._strategy, dry_run=self._dry_run,
             trigger=trigger, correlation_id=correlation,
         )  # fmt: skip
+        if alert is None or not self._alerted.due(
+            outcome.vault, outcome.certificate, alert.version or "", now
+        ):
+            return None
+        return alert
 
 
 class BatchHandler:

@@ -128,3 +128,6 @@ def _audit_failure(
         error=message,
     )
     StructlogAuditSink().write(record)
+    bootstrap.get_telemetry().rotation(
+        decision=str(decision), strategy="unknown", trigger=str(trigger), duration_seconds=0.0
+    )

@@ -86,7 +86,7 @@ def wire(
 
     ``--dry-run`` forces dry run. ``tap`` also receives every record the service writes (after
     the configured sinks, and even when one of them fails). Any configuration problem is a usage
-    error (exit 2).
+    error (exit 2). Pending metrics are flushed when the command ends (``flush_telemetry``).
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
     from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
@@ -94,6 +94,7 @@ def wire(
     from rotation.logconfig import configure_logging  # noqa: PLC0415
 
     wiring = ctx.find_object(Wiring) or Wiring()
+    ctx.call_on_close(bootstrap.flush_telemetry)
     build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
     build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
     try:
