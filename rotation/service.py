@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rotation.domain.actions import RotationPlan
 from rotation.domain.decisions import expiry_alert, ignore_reason
@@ -43,6 +44,10 @@ from rotation.ports import (
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
 from rotation.rollout.record import error_text, outcome_records
+from rotation.rollout.status import survey
+
+if TYPE_CHECKING:
+    from rotation.domain.status import BindingStatus
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService"]
 
@@ -211,6 +216,15 @@ class RotationService:
             previous_version=out.previous_version, actions=out.actions, findings=tuple(out.findings),
             message=out.message,
         )  # fmt: skip
+
+    def status(self, *, alert_days: int) -> tuple[BindingStatus, ...]:
+        """Every binding's health now (``certrotate status``): reads only, nothing recorded.
+
+        Raises:
+            RotationError: an APIM or Key Vault read failed.
+        """
+        vaults = list(self._vaults.values())
+        return survey(self._context, vaults, now=self._clock.now(), alert_days=alert_days)
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -93,7 +93,9 @@ class TestStructlogAuditSink:
     def test_level_follows_what_needs_attention(self, event, decision, level):
         """failed is an ERROR; rejected and expiry alerts are WARNINGs; the rest INFO."""
         with capture_logs() as logs:
-            StructlogAuditSink().write(AuditRecord(event=event, decision=decision, trigger=Trigger.CLI))
+            StructlogAuditSink().write(
+                AuditRecord(event=event, decision=decision, trigger=Trigger.CLI)
+            )
 
         assert logs[0]["log_level"] == level
 
