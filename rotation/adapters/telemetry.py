@@ -153,7 +153,12 @@ def _otlp() -> Telemetry:
     from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
 
-    provider = MeterProvider(metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())])
+    # No second export at interpreter exit: a CLI flushes once (``flush``), and an unreachable
+    # collector then costs one exporter timeout, not two.
+    provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())],
+        shutdown_on_exit=False,
+    )
     metrics.set_meter_provider(provider)
     return OtelTelemetry(metrics.get_meter(METER_NAME), flush=provider.force_flush)
 
