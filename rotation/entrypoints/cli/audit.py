@@ -16,10 +16,9 @@ import click
 from rich.table import Table
 
 from rotation.adapters.audit import AUDIT_FIELDS
-from rotation.config import read_environment
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import Decision, Trigger
-from rotation.entrypoints.cli.wiring import wide_console
+from rotation.entrypoints.cli.wiring import command_environment, settings_option, wide_console
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
 
@@ -75,7 +74,7 @@ def _table_records(
 ) -> Iterator[tuple[str, dict[str, object] | str]]:
     from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415 - SDK import only when asked
 
-    env = read_environment()
+    env = command_environment()
     connection = env.get(env_var) or env.get("AzureWebJobsStorage")
     if not connection:
         raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
@@ -95,6 +94,7 @@ def _when(record: dict[str, object]) -> datetime | None:
 
 
 @click.command("audit")
+@settings_option
 @click.option("--table", metavar="NAME", help="Azure Tables table (default ROTATION_AUDIT_TABLE).")
 @click.option("--connection-string-env", default="ROTATION_AUDIT_CONNECTION", metavar="VAR",
               show_default=True, help="Environment variable holding the storage connection string.")  # fmt: skip
@@ -117,7 +117,7 @@ def audit(
     The fields are listed in docs/architecture.md ("Audit record").
     """
     since = since.replace(tzinfo=UTC) if since else None
-    table = table or (None if files else read_environment().get("ROTATION_AUDIT_TABLE"))
+    table = table or (None if files else command_environment().get("ROTATION_AUDIT_TABLE"))
     if not table and not files:
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")
     sources = _file_records(files) if files else iter(())

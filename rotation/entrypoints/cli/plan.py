@@ -16,7 +16,7 @@ from rich.table import Table
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
-from rotation.entrypoints.cli.wiring import wire
+from rotation.entrypoints.cli.wiring import settings_option, wire
 
 __all__ = ["plan"]
 
@@ -27,6 +27,7 @@ __all__ = ["plan"]
     "--vault", metavar="URL", help="Vault URL (default: the only one in ROTATION_VAULTS)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@settings_option
 @click.pass_context
 def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool) -> None:
     """Show what rotating certificate NAME would do right now, per APIM target. Writes nothing.

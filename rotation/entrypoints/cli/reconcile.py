@@ -22,7 +22,7 @@ from rich.table import Table
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import AuditRecord, Decision, TargetResult, Trigger
-from rotation.entrypoints.cli.wiring import stderr_stream, wire
+from rotation.entrypoints.cli.wiring import settings_option, stderr_stream, wire
 
 __all__ = ["reconcile"]
 
@@ -55,6 +55,7 @@ class _Sweep:
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per record per line on stdout."
 )
+@settings_option
 @click.pass_context
 def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Run the reconcile sweep now: converge every certificate an APIM entity references in a

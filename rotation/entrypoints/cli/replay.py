@@ -18,7 +18,7 @@ from rich.console import Console
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
-from rotation.entrypoints.cli.wiring import read_env, wire
+from rotation.entrypoints.cli.wiring import read_env, settings_option, wire
 from rotation.entrypoints.replay import MALFORMED, event_stream, run_replay, summary
 
 __all__ = ["replay"]
@@ -47,6 +47,7 @@ __all__ = ["replay"]
     help="How long consecutive events of one certificate may reuse its APIM listing (0: list "
     "afresh for every event, like the Functions trigger).",
 )  # fmt: skip
+@settings_option
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from rotation.domain.errors import RotationError
 from rotation.domain.status import BindingStatus, needs_attention, with_last_decisions
-from rotation.entrypoints.cli.wiring import wide_console, wire
+from rotation.entrypoints.cli.wiring import settings_option, wide_console, wire
 
 __all__ = ["status"]
 
@@ -27,6 +27,7 @@ _TARGET = "rotation.target"
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per binding per line.")
+@settings_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show every APIM binding's certificate: version in use, expiry, and whether it is in sync.

@@ -1,5 +1,7 @@
 """What the commands that run the service share: ``Wiring`` (the service and audit-sink
-factories, passed as click's context object) and ``wire`` (settings, logging, audit, service).
+factories, passed as click's context object), ``wire`` (settings, logging, audit, service) and
+``settings_option`` (``--settings local.settings.json``, whose ``Values`` override the
+environment; ``command_environment`` is what the command then reads).
 
 ``certrotate`` runs with ``Wiring()``, whose factories are the composition root's
 (``rotation.bootstrap``). Tests hand the command their own factories through click's context
@@ -10,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
 
@@ -24,7 +27,61 @@ if TYPE_CHECKING:
     from rotation.ports import AuditSink
     from rotation.service import RotationService
 
-__all__ = ["Wiring", "read_env", "stderr_stream", "wide_console", "wire"]
+__all__ = [
+    "Wiring",
+    "command_environment",
+    "read_env",
+    "settings_option",
+    "stderr_stream",
+    "wide_console",
+    "wire",
+]
+
+_SETTINGS_FILE = "certrotate.settings_file"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _remember_settings_file(
+    ctx: click.Context, _param: click.Parameter, value: Path | None
+) -> None:
+    if value is not None:
+        ctx.meta[_SETTINGS_FILE] = value
+
+
+def settings_option(command: _F) -> _F:
+    """``--settings FILE``: read app settings from a local.settings.json's ``Values`` as well
+    (they override the environment), so the Functions emulator and the CLI share one file."""
+    return click.option(
+        "--settings",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
+        expose_value=False,
+        is_eager=True,
+        callback=_remember_settings_file,
+        help="Read app settings from this local.settings.json's Values (they override the "
+        "environment).",
+    )(command)
+
+
+def command_environment() -> Mapping[str, str]:
+    """The environment, overlaid with the ``Values`` of ``--settings FILE`` when given.
+
+    Raises:
+        click.UsageError: the settings file cannot be used (the message names the file and why).
+    """
+    from rotation.config import read_environment  # noqa: PLC0415
+    from rotation.config.localsettings import read_local_settings  # noqa: PLC0415
+    from rotation.domain.errors import ConfigError  # noqa: PLC0415
+
+    env = dict(read_environment())
+    ctx = click.get_current_context(silent=True)
+    path = ctx.meta.get(_SETTINGS_FILE) if ctx is not None else None
+    if path is not None:
+        try:
+            env |= read_local_settings(path)
+        except ConfigError as exc:
+            raise click.UsageError("; ".join(exc.problems)) from None
+    return env
 
 
 @dataclasses.dataclass
@@ -65,14 +122,12 @@ def wide_console() -> Console:
 
 
 def read_env(name: str) -> str:
-    """The value of environment variable ``name``, read through the one environment reader.
+    """The value of environment variable ``name`` (or of ``--settings FILE``'s ``Values``).
 
     Raises:
         click.UsageError: it is not set or empty.
     """
-    from rotation.config import read_environment  # noqa: PLC0415
-
-    value = read_environment().get(name, "").strip()
+    value = command_environment().get(name, "").strip()
     if not value:
         raise click.UsageError(f"environment variable {name} is not set or empty")
     return value
@@ -81,7 +136,7 @@ def read_env(name: str) -> str:
 def wire(
     ctx: click.Context, *, dry_run: bool, as_json: bool, tap: AuditSink | None = None
 ) -> tuple[Settings, RotationService, AuditSink]:
-    """Settings from the environment, logging to stderr, the audit sink and the service, built
+    """Settings from the environment (and ``--settings FILE``), logging to stderr, the audit sink and the service, built
     with the ``Wiring`` in ``ctx`` (the composition root's factories by default).
 
     ``--dry-run`` forces dry run. ``tap`` also receives every record the service writes (after
@@ -90,7 +145,7 @@ def wire(
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
     from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
-    from rotation.config import Settings, read_environment  # noqa: PLC0415
+    from rotation.config import Settings  # noqa: PLC0415
     from rotation.logconfig import configure_logging  # noqa: PLC0415
 
     wiring = ctx.find_object(Wiring) or Wiring()
@@ -98,7 +153,7 @@ def wire(
     build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
     build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
     try:
-        settings = Settings.from_env(read_environment())
+        settings = Settings.from_env(command_environment())
         if dry_run:
             settings = dataclasses.replace(settings, dry_run=True)
         configure_logging(
