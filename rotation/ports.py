@@ -235,6 +235,13 @@ class Telemetry(Protocol):
         """One canary probe ended in ``verdict`` (``certrotate.canary.probes``)."""
         ...
 
+    def invocation(
+        self, traceparent: str | None, tracestate: str | None = None
+    ) -> AbstractContextManager[None]:
+        """Correlate what is logged inside the block with the invocation's W3C trace context
+        (App Insights: the traces' operation id is the invocation's)."""
+        ...
+
     def flush(self) -> None:
         """Export what is pending (short-lived processes call it before they exit)."""
         ...
@@ -253,6 +260,15 @@ class NullTelemetry:
 
     def canary_probe(self, *, verdict: str) -> None:
         """Record nothing."""
+
+    @contextmanager
+    def invocation(
+        self,
+        traceparent: str | None,  # noqa: ARG002
+        tracestate: str | None = None,  # noqa: ARG002
+    ) -> Iterator[None]:
+        """Correlate nothing."""
+        yield
 
     def flush(self) -> None:
         """Nothing to flush."""

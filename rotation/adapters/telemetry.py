@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rotation.domain.expiry import BindingExpiry
@@ -110,6 +111,28 @@ class OtelTelemetry:
             self._probes.add(1, {"verdict": verdict})
         except Exception:  # noqa: BLE001 - metrics never fail a probe
             _log.debug("metric_failed", exc_info=True)
+
+    @contextmanager
+    def invocation(self, traceparent: str | None, tracestate: str | None = None) -> Iterator[None]:
+        """Make the invocation's W3C trace context (the Functions host's ``traceparent``) the
+        current OpenTelemetry context for the block, so the log records exported inside it
+        carry its trace id (App Insights: ``operation_Id``). Nothing without a traceparent."""
+        if not traceparent:
+            yield
+            return
+        from opentelemetry import context as otel_context  # noqa: PLC0415
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        carrier = {"traceparent": traceparent}
+        if tracestate:
+            carrier["tracestate"] = tracestate
+        token = otel_context.attach(TraceContextTextMapPropagator().extract(carrier))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
     def flush(self) -> None:
         """Export what is pending (bounded by the exporter's timeout); failures are logged."""
