@@ -27,6 +27,21 @@ __all__ = ["audit", "verify_record"]
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time, with ``Z`` or an offset (none: UTC), as an aware
+    UTC datetime."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-03-02, 2026-03-02T08:15:00Z, "
+            "2026-03-02T09:15:00+01:00)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def verify_record(record: dict[str, object]) -> list[str]:
     """Problems with one audit record: missing fields (``AUDIT_FIELDS``), bad enums,
     secret-looking content."""
@@ -101,8 +116,9 @@ def _when(record: dict[str, object]) -> datetime | None:
 @click.option("--file", "files", multiple=True, type=_FILE, help="JSON-lines audit log to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.option("--certificate", metavar="NAME", help="Only records about this certificate.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-              help="Only records at or after this UTC time.")  # fmt: skip
+@click.option("--since", callback=_since, metavar="ISO",
+              help="Only records at or after this time: ISO 8601, e.g. 2026-03-02, "
+              "2026-03-02T08:15:00Z or 2026-03-02T09:15:00+01:00 (no offset: UTC).")  # fmt: skip
 def audit(
     *,
     table: str | None,
@@ -116,7 +132,6 @@ def audit(
 
     The fields are listed in docs/architecture.md ("Audit record").
     """
-    since = since.replace(tzinfo=UTC) if since else None
     table = table or (None if files else command_environment().get("ROTATION_AUDIT_TABLE"))
     if not table and not files:
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")

@@ -1,0 +1,87 @@
+"""CLI rough edges found by trying it as a new user: `audit --since` with `Z` and offsets, the
+demo's audit records found by `--since`, and an unwritable `demo --audit-log`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rotation.adapters.auditlog import JsonLinesAuditSink
+from rotation.domain.model import AuditRecord, Decision, Trigger
+from rotation.entrypoints.cli import cli
+from rotation.testing import FrozenClock
+
+AT = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(name="trail")
+def _trail(tmp_path: Path) -> Path:
+    """Two records, recorded at 08:00Z and 10:00Z."""
+    clock = FrozenClock(AT)
+    path = tmp_path / "audit.jsonl"
+    sink = JsonLinesAuditSink(path, clock=clock)
+    sink.write(AuditRecord(event="rotation.applied", decision=Decision.APPLIED, trigger=Trigger.CLI, version="early"))  # fmt: skip
+    clock.advance(hours=2)
+    sink.write(AuditRecord(event="rotation.applied", decision=Decision.APPLIED, trigger=Trigger.CLI, version="late"))  # fmt: skip
+    return path
+
+
+def _versions(trail: Path, since: str) -> list[str]:
+    result = CliRunner().invoke(cli, ["audit", "--file", str(trail), "--json", "--since", since])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line)["version"] for line in result.stdout.splitlines()]
+
+
+class TestAuditSince:
+    @pytest.mark.parametrize(
+        ("since", "expected"),
+        [
+            ("2026-03-02", ["early", "late"]),
+            ("2026-03-02T09:00:00", ["late"]),  # no offset: UTC
+            ("2026-03-02T09:00:00Z", ["late"]),
+            ("2026-03-02T10:00:00+01:00", ["late"]),  # 09:00Z
+            ("2026-03-02T08:00:00+01:00", ["early", "late"]),  # 07:00Z
+            ("2026-03-02T10:30:00-00:30", []),  # 11:00Z
+            ("2026-03-02T10:00:00.000001Z", []),
+        ],
+    )
+    def test_since_takes_z_offsets_and_dates(self, trail, since, expected):
+        assert _versions(trail, since) == expected
+
+    def test_a_bad_since_is_a_usage_error_saying_what_is_accepted(self, trail):
+        result = CliRunner().invoke(cli, ["audit", "--file", str(trail), "--since", "yesterday"])
+
+        assert result.exit_code == 2
+        assert "'yesterday' is not an ISO 8601 time" in result.output
+
+
+class TestDemo:
+    def test_demo_records_carry_timestamps_so_since_finds_them(self, tmp_path):
+        """Every demo record has recorded_at; --since before the run finds them all, after none."""
+        log = tmp_path / "demo.jsonl"
+        before = datetime.now(UTC) - timedelta(seconds=1)
+
+        result = CliRunner().invoke(cli, ["demo", "--audit-log", str(log)])
+
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert records
+        assert all(r["recorded_at"] for r in records)
+        found = _versions(log, before.isoformat())
+        assert len(found) == len(records)
+        assert _versions(log, (datetime.now(UTC) + timedelta(hours=1)).isoformat()) == []
+
+    def test_an_unwritable_audit_log_exits_2_with_one_line(self, tmp_path):
+        path = tmp_path / "missing-dir" / "audit.jsonl"
+
+        result = CliRunner().invoke(cli, ["demo", "--audit-log", str(path)])
+
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"cannot write the audit log {path}: No such file or directory"
+        ]
