@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from rotation.domain.actions import RotationPlan
 from rotation.domain.decisions import expiry_alert, ignore_reason
-from rotation.domain.errors import BackendUpdateError, RotationError
+from rotation.domain.errors import BackendUpdateError, CertificateNotFoundError, RotationError
 from rotation.domain.expiry import AlertMemo, binding_expirations
 from rotation.domain.model import (
     ApimBackend,
@@ -199,6 +199,7 @@ class RotationService:
         """What a rotation of ``certificate_name`` would do now: reads only, nothing recorded.
 
         Raises:
+            CertificateNotFoundError: the certificate does not exist in the vault.
             RotationError: a Key Vault or APIM read failed.
         """
         vault = self._vaults.get(vault_key(vault_url))
@@ -208,9 +209,12 @@ class RotationService:
                 candidate=None, previous_version=None, actions=(),
                 message=f"vault {vault_url} is not in ROTATION_VAULTS",
             )  # fmt: skip
-        out = Rollout(self._context, vault, certificate_name).run(write=False)
+        rollout = Rollout(self._context, vault, certificate_name)
+        out = rollout.run(write=False)
         if out.error is not None:
             raise out.error
+        if out.candidate is None and not rollout.versions():  # unbound: does it exist at all?
+            raise CertificateNotFoundError(f"certificate {certificate_name} not found in {vault}")
         return RotationPlan(
             vault=vault, certificate=certificate_name, decision=out.decision, candidate=out.candidate,
             previous_version=out.previous_version, actions=out.actions, findings=tuple(out.findings),

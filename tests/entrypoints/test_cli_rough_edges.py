@@ -85,3 +85,29 @@ class TestDemo:
         assert result.stderr.splitlines() == [
             f"cannot write the audit log {path}: No such file or directory"
         ]
+
+
+class TestMistypedApimService:
+    @pytest.mark.parametrize("command", [["plan", "--certificate", "partner-mtls"], ["status"]])
+    def test_is_reported_as_a_setting_not_a_missing_certificate(self, devstack, command):
+        """A service id that ARM does not know: exit 2, naming ROTATION_APIM_SERVICES."""
+        env = devstack.env()
+        first = env["ROTATION_APIM_SERVICES"].split(",")[0]
+        env["ROTATION_APIM_SERVICES"] = first + "x"
+        env["ROTATION_TRUST_ANCHORS"] = str(_anchors(devstack))
+
+        result = CliRunner(env=env).invoke(cli, command)
+
+        assert result.exit_code == 2, result.output
+        assert f"ROTATION_APIM_SERVICES: APIM service {first}x not found" in result.stderr
+        assert "CertificateNotFound" not in result.output
+
+
+def _anchors(devstack) -> Path:
+    """Any valid trust-anchor bundle (the settings need one; nothing is validated here)."""
+    from devstack.pki import mint_chain  # noqa: PLC0415
+
+    root = mint_chain(depth=2, kind="ec", size=256)[-1]
+    path = devstack.state_dir / "anchors.pem"
+    path.write_bytes(root.pem)
+    return path

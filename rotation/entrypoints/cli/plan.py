@@ -14,11 +14,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rotation.domain.errors import RotationError
+from rotation.domain.errors import CertificateNotFoundError, ConfigError, RotationError
 from rotation.domain.model import Decision
 from rotation.entrypoints.cli.wiring import settings_option, wire
 
 __all__ = ["plan"]
+
+_WOULD = {  # what the plan says, conditionally: nothing has happened
+    Decision.APPLIED: "a rotation would apply it (decision applied)",
+    Decision.ALREADY_CURRENT: "every binding already presents it (decision already_current)",
+    Decision.SUPERSEDED: "the bindings use a newer version (decision superseded)",
+    Decision.REJECTED: "a rotation would reject it (decision rejected)",
+    Decision.DEFERRED: "a rotation would defer it (decision deferred)",
+    Decision.IGNORED: "a rotation would do nothing (decision ignored)",
+    Decision.FAILED: "a rotation would fail (decision failed)",
+}
 
 
 @click.command()
@@ -43,6 +53,12 @@ def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool)
         vault = settings.vaults[0]
     try:
         body = service.plan(vault.rstrip("/"), certificate).as_dict()
+    except ConfigError as exc:  # e.g. a mistyped APIM service id: fix the settings
+        click.echo(f"cannot plan {certificate}: {'; '.join(exc.problems)}", err=True)
+        ctx.exit(2)
+    except CertificateNotFoundError as exc:
+        click.echo(f"cannot plan {certificate}: {exc}", err=True)
+        ctx.exit(1)
     except RotationError as exc:
         click.echo(f"cannot plan {certificate}: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)
@@ -57,11 +73,11 @@ def _print_plan(body: dict[str, Any]) -> None:
     """The plan as a header line and one table row per target, grouped by APIM service."""
     console = Console(highlight=False)
     head = f"{body['certificate']} in {body['vault']}: candidate {body.get('version') or '-'}"
-    console.print(f"{head}, decision {body['decision']}", markup=False)
+    console.print(f"{head}: {_WOULD[body['decision']]}", markup=False)
     for text in (body.get("message"), ", ".join(body.get("findings", []))):
         if text:
             console.print(f"  {text}", markup=False)
-    table = Table("service / target", "from", "to", "action", title="planned changes")
+    table = Table("service / target", "from", "to", "would", title="what a rotation would do")
     service = None
     for t in sorted(body.get("targets", []), key=lambda t: t["service"]):
         if t["service"] != service:

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rotation.domain.errors import RotationError
+from rotation.domain.errors import ConfigError, RotationError
 from rotation.domain.status import BindingStatus, needs_attention, with_last_decisions
 from rotation.entrypoints.cli.wiring import settings_option, wide_console, wire
 
@@ -39,7 +39,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     Exit status: 0 when every binding is in sync and none expires within ROTATION_ALERT_DAYS
     days; 1 when a binding is out of sync or expiring, or the status could not be read; 2 on a
-    usage or configuration error.
+    usage or configuration error (a mistyped APIM service id included).
     """
     settings, service, _ = wire(ctx, dry_run=True, as_json=as_json)
     try:
@@ -48,6 +48,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             rows = with_last_decisions(
                 rows, _last_decisions(settings.audit_connection, settings.audit_table, rows)
             )
+    except ConfigError as exc:  # e.g. a mistyped APIM service id: fix the settings
+        click.echo(f"cannot read the status: {'; '.join(exc.problems)}", err=True)
+        ctx.exit(2)
     except RotationError as exc:
         click.echo(f"cannot read the status: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(1)
