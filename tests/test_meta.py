@@ -82,3 +82,12 @@ class TestArchitecture:
         }
 
         assert importers - allowed == set()
+
+
+class TestBuildMetadata:
+    def test_license_is_an_spdx_string_so_setuptools_does_not_warn(self):
+        """A TOML-table license makes every install print setuptools' deprecation warning."""
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+        assert pyproject["project"]["license"] == "MIT"
+        assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
