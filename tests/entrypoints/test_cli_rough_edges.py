@@ -4,6 +4,7 @@ demo's audit records found by `--since`, and an unwritable `demo --audit-log`.""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -111,3 +112,72 @@ def _anchors(devstack) -> Path:
     path = devstack.state_dir / "anchors.pem"
     path.write_bytes(root.pem)
     return path
+
+
+@pytest.fixture(name="scene")
+def _scene(devstack):
+    from devstack.seed import seed_scene  # noqa: PLC0415
+
+    return seed_scene(devstack, now=datetime.now(UTC))
+
+
+def _replay(devstack, *args: str):
+    env = {k: None for k in os.environ if k.startswith("ROTATION_")} | devstack.env()
+    return CliRunner(env=env).invoke(cli, ["replay", *args])
+
+
+def _audit_lines(text: str) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in text.splitlines()
+        if line.startswith("{") and json.loads(line).get("audit") is True
+    ]
+
+
+class TestReplayOutput:
+    def test_human_mode_shows_the_summary_and_no_audit_lines(self, devstack, scene):
+        """Default: the summary table on stdout, one line per rejection on stderr, no JSON."""
+        events = devstack.state_dir / "events"
+        devstack.state.kv.get("partner-mtls", scene.versions["v3"]).enabled = True
+
+        result = _replay(devstack, str(events / "v3-untrusted.json"))
+
+        assert result.exit_code == 0, result.output
+        assert "replay summary" in result.stdout
+        assert "rejected" in result.stdout
+        assert _audit_lines(result.stderr) == []
+        assert [line for line in result.stderr.splitlines() if line.startswith("rejected at")]
+
+    def test_verbose_prints_every_audit_record_on_stderr(self, devstack, scene):
+        result = _replay(devstack, "--verbose", str(devstack.state_dir / "events" / "v2-new-version.json"))  # fmt: skip
+
+        assert result.exit_code == 0, result.output
+        records = _audit_lines(result.stderr)
+        assert [r["event"] for r in records if r["event"] != "rotation.target"] == [
+            "rotation.applied"
+        ]
+
+    def test_audit_log_keeps_the_records_in_a_file(self, devstack, scene, tmp_path):
+        log = tmp_path / "replay-audit.jsonl"
+
+        result = _replay(
+            devstack, "--audit-log", str(log), str(devstack.state_dir / "events" / "v2-new-version.json")
+        )  # fmt: skip
+
+        assert result.exit_code == 0, result.output
+        assert _audit_lines(result.stderr) == []
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [r["event"] for r in records].count("rotation.applied") == 1
+        assert all(r["recorded_at"] for r in records)
+
+    def test_an_unwritable_audit_log_exits_2_with_one_line(self, devstack, tmp_path):
+        path = tmp_path / "missing" / "a.jsonl"
+        events = tmp_path / "events.json"
+        events.write_text("[]")
+
+        result = _replay(devstack, "--audit-log", str(path), str(events))
+
+        assert result.exit_code == 2
+        assert result.stderr.splitlines() == [
+            f"cannot write the audit log {path}: No such file or directory"
+        ]

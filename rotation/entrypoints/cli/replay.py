@@ -4,8 +4,8 @@ Events go through the same rotation path the Functions trigger uses, one event i
 time (only the decision counts are kept; the loop lives in ``rotation.entrypoints.replay``),
 through ``RotationService.batch``: consecutive events of one certificate share its APIM listing
 while nothing changed it. Exit codes: 0 success, 1 a problem found, 2 usage or configuration
-error. Diagnostics and audit lines go to stderr, so ``--json`` output on stdout stays
-machine-readable.
+error. Diagnostics go to stderr, so ``--json`` output on stdout stays machine-readable; the
+audit JSON lines join them only with ``--verbose`` (``--audit-log FILE`` keeps them in a file).
 """
 
 from __future__ import annotations
@@ -47,12 +47,19 @@ __all__ = ["replay"]
     help="How long consecutive events of one certificate may reuse its APIM listing (0: list "
     "afresh for every event, like the Functions trigger).",
 )  # fmt: skip
+@click.option(
+    "--audit-log", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="Also append every audit record to FILE (JSON Lines).",
+)  # fmt: skip
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Also print every audit record on stderr (JSON lines)."
+)
 @settings_option
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
     deadletter_container: str | None, connection_string_env: str | None, prefix: str,
-    listing_max_age: float,
+    listing_max_age: float, audit_log: Path | None, verbose: bool,
 ) -> None:  # fmt: skip
     """Replay Key Vault events from FILES and/or an Event Grid dead-letter container.
 
@@ -62,7 +69,9 @@ def replay(
     for up to --listing-max-age seconds while no run changed APIM; writes stay
     compare-and-swaps). A malformed event
     is reported on stderr (file, index, field) and audited, and the replay goes on; so does an
-    event whose handling fails.
+    event whose handling fails. Failed and rejected events get one line on stderr; the audit
+    records themselves go to the configured sinks (the durable table), to --audit-log FILE, and
+    on stderr as JSON lines only with --verbose.
 
     Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
     failed OR any input was malformed; 2 on a usage or configuration error.
@@ -74,7 +83,19 @@ def replay(
         if not connection_string_env:
             raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
         connection = read_env(connection_string_env)
-    settings, service, audit = wire(ctx, dry_run=dry_run, as_json=as_json)
+    tap = None
+    if audit_log is not None:
+        from rotation.adapters.auditlog import JsonLinesAuditSink  # noqa: PLC0415
+
+        try:  # find out now, in one line, that it cannot be written
+            audit_log.touch()
+        except OSError as exc:
+            click.echo(f"cannot write the audit log {audit_log}: {exc.strerror or exc}", err=True)
+            ctx.exit(2)
+        tap = JsonLinesAuditSink(audit_log)
+    settings, service, audit = wire(
+        ctx, dry_run=dry_run, as_json=as_json, tap=tap, audit_lines=verbose
+    )
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
         handler = service.batch(max_age_seconds=listing_max_age)

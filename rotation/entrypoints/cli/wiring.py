@@ -134,7 +134,12 @@ def read_env(name: str) -> str:
 
 
 def wire(
-    ctx: click.Context, *, dry_run: bool, as_json: bool, tap: AuditSink | None = None
+    ctx: click.Context,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    tap: AuditSink | None = None,
+    audit_lines: bool = True,
 ) -> tuple[Settings, RotationService, AuditSink]:
     """Settings from the environment (and ``--settings FILE``), logging to stderr, the audit sink and the service, built
     with the ``Wiring`` in ``ctx`` (the composition root's factories by default).
@@ -142,6 +147,7 @@ def wire(
     ``--dry-run`` forces dry run. ``tap`` also receives every record the service writes (after
     the configured sinks, and even when one of them fails). Any configuration problem is a usage
     error (exit 2). Pending metrics are flushed when the command ends (``flush_telemetry``).
+    ``audit_lines=False`` keeps the audit JSON lines off stderr (the sinks still get every record).
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
     from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
@@ -157,8 +163,9 @@ def wire(
         if dry_run:
             settings = dataclasses.replace(settings, dry_run=True)
         configure_logging(
-            json=True if as_json else None, level=settings.log_level, stream=stderr_stream()
-        )
+            json=True if as_json else None, level=settings.log_level, stream=stderr_stream(),
+            audit_lines=audit_lines,
+        )  # fmt: skip
         audit = build_sink(settings)
         if tap is not None:
             audit = CompositeAuditSink(audit, tap)
