@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rotation.domain.errors import InvalidEventError
+from rotation.domain.errors import AuthorizationError, ConfigError, InvalidEventError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 
 if TYPE_CHECKING:
@@ -83,13 +83,20 @@ def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dic
 
 
 def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
-    """Handle one event. Any error fails this event only (the service has audited it)."""
+    """Handle one event. Any error fails this event only (the service has audited it), except
+    a missing or refused credential and invalid settings, which stop the replay.
+
+    Raises:
+        AuthorizationError | ConfigError: as above.
+    """
     from rotation.adapters.audit import bind_correlation  # noqa: PLC0415
     from rotation.logconfig import redact  # noqa: PLC0415
 
     bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
     try:
         body = service.handle(event, trigger=Trigger.CLI).as_dict()
+    except (AuthorizationError, ConfigError):
+        raise  # every later event would fail alike: stop (the service audited this one)
     except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
         error = str(redact(f"{type(exc).__name__}: {exc}"))
         body = {"decision": str(Decision.FAILED), "error": error}

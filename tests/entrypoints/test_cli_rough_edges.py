@@ -181,3 +181,34 @@ class TestReplayOutput:
         assert result.stderr.splitlines() == [
             f"cannot write the audit log {path}: No such file or directory"
         ]
+
+
+class TestMissingCredential:
+    @pytest.mark.parametrize(
+        "command",
+        [["plan", "--certificate", "partner-mtls"], ["status"], ["replay", "EVENT"]],
+    )
+    def test_is_one_line_and_exit_2_with_the_sdk_report_only_when_verbose(
+        self, devstack, scene, tmp_path, command
+    ):
+        """No devstack token, no AZURE_* variables, no az on PATH: DefaultAzureCredential finds
+        nothing. One line naming what was tried and what to do; its report with --verbose."""
+        event = str(devstack.state_dir / "events" / "v2-new-version.json")
+        args = [event if a == "EVENT" else a for a in command]
+        env = {
+            k: None
+            for k in os.environ
+            if k.startswith(("ROTATION_", "AZURE_", "IDENTITY_", "MSI_"))
+        }
+        env |= devstack.env() | {"ROTATION_DEVSTACK_TOKEN": None, "PATH": str(tmp_path)}
+
+        quiet = CliRunner(env=env).invoke(cli, args)
+        verbose = CliRunner(env=env).invoke(cli, [*args, "--verbose"])
+
+        assert quiet.exit_code == 2, quiet.output
+        assert len(quiet.stderr.splitlines()) == 1
+        assert "AuthorizationError" in quiet.stderr
+        assert "run `az login`, or set AZURE_CLIENT_ID" in quiet.stderr
+        assert "Attempted credentials" not in quiet.output
+        assert verbose.exit_code == 2
+        assert "Attempted credentials" in verbose.stderr

@@ -16,7 +16,12 @@ from rich.table import Table
 
 from rotation.domain.errors import CertificateNotFoundError, ConfigError, RotationError
 from rotation.domain.model import Decision
-from rotation.entrypoints.cli.wiring import settings_option, wire
+from rotation.entrypoints.cli.wiring import (
+    failure_exit_code,
+    settings_option,
+    verbose_option,
+    wire,
+)
 
 __all__ = ["plan"]
 
@@ -37,16 +42,19 @@ _WOULD = {  # what the plan says, conditionally: nothing has happened
     "--vault", metavar="URL", help="Vault URL (default: the only one in ROTATION_VAULTS)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@verbose_option
 @settings_option
 @click.pass_context
-def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool) -> None:
+def plan(
+    ctx: click.Context, certificate: str, vault: str | None, as_json: bool, verbose: bool
+) -> None:
     """Show what rotating certificate NAME would do right now, per APIM target. Writes nothing.
 
     Exit status: 0 when the plan was made; 1 when the candidate would be rejected or the plan
     could not be made (Key Vault or APIM unreachable, certificate not found); 2 on a usage or
-    configuration error.
+    configuration error (a mistyped APIM service id, a missing or refused Azure credential).
     """
-    settings, service, _ = wire(ctx, dry_run=True, as_json=as_json)
+    settings, service, _ = wire(ctx, dry_run=True, as_json=as_json, verbose=verbose)
     if vault is None:
         if len(settings.vaults) != 1:
             raise click.UsageError("several vaults are configured: choose one with --vault URL")
@@ -59,9 +67,9 @@ def plan(ctx: click.Context, certificate: str, vault: str | None, as_json: bool)
     except CertificateNotFoundError as exc:
         click.echo(f"cannot plan {certificate}: {exc}", err=True)
         ctx.exit(1)
-    except RotationError as exc:
+    except RotationError as exc:  # a refused or missing credential: exit 2
         click.echo(f"cannot plan {certificate}: {type(exc).__name__}: {exc}", err=True)
-        ctx.exit(1)
+        ctx.exit(failure_exit_code(exc))
     if as_json:
         click.echo(json.dumps(body, separators=(",", ":")))
     else:

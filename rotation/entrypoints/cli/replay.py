@@ -18,7 +18,13 @@ from rich.console import Console
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
-from rotation.entrypoints.cli.wiring import read_env, settings_option, wire
+from rotation.entrypoints.cli.wiring import (
+    failure_exit_code,
+    read_env,
+    settings_option,
+    verbose_option,
+    wire,
+)
 from rotation.entrypoints.replay import MALFORMED, event_stream, run_replay, summary
 
 __all__ = ["replay"]
@@ -51,9 +57,7 @@ __all__ = ["replay"]
     "--audit-log", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
     help="Also append every audit record to FILE (JSON Lines).",
 )  # fmt: skip
-@click.option(
-    "--verbose", "-v", is_flag=True, help="Also print every audit record on stderr (JSON lines)."
-)
+@verbose_option
 @settings_option
 @click.pass_context
 def replay(
@@ -74,7 +78,8 @@ def replay(
     on stderr as JSON lines only with --verbose.
 
     Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
-    failed OR any input was malformed; 2 on a usage or configuration error.
+    failed OR any input was malformed; 2 on a usage or configuration error, including a missing
+    or refused Azure credential (the replay stops at the first such event).
     """
     if not files and not deadletter_container:
         raise click.UsageError("give at least one FILE or --deadletter-container NAME")
@@ -94,14 +99,14 @@ def replay(
             ctx.exit(2)
         tap = JsonLinesAuditSink(audit_log)
     settings, service, audit = wire(
-        ctx, dry_run=dry_run, as_json=as_json, tap=tap, audit_lines=verbose
+        ctx, dry_run=dry_run, as_json=as_json, tap=tap, audit_lines=verbose, verbose=verbose
     )
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
         handler = service.batch(max_age_seconds=listing_max_age)
         counts = run_replay(handler, audit, items, as_json=as_json)
-    except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
+    except (RotationError, OSError) as exc:  # an input failed, or a credential / the settings
         click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
-        ctx.exit(1)
+        ctx.exit(failure_exit_code(exc))
     Console(file=sys.stderr if as_json else None).print(summary(counts))
     ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)

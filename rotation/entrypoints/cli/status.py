@@ -18,7 +18,13 @@ from rich.table import Table
 
 from rotation.domain.errors import ConfigError, RotationError
 from rotation.domain.status import BindingStatus, needs_attention, with_last_decisions
-from rotation.entrypoints.cli.wiring import settings_option, wide_console, wire
+from rotation.entrypoints.cli.wiring import (
+    failure_exit_code,
+    settings_option,
+    verbose_option,
+    wide_console,
+    wire,
+)
 
 __all__ = ["status"]
 
@@ -27,9 +33,10 @@ _TARGET = "rotation.target"
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per binding per line.")
+@verbose_option
 @settings_option
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, verbose: bool) -> None:
     """Show every APIM binding's certificate: version in use, expiry, and whether it is in sync.
 
     One row per APIM certificate entity that names a certificate in a configured vault: service,
@@ -39,9 +46,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     Exit status: 0 when every binding is in sync and none expires within ROTATION_ALERT_DAYS
     days; 1 when a binding is out of sync or expiring, or the status could not be read; 2 on a
-    usage or configuration error (a mistyped APIM service id included).
+    usage or configuration error (a mistyped APIM service id, a missing or refused credential).
     """
-    settings, service, _ = wire(ctx, dry_run=True, as_json=as_json)
+    settings, service, _ = wire(ctx, dry_run=True, as_json=as_json, verbose=verbose)
     try:
         rows = service.status(alert_days=settings.alert_days)
         if settings.audit_table and settings.audit_connection:
@@ -51,9 +58,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     except ConfigError as exc:  # e.g. a mistyped APIM service id: fix the settings
         click.echo(f"cannot read the status: {'; '.join(exc.problems)}", err=True)
         ctx.exit(2)
-    except RotationError as exc:
+    except RotationError as exc:  # a refused or missing credential: exit 2
         click.echo(f"cannot read the status: {type(exc).__name__}: {exc}", err=True)
-        ctx.exit(1)
+        ctx.exit(failure_exit_code(exc))
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.as_dict(), separators=(",", ":")))

@@ -11,6 +11,7 @@ object (``CliRunner().invoke(cli, args, obj=Wiring(...))``) instead of patching 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,14 +31,17 @@ if TYPE_CHECKING:
 __all__ = [
     "Wiring",
     "command_environment",
+    "failure_exit_code",
     "read_env",
     "settings_option",
     "stderr_stream",
+    "verbose_option",
     "wide_console",
     "wire",
 ]
 
 _SETTINGS_FILE = "certrotate.settings_file"
+_VERBOSE_MARK = "_certrotate_verbose"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -61,6 +65,49 @@ def settings_option(command: _F) -> _F:
         help="Read app settings from this local.settings.json's Values (they override the "
         "environment).",
     )(command)
+
+
+def verbose_option(command: _F) -> _F:
+    """``--verbose/-v``: also show the Azure SDK's credential diagnostics (and, for replay, every
+    audit record) on stderr."""
+    return click.option(
+        "--verbose", "-v", is_flag=True,
+        help="Also print diagnostics on stderr: the Azure SDK's credential report, and (replay) "
+        "every audit record as a JSON line.",
+    )(command)  # fmt: skip
+
+
+def failure_exit_code(exc: BaseException) -> int:
+    """2 for what the operator must fix in the configuration (settings, a missing or refused
+    credential), else 1."""
+    from rotation.domain.errors import (  # noqa: PLC0415
+        AuthorizationError,
+        BackendUpdateError,
+        ConfigError,
+    )
+
+    if isinstance(exc, AuthorizationError | ConfigError):
+        return 2
+    if isinstance(exc, BackendUpdateError):  # a sweep: every part failed for that reason
+        parts = [r for r in exc.results if isinstance(r, BaseException)]
+        if parts and all(failure_exit_code(r) == 2 for r in parts):  # noqa: PLR2004
+            return 2
+    return 1
+
+
+def _credential_diagnostics(*, verbose: bool) -> None:
+    """The Azure identity library's report (which credentials it tried, and why each failed) on
+    stderr with ``--verbose``, else nothing: the command's own one line says what to do."""
+    identity = logging.getLogger("azure.identity")
+    for old in [h for h in identity.handlers if getattr(h, _VERBOSE_MARK, False)]:
+        identity.removeHandler(old)
+    if not verbose:
+        identity.setLevel(logging.ERROR)
+        return
+    handler = logging.StreamHandler(stderr_stream())
+    setattr(handler, _VERBOSE_MARK, True)
+    identity.addHandler(handler)
+    identity.setLevel(logging.WARNING)
 
 
 def command_environment() -> Mapping[str, str]:
@@ -140,6 +187,7 @@ def wire(
     as_json: bool,
     tap: AuditSink | None = None,
     audit_lines: bool = True,
+    verbose: bool = False,
 ) -> tuple[Settings, RotationService, AuditSink]:
     """Settings from the environment (and ``--settings FILE``), logging to stderr, the audit sink and the service, built
     with the ``Wiring`` in ``ctx`` (the composition root's factories by default).
@@ -148,6 +196,8 @@ def wire(
     the configured sinks, and even when one of them fails). Any configuration problem is a usage
     error (exit 2). Pending metrics are flushed when the command ends (``flush_telemetry``).
     ``audit_lines=False`` keeps the audit JSON lines off stderr (the sinks still get every record).
+    Without ``verbose`` the Azure SDK's credential diagnostics (``DefaultAzureCredential``'s
+    multi-line report) stay off stderr: the command reports a failed credential in one line.
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
     from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
@@ -156,6 +206,7 @@ def wire(
 
     wiring = ctx.find_object(Wiring) or Wiring()
     ctx.call_on_close(bootstrap.flush_telemetry)
+    _credential_diagnostics(verbose=verbose)
     build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
     build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
     try:
