@@ -32,7 +32,10 @@ def demo(ctx: click.Context, audit_log: Path, strategy: str) -> None:
     if any step's decision or APIM state is not the expected one (it doubles as a smoke test);
     2 if the audit log cannot be written.
     """
+    from rotation import bootstrap  # noqa: PLC0415
     from rotation.entrypoints.demo import run_demo  # noqa: PLC0415 - the devstack only when asked
+
+    ctx.call_on_close(bootstrap.flush_telemetry)  # metrics, when an exporter is configured
 
     try:  # the log is overwritten anyway: find out now that it cannot be, in one line
         audit_log.write_text("", encoding="utf-8")
