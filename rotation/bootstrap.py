@@ -22,6 +22,10 @@ Wiring (``build_service``):
   of ``ROTATION_CANARY_SERVER_CA``) unless ``ROTATION_CANARY=off``;
 - history (``follow``'s last validated version): the durable table when configured, else the
   audit sink itself when it can be read back (a JSON Lines file, memory), else none;
+- telemetry: ``get_telemetry()``, built once per process from the environment alone (not the
+  settings, so even a configuration error is counted): ``OtelTelemetry`` over the Azure Monitor
+  distro or an OTLP exporter when configured, else ``NullTelemetry``
+  (``rotation.adapters.telemetry.configure_telemetry``; docs/operations.md);
 - ``RotationService`` with every knob mapped from the settings, ``SystemClock``
   (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
   ``rotation.logconfig.bind_correlation``.
@@ -47,6 +51,7 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
         Clock,
         EventHandler,
         RotationLock,
+        Telemetry,
         ValidationHistory,
         Validator,
     )
@@ -59,7 +64,9 @@ __all__ = [
     "build_lock",
     "build_service",
     "build_validator",
+    "flush_telemetry",
     "get_handler",
+    "get_telemetry",
 ]
 
 
@@ -87,6 +94,7 @@ def build_service(
     lock: RotationLock | None = None,
     canary: BackendCanary | None = None,
     history: ValidationHistory | None = None,
+    telemetry: Telemetry | None = None,
 ) -> RotationService:
     """A ``RotationService`` for ``settings``; any collaborator given is used as is
     (``lock=NullLock()`` turns the lock off whatever the settings say).
@@ -121,6 +129,7 @@ def build_service(
         pin_identity=settings.pin_identity,
         correlation=_bound_correlation_id,
         lock=lock or build_lock(settings),
+        telemetry=telemetry or get_telemetry(),
         canary=canary or build_canary(settings),
         canary_mode=settings.canary,
         history=history,
@@ -155,6 +164,23 @@ def build_history(settings: Settings) -> ValidationHistory | None:
     return TableValidationHistory.from_connection_string(
         settings.audit_connection, settings.audit_table
     )
+
+
+@functools.cache
+def get_telemetry() -> Telemetry:
+    """The process's ``Telemetry`` (built once, on first use, from the environment: importing
+    ``function_app`` sets nothing up)."""
+    from rotation.adapters.telemetry import configure_telemetry  # noqa: PLC0415
+    from rotation.config import read_environment  # noqa: PLC0415
+
+    return configure_telemetry(read_environment())
+
+
+def flush_telemetry() -> None:
+    """Export pending metrics before a short-lived process exits (nothing when telemetry was
+    never set up)."""
+    if get_telemetry.cache_info().currsize:
+        get_telemetry().flush()
 
 
 def build_validator(settings: Settings) -> Validator:

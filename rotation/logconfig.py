@@ -134,13 +134,24 @@ def quiet_library_logs() -> None:
     quiet.propagate = False
 
 
+def _not_audit(record: logging.LogRecord) -> bool:
+    """A handler filter letting everything through but audit records (``audit=True``)."""
+    return not (isinstance(record.msg, dict) and record.msg.get("audit") is True)
+
+
 def configure_logging(
-    *, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None
+    *,
+    json: bool | None = None,
+    level: str = "INFO",
+    stream: TextIO | None = None,
+    audit_lines: bool = True,
 ) -> None:
     """Configure structlog and the ``rotation`` stdlib logger. Safe to call on every invocation.
 
     ``json=None`` picks JSON unless ``stream`` (default ``sys.stdout``) is a TTY. Calling it again
-    replaces certrotate's handler instead of adding a second one.
+    replaces certrotate's handler instead of adding a second one. ``audit_lines=False`` keeps
+    audit records off ``stream`` (a CLI that reports them itself); other handlers on the
+    ``rotation`` logger (App Insights) still get them.
 
     Raises:
         ValueError: ``level`` is not a logging level name.
@@ -166,6 +177,8 @@ def configure_logging(
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    if not audit_lines:
+        handler.addFilter(_not_audit)
     setattr(handler, _HANDLER_MARK, True)
     logger = logging.getLogger(_LOGGER_NAME)
     for old in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from rotation.domain.canary import CanaryTarget, CanaryVerdict
+from rotation.domain.expiry import BindingExpiry
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -32,7 +33,9 @@ __all__ = [
     "Clock",
     "EventHandler",
     "NullLock",
+    "NullTelemetry",
     "RotationLock",
+    "Telemetry",
     "ValidationHistory",
     "Validator",
 ]
@@ -246,3 +249,64 @@ class NullLock:
     def hold(self, vault_url: str, certificate: str) -> Iterator[None]:  # noqa: ARG002
         """Hold nothing."""
         yield
+
+
+@runtime_checkable
+class Telemetry(Protocol):
+    """Metrics (docs/operations.md, "Metrics"): what the service and the canary report.
+
+    Implementations never raise into the rotation path: a metrics backend that fails loses
+    data points, never a rotation.
+    """
+
+    def rotation(
+        self, *, decision: str, strategy: str, trigger: str, duration_seconds: float
+    ) -> None:
+        """One run ended in ``decision`` (``certrotate.rotations``, ``certrotate.rotation.duration``)."""
+        ...
+
+    def expirations(self, bindings: Iterable[BindingExpiry]) -> None:
+        """What these bindings present now (``certrotate.certificate.expiration``)."""
+        ...
+
+    def canary_probe(self, *, verdict: str) -> None:
+        """One canary probe ended in ``verdict`` (``certrotate.canary.probes``)."""
+        ...
+
+    def invocation(
+        self, traceparent: str | None, tracestate: str | None = None
+    ) -> AbstractContextManager[None]:
+        """Correlate what is logged inside the block with the invocation's W3C trace context
+        (App Insights: the traces' operation id is the invocation's)."""
+        ...
+
+    def flush(self) -> None:
+        """Export what is pending (short-lived processes call it before they exit)."""
+        ...
+
+
+class NullTelemetry:
+    """A ``Telemetry`` that records nothing (no exporter configured: no cost)."""
+
+    def rotation(
+        self, *, decision: str, strategy: str, trigger: str, duration_seconds: float
+    ) -> None:
+        """Record nothing."""
+
+    def expirations(self, bindings: Iterable[BindingExpiry]) -> None:
+        """Record nothing."""
+
+    def canary_probe(self, *, verdict: str) -> None:
+        """Record nothing."""
+
+    @contextmanager
+    def invocation(
+        self,
+        traceparent: str | None,  # noqa: ARG002
+        tracestate: str | None = None,  # noqa: ARG002
+    ) -> Iterator[None]:
+        """Correlate nothing."""
+        yield
+
+    def flush(self) -> None:
+        """Nothing to flush."""

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rotation.domain.actions import RotationPlan
 from rotation.domain.canary import CanaryMode
 from rotation.domain.decisions import expiry_alert, ignore_reason
-from rotation.domain.errors import BackendUpdateError, RotationError
+from rotation.domain.errors import BackendUpdateError, CertificateNotFoundError, RotationError
+from rotation.domain.expiry import AlertMemo, binding_expirations
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -43,12 +44,18 @@ from rotation.ports import (
     CertificateSource,
     Clock,
     NullLock,
+    NullTelemetry,
     RotationLock,
+    Telemetry,
     ValidationHistory,
     Validator,
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
 from rotation.rollout.record import error_text, outcome_records
+from rotation.rollout.status import survey
+
+if TYPE_CHECKING:
+    from rotation.domain.status import BindingStatus
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService", "UnexpectedError"]
 
@@ -78,12 +85,15 @@ class RotationService:
         canary: BackendCanary | None = None,
         canary_mode: CanaryMode = CanaryMode.OFF,
         history: ValidationHistory | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
         bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
         the runs that write one certificate (None: no lock, ETags alone). ``canary`` probes the
         backends before a write under ``canary_mode`` (None or ``off``: never). ``history`` is
         the durable trail ``follow`` asks for the last validated version (None: unknown).
+        ``telemetry`` gets every run's decision and duration and what each binding presents
+        after it.
 
         Raises:
             ValueError: a knob is out of range (bootstrap passes validated settings).
@@ -98,6 +108,8 @@ class RotationService:
         self._strategy = strategy
         self._lock: RotationLock = lock or NullLock()
         self._near_expiry = timedelta(days=near_expiry_days)
+        self._telemetry: Telemetry = telemetry or NullTelemetry()
+        self._alerted = AlertMemo()  # near-expiry alerts: once per certificate per UTC day
         self._context = RolloutContext(
             source=source, gateway=gateway, validator=validator, clock=clock,
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
@@ -210,6 +222,7 @@ class RotationService:
         """What a rotation of ``certificate_name`` would do now: reads only, nothing recorded.
 
         Raises:
+            CertificateNotFoundError: the certificate does not exist in the vault.
             RotationError: a Key Vault or APIM read failed.
         """
         vault = self._vaults.get(vault_key(vault_url))
@@ -219,14 +232,26 @@ class RotationService:
                 candidate=None, previous_version=None, actions=(),
                 message=f"vault {vault_url} is not in ROTATION_VAULTS",
             )  # fmt: skip
-        out = Rollout(self._context, vault, certificate_name).run(write=False)
+        rollout = Rollout(self._context, vault, certificate_name)
+        out = rollout.run(write=False)
         if out.error is not None:
             raise out.error
+        if out.candidate is None and not rollout.versions():  # unbound: does it exist at all?
+            raise CertificateNotFoundError(f"certificate {certificate_name} not found in {vault}")
         return RotationPlan(
             vault=vault, certificate=certificate_name, decision=out.decision, candidate=out.candidate,
             previous_version=out.previous_version, actions=out.actions, findings=tuple(out.findings),
             message=out.message,
         )  # fmt: skip
+
+    def status(self, *, alert_days: int) -> tuple[BindingStatus, ...]:
+        """Every binding's health now (``certrotate status``): reads only, nothing recorded.
+
+        Raises:
+            RotationError: an APIM or Key Vault read failed.
+        """
+        vaults = list(self._vaults.values())
+        return survey(self._context, vaults, now=self._clock.now(), alert_days=alert_days)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -302,19 +327,39 @@ class RotationService:
         for target in per_target:
             self._audit.write(target)
         self._audit.write(record)
+        self._telemetry.rotation(
+            decision=str(record.decision), strategy=str(self._strategy), trigger=str(trigger),
+            duration_seconds=(record.duration_ms or 0.0) / 1000,
+        )  # fmt: skip
+        self._telemetry.expirations(
+            binding_expirations(
+                vault=outcome.vault,
+                certificate=outcome.certificate,
+                targets=record.targets,
+                candidate=outcome.candidate,
+                in_use=outcome.in_use,
+            )
+        )
         return record
 
     def _expiry_alert(
         self, outcome: Outcome, *, trigger: Trigger, correlation: str
     ) -> AuditRecord | None:
         """A ``certificate.near_expiry`` (or ``.expired``) record when what the bindings present
-        after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``)."""
-        return expiry_alert(
+        after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``),
+        once per certificate (and version) per UTC day of this service (``AlertMemo``)."""
+        now = self._clock.now()
+        alert = expiry_alert(
             decision=outcome.decision, candidate=outcome.candidate, in_use=outcome.in_use,
-            vault=outcome.vault, certificate=outcome.certificate, now=self._clock.now(),
+            vault=outcome.vault, certificate=outcome.certificate, now=now,
             near_expiry=self._near_expiry, strategy=self._strategy, dry_run=self._dry_run,
             trigger=trigger, correlation_id=correlation,
         )  # fmt: skip
+        if alert is None or not self._alerted.due(
+            outcome.vault, outcome.certificate, alert.version or "", now
+        ):
+            return None
+        return alert
 
 
 class UnexpectedError(RotationError):

@@ -144,3 +144,20 @@ class TestArchitecture:
         }
 
         assert importers - allowed == set()
+
+
+class TestBuildMetadata:
+    def test_license_is_an_spdx_string_so_setuptools_does_not_warn(self):
+        """A TOML-table license makes every install print setuptools' deprecation warning."""
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+        assert pyproject["project"]["license"] == "MIT"
+        assert pyproject["build-system"]["requires"] == ["setuptools>=77"]
+
+    def test_editable_install_is_a_plain_path_entry_so_setuptools_does_not_warn(self):
+        """With the root as the package dir (``{"": "."}``) setuptools makes ``pip install -e .``
+        a .pth entry; otherwise it installs a meta-path finder and prints its "Editable
+        installation" warning on every install, --quiet or not."""
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+        assert pyproject["tool"]["setuptools"]["package-dir"] == {"": "."}

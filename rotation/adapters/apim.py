@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
@@ -42,6 +43,7 @@ from azure.mgmt.apimanagement.models import (
 from rotation.adapters.errors import APIM, response_lost, translating
 from rotation.domain.errors import (
     CertificateNotFoundError,
+    ConfigError,
     DependencyError,
     PreconditionFailedError,
     TransientDependencyError,
@@ -56,6 +58,21 @@ _SERVICE_ID = re.compile(
     r"Microsoft\.ApiManagement/service/(?P<name>[^/]+)$",
     re.IGNORECASE,
 )
+
+
+@contextmanager
+def _listing(operation: str, service_id: str, name: str) -> Iterator[None]:
+    """``translating`` for a list call, where a 404 means the service itself does not exist:
+    a configuration error naming the setting, not a missing certificate."""
+    try:
+        with translating(APIM, operation, name):
+            yield
+    except CertificateNotFoundError as exc:
+        raise ConfigError(
+            [
+                f"ROTATION_APIM_SERVICES: APIM service {service_id} not found ({operation}: HTTP 404)"
+            ]
+        ) from exc
 
 
 def _with_etag(_pipeline: Any, model: Any, headers: Any) -> tuple[Any, str]:
@@ -114,10 +131,11 @@ class ArmApimGateway:
         """Every certificate entity (all pages); list items carry no ETag.
 
         Raises:
+            ConfigError: the service does not exist (a mistyped ``ROTATION_APIM_SERVICES``).
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(APIM, "list_certificates", name):
+        with _listing("list_certificates", service_id, name):
             return [
                 _certificate_to_domain(service_id, item, "")
                 for item in client.certificate.list_by_service(rg, name)
@@ -221,10 +239,11 @@ class ArmApimGateway:
         """Every backend (all pages); list items carry no ETag.
 
         Raises:
+            ConfigError: the service does not exist (a mistyped ``ROTATION_APIM_SERVICES``).
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with translating(APIM, "list_backends", name):
+        with _listing("list_backends", service_id, name):
             return [
                 _backend_to_domain(service_id, item, "")
                 for item in client.backend.list_by_service(rg, name)

@@ -15,7 +15,25 @@ import structlog
 from rotation.domain.model import AuditRecord
 from rotation.ports import AuditSink
 
-__all__ = ["AUDIT_FIELDS", "CompositeAuditSink", "StructlogAuditSink"]
+__all__ = [
+    "AUDIT_FIELDS",
+    "CompositeAuditSink",
+    "StructlogAuditSink",
+    "audit_level",
+]
+
+_WARNING_EVENTS = frozenset({"certificate.near_expiry", "certificate.expired"})
+
+
+def audit_level(record: AuditRecord) -> str:
+    """The log level of an audit record (docs/operations.md, "Logs"): ``error`` for ``failed``,
+    ``warning`` for ``rejected`` and expiry alerts, else ``info``."""
+    if record.decision == "failed":
+        return "error"
+    if record.decision == "rejected" or record.event in _WARNING_EVENTS:
+        return "warning"
+    return "info"
+
 
 AUDIT_FIELDS: tuple[str, ...] = (
     "event", "decision", "event_id", "event_type", "vault", "certificate", "version",
@@ -35,15 +53,14 @@ class StructlogAuditSink:
         return "StructlogAuditSink()"
 
     def write(self, record: AuditRecord) -> None:
-        """Log ``record`` at INFO (WARNING for ``failed``) as one JSON line with ``audit=True``."""
+        """Log ``record`` as one JSON line with ``audit=True``, at ``audit_level(record)``."""
         fields = record.as_dict()
         event = str(fields.pop("event"))
         if fields["correlation_id"] is None:
             fields["correlation_id"] = structlog.contextvars.get_contextvars().get(
                 "correlation_id"
             )
-        method = self._log.warning if record.decision == "failed" else self._log.info
-        method(event, audit=True, **fields)
+        getattr(self._log, audit_level(record))(event, audit=True, **fields)
 
 
 class CompositeAuditSink:

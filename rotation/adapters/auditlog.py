@@ -2,17 +2,21 @@
 
 Used by ``certrotate demo`` (and available to any CLI run) for a local, greppable audit trail.
 Each record is ``AuditRecord.as_dict()``: the audit fields (docs/architecture.md, "Audit record"), which by construction carry
-no secret material (no keys, bundles, tokens or connection strings).
+no secret material (no keys, bundles, tokens or connection strings), plus ``recorded_at`` (UTC,
+from the sink's clock) as the durable table stores it, so ``certrotate audit --since`` finds them.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
+from rotation.adapters.clock import SystemClock
 from rotation.domain.errors import DependencyError
 from rotation.domain.follow import last_validated
 from rotation.domain.model import AuditRecord
+from rotation.ports import Clock
 
 __all__ = ["JsonLinesAuditSink"]
 
@@ -24,8 +28,9 @@ class JsonLinesAuditSink:
     record and no handle outlives a run.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, clock: Clock | None = None) -> None:
         self.path = Path(path)
+        self._clock: Clock = clock or SystemClock()
 
     def __repr__(self) -> str:
         return f"JsonLinesAuditSink({str(self.path)!r})"
@@ -36,7 +41,10 @@ class JsonLinesAuditSink:
         Raises:
             DependencyError: the file could not be written (missing directory, permissions).
         """
-        line = json.dumps(record.as_dict(), separators=(",", ":"), sort_keys=False, default=str)
+        at = self._clock.now().astimezone(UTC).isoformat().replace("+00:00", "Z")
+        line = json.dumps(
+            record.as_dict() | {"recorded_at": at}, separators=(",", ":"), default=str
+        )
         try:
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")

@@ -182,6 +182,24 @@ def _from_status(
     return error_type(message, service=service.name, operation=operation, status_code=status)
 
 
+_TRIED = re.compile(r"^\s+(\w+Credential):", re.MULTILINE)
+
+
+def _credential_hint(exc: ClientAuthenticationError) -> str:
+    """What was tried and what to do, when no credential could get a token (the chained
+    ``DefaultAzureCredential`` message lists the credentials it tried; only their names are
+    kept: never its text, which may quote configuration)."""
+    if exc.response is not None:  # a token was sent and refused: a 401/403 with a body
+        return ""
+    tried = _TRIED.findall(str(exc.message or ""))
+    names = ", ".join(dict.fromkeys(tried)) if tried else "the configured credential"
+    return (
+        f": no credential could get a token (tried {names}); run `az login`, or set "
+        "AZURE_CLIENT_ID (user-assigned managed identity) or AZURE_TENANT_ID, AZURE_CLIENT_ID "
+        "and AZURE_CLIENT_SECRET"
+    )
+
+
 def translate(exc: BaseException, *, service: Service, operation: str, name: str) -> RotationError:
     """The domain error for an SDK/transport exception raised while doing ``operation`` on ``name``."""
     where = f"{service.name} {operation} {name!r}"
@@ -190,7 +208,7 @@ def translate(exc: BaseException, *, service: Service, operation: str, name: str
     kind = type(exc).__name__
     if isinstance(exc, ClientAuthenticationError):
         return AuthorizationError(
-            f"{where} failed: could not authenticate ({kind})",
+            f"{where} failed: could not authenticate ({kind}){_credential_hint(exc)}",
             service=service.name,
             operation=operation,
         )

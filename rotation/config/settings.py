@@ -80,6 +80,7 @@ class Settings:
     retain_previous: int = 2
     max_attempts: int = 3
     near_expiry_days: int = 30
+    alert_days: int = 30
     reconcile_schedule: str | None = None  # the timer binding reads the app setting itself
     audit_table: str | None = None
     audit_connection: str | None = field(default=None, repr=False)
@@ -126,6 +127,7 @@ class Settings:
             retain_previous=r.get("ROTATION_RETAIN_PREVIOUS", 2, parse.int_at_least(1)),
             max_attempts=r.get("ROTATION_MAX_ATTEMPTS", 3, parse.int_at_least(1)),
             near_expiry_days=r.get("ROTATION_NEAR_EXPIRY_DAYS", 30, parse.int_at_least(1)),
+            alert_days=r.get("ROTATION_ALERT_DAYS", 30, parse.int_at_least(1)),
             reconcile_schedule=r.get("ROTATION_RECONCILE_SCHEDULE", None, parse.ncrontab),
             audit_table=r.get("ROTATION_AUDIT_TABLE", None, parse.table_name),
             audit_connection=r.raw("ROTATION_AUDIT_CONNECTION") or r.raw("AzureWebJobsStorage"),

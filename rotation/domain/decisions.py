@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from rotation.domain.actions import Action, RetireEntity, Superseded
 from rotation.domain.bindings import Binding, vault_key
 from rotation.domain.errors import ConfigError, InvalidEventError, RotationError
+from rotation.domain.expiry import days_left
 from rotation.domain.model import (
     AuditRecord,
     CertificateVersion,
@@ -208,7 +209,7 @@ def expiry_alert(
 ) -> AuditRecord | None:
     """A ``certificate.near_expiry`` (or ``certificate.expired``) record when what the bindings
     present after a reconcile run (the candidate if it was applied, else the versions in use)
-    expires within ``near_expiry``; None otherwise."""
+    expires within ``near_expiry``, with ``days_left``; None otherwise."""
     applied = decision is Decision.APPLIED and not dry_run
     shown = (candidate,) if applied and candidate else tuple(in_use)
     expiring = [v for v in shown if v.expires is not None and v.expires <= now + near_expiry]
@@ -222,7 +223,8 @@ def expiry_alert(
         event="certificate.expired" if expired else "certificate.near_expiry",
         decision=decision, trigger=trigger, vault=vault, certificate=certificate,
         version=soonest.version, thumbprint_sha1=soonest.thumbprint_sha1,
-        not_before=soonest.not_before, not_after=soonest.expires, strategy=strategy,
+        not_before=soonest.not_before, not_after=soonest.expires,
+        days_left=days_left(soonest.expires, now), strategy=strategy,
         dry_run=dry_run, correlation_id=correlation_id,
         message=f"version {soonest.version} in use {'expired' if expired else 'expires'} at "
         f"{soonest.expires.isoformat()}; no newer valid version is bound{newer}",

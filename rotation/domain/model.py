@@ -355,6 +355,7 @@ class AuditRecord:
     thumbprint_sha256: str | None = None
     not_before: datetime | None = None
     not_after: datetime | None = None
+    days_left: int | None = None  # expiry alerts: whole days until not_after
     findings: tuple[str, ...] = ()
     targets: tuple[AuditTarget, ...] = ()
     strategy: Strategy | None = None

@@ -33,15 +33,33 @@ from rotation.intake.events import parse_object
 from rotation.intake.schema import event_id_of
 from rotation.logconfig import bind_correlation, configure_logging, redact
 
-__all__ = ["from_function_event", "handle_event", "run_reconcile"]
+__all__ = ["from_function_event", "handle_event", "run_reconcile", "trace_context"]
 
 _log = structlog.get_logger("rotation.entrypoints.functions")
 
 
-def handle_event(event: func.EventGridEvent | func.CloudEvent) -> None:
-    """Handle one Key Vault event delivered by Event Grid (either schema)."""
+def trace_context(context: func.Context | None) -> tuple[str | None, str | None]:
+    """The invocation's W3C ``traceparent`` and ``tracestate`` from the host's context."""
+    trace = getattr(context, "trace_context", None)
+    parent = getattr(trace, "trace_parent", None) or getattr(trace, "Traceparent", None)
+    state = getattr(trace, "trace_state", None) or getattr(trace, "Tracestate", None)
+    return (str(parent) if parent else None, str(state) if state else None)
+
+
+def handle_event(
+    event: func.EventGridEvent | func.CloudEvent,
+    *,
+    trace: tuple[str | None, str | None] = (None, None),
+) -> None:
+    """Handle one Key Vault event delivered by Event Grid (either schema); ``trace`` is the
+    invocation's (traceparent, tracestate), for correlation in App Insights."""
+    configure_logging(level=log_level_from_env(read_environment()))
+    with bootstrap.get_telemetry().invocation(*trace):
+        _handle_event(event)
+
+
+def _handle_event(event: func.EventGridEvent | func.CloudEvent) -> None:
     env = read_environment()
-    configure_logging(level=log_level_from_env(env))
     event_id = str(event.id)
     correlation_id = bind_correlation(trigger=Trigger.EVENTGRID, eventgrid_event_id=event_id)
     parsed: KeyVaultEvent | None = None
@@ -89,9 +107,14 @@ def from_function_event(
     return parse_object(obj, path="event", allowed_vault_urls=allowed_vault_urls)
 
 
-def run_reconcile(*, past_due: bool) -> None:
+def run_reconcile(*, past_due: bool, trace: tuple[str | None, str | None] = (None, None)) -> None:
     """Sweep every bound certificate: catch missed versions, alert on near expiry."""
     configure_logging(level=log_level_from_env(read_environment()))
+    with bootstrap.get_telemetry().invocation(*trace):
+        _run_reconcile(past_due=past_due)
+
+
+def _run_reconcile(*, past_due: bool) -> None:
     correlation_id = bind_correlation(trigger=Trigger.TIMER)
     try:
         handler = bootstrap.get_handler()
@@ -135,3 +158,6 @@ def _audit_failure(
         error=message,
     )
     StructlogAuditSink().write(record)
+    bootstrap.get_telemetry().rotation(
+        decision=str(decision), strategy="unknown", trigger=str(trigger), duration_seconds=0.0
+    )

@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rotation.domain.errors import InvalidEventError
+from rotation.domain.errors import AuthorizationError, ConfigError, InvalidEventError
 from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.logconfig import bind_correlation, redact
 
@@ -99,10 +99,17 @@ def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dic
 
 
 def _handled(location: str, event: KeyVaultEvent, service: EventHandler) -> dict[str, Any]:
-    """Handle one event. Any error fails this event only (the service has audited it)."""
+    """Handle one event. Any error fails this event only (the service has audited it), except
+    a missing or refused credential and invalid settings, which stop the replay.
+
+    Raises:
+        AuthorizationError | ConfigError: as above.
+    """
     bind_correlation(trigger=Trigger.CLI, eventgrid_event_id=event.event_id or None)
     try:
         body = service.handle(event, trigger=Trigger.CLI).as_dict()
+    except (AuthorizationError, ConfigError):
+        raise  # every later event would fail alike: stop (the service audited this one)
     except Exception as exc:  # noqa: BLE001 - one bad event must not end a 10,000-event replay
         error = str(redact(f"{type(exc).__name__}: {exc}"))
         body = {"decision": str(Decision.FAILED), "error": error}

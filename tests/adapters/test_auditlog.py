@@ -19,6 +19,7 @@ from rotation.domain.model import (
     Trigger,
 )
 from rotation.ports import AuditSink
+from rotation.testing import FrozenClock
 
 
 def record(decision: Decision = Decision.APPLIED, version: str = "v2") -> AuditRecord:
@@ -64,7 +65,22 @@ class TestJsonLinesAuditSink:
         assert lines[0]["targets"][0]["from"] == "https://kv/secrets/partner-mtls/v1"
         assert lines[0]["not_after"] == "2027-01-01T00:00:00Z"
         assert lines[1]["findings"] == ["chain.untrusted"]
-        assert lines[0] == record(Decision.APPLIED, "v2").as_dict() | {"not_after": "2027-01-01T00:00:00Z", "targets": lines[0]["targets"]}  # fmt: skip
+        assert lines[0] == record(Decision.APPLIED, "v2").as_dict() | {"not_after": "2027-01-01T00:00:00Z", "targets": lines[0]["targets"], "recorded_at": lines[0]["recorded_at"]}  # fmt: skip
+
+    def test_each_line_carries_when_it_was_recorded(self, tmp_path):
+        """recorded_at (UTC, from the sink's clock) as the durable table has it: audit --since."""
+        clock = FrozenClock(datetime(2026, 3, 2, 9, 15, tzinfo=UTC))
+        sink = JsonLinesAuditSink(tmp_path / "audit.jsonl", clock=clock)
+
+        sink.write(record())
+        clock.advance(minutes=5)
+        sink.write(record())
+
+        lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert [x["recorded_at"] for x in lines] == [
+            "2026-03-02T09:15:00Z",
+            "2026-03-02T09:20:00Z",
+        ]
 
     def test_unwritable_path_raises_dependency_error(self, tmp_path):
         """A missing directory is a DependencyError naming the file, not an OSError."""

@@ -507,16 +507,33 @@ class TestPlan:
         assert V1[:12] in result.stdout
         assert V2[:12] in result.stdout
         assert "update" in result.stdout
-        assert "planned changes" in result.stdout
+        assert "what a rotation would do" in result.stdout
+        assert "a rotation would apply it" in result.stdout
 
-    def test_unbound_certificate_is_ignored(self, wiring, env, world):
-        """A certificate no APIM entity references plans to `ignored`, exit 0."""
+    def test_unbound_certificate_is_ignored(self, wiring, env, world, chain):
+        """A certificate that exists but no APIM entity references plans to `ignored`, exit 0."""
+        world.source.add_version(
+            VAULT, "unbound", V1, created=NOW - timedelta(days=1),
+            secret=to_pkcs12(chain[0], [chain[1]]), leaf=chain[0].cert,
+        )  # fmt: skip
+
         result = CliRunner(env=env).invoke(
-            cli, obj=wiring, args=["plan", "--certificate", "nope", "--json"]
+            cli, obj=wiring, args=["plan", "--certificate", "unbound", "--json"]
         )
 
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["decision"] == "ignored"
+
+    def test_a_certificate_that_does_not_exist_exits_1(self, wiring, env, world):
+        """As the help says: not found is exit 1, one line naming it, no plan printed."""
+        result = CliRunner(env=env).invoke(
+            cli, obj=wiring, args=["plan", "--certificate", "nope", "--json"]
+        )
+
+        assert result.exit_code == 1
+        assert result.stdout == ""
+        assert "cannot plan nope:" in result.stderr
+        assert "not found" in result.stderr
 
     def test_unreachable_key_vault_exits_1(self, wiring, env, world):
         """A failing read is reported on stderr, without a traceback, exit 1."""

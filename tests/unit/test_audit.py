@@ -89,14 +89,27 @@ class TestStructlogAuditSink:
         ]
         assert line["not_before"] == "2026-03-02T00:00:00Z"
 
-    def test_failed_records_are_warnings(self):
-        """A failed decision is logged at warning level so it stands out."""
+    @pytest.mark.parametrize(
+        ("event", "decision", "level"),
+        [
+            ("event.failed", Decision.FAILED, "error"),
+            ("rotation.failed", Decision.FAILED, "error"),
+            ("rotation.rejected", Decision.REJECTED, "warning"),
+            ("certificate.near_expiry", Decision.ALREADY_CURRENT, "warning"),
+            ("certificate.expired", Decision.REJECTED, "warning"),
+            ("rotation.applied", Decision.APPLIED, "info"),
+            ("rotation.already_current", Decision.ALREADY_CURRENT, "info"),
+            ("rotation.ignored", Decision.IGNORED, "info"),
+        ],
+    )
+    def test_level_follows_what_needs_attention(self, event, decision, level):
+        """failed is an ERROR; rejected and expiry alerts are WARNINGs; the rest INFO."""
         with capture_logs() as logs:
             StructlogAuditSink().write(
-                AuditRecord(event="event.failed", decision=Decision.FAILED, trigger=Trigger.CLI)
+                AuditRecord(event=event, decision=decision, trigger=Trigger.CLI)
             )
 
-        assert logs[0]["log_level"] == "warning"
+        assert logs[0]["log_level"] == level
 
     def test_correlation_id_comes_from_context_when_the_record_has_none(self):
         """A record without a correlation id gets the invocation's bound one."""

@@ -1,7 +1,7 @@
 """The ``certrotate`` command line (click).
 
 One module per command in this package (``replay``, ``plan``, ``demo``, ``events``, ``audit``,
-``reconcile``, ``devstack``, ``validate``), plus ``wiring`` (what the commands that run the
+``reconcile``, ``devstack``, ``status``, ``validate``), plus ``wiring`` (what the commands that run the
 service share). Commands are registered lazily: ``certrotate --help`` lists them from the table
 below and imports none of them (so neither the Azure SDKs nor cryptography); a command's module
 is imported when that command runs or shows its own help. Exit codes: 0 success, 1 the work
@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": (
         "replay",
         "Replay Key Vault events from FILES and/or an Event Grid dead-letter container.",
+    ),
+    "status": (
+        "status",
+        "Show every APIM binding's certificate: version in use, expiry, and whether it is in sync.",
     ),
     "validate": (
         "validate",

@@ -16,16 +16,30 @@ import click
 from rich.table import Table
 
 from rotation.adapters.audit import AUDIT_FIELDS
-from rotation.config import read_environment
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
-from rotation.entrypoints.cli.wiring import wide_console
+from rotation.entrypoints.cli.wiring import command_environment, settings_option, wide_console
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
 
 __all__ = ["audit", "verify_record"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 date or time, with ``Z`` or an offset (none: UTC), as an aware
+    UTC datetime."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-03-02, 2026-03-02T08:15:00Z, "
+            "2026-03-02T09:15:00+01:00)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def verify_record(record: dict[str, object]) -> list[str]:
@@ -84,7 +98,7 @@ def _table_records(
 ) -> Iterator[tuple[str, dict[str, object] | str]]:
     from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415 - SDK import only when asked
 
-    env = read_environment()
+    env = command_environment()
     connection = env.get(env_var) or env.get("AzureWebJobsStorage")
     if not connection:
         raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
@@ -104,14 +118,16 @@ def _when(record: dict[str, object]) -> datetime | None:
 
 
 @click.command("audit")
+@settings_option
 @click.option("--table", metavar="NAME", help="Azure Tables table (default ROTATION_AUDIT_TABLE).")
 @click.option("--connection-string-env", default="ROTATION_AUDIT_CONNECTION", metavar="VAR",
               show_default=True, help="Environment variable holding the storage connection string.")  # fmt: skip
 @click.option("--file", "files", multiple=True, type=_FILE, help="JSON-lines audit log to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.option("--certificate", metavar="NAME", help="Only records about this certificate.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-              help="Only records at or after this UTC time.")  # fmt: skip
+@click.option("--since", callback=_since, metavar="ISO",
+              help="Only records at or after this time: ISO 8601, e.g. 2026-03-02, "
+              "2026-03-02T08:15:00Z or 2026-03-02T09:15:00+01:00 (no offset: UTC).")  # fmt: skip
 def audit(
     *,
     table: str | None,
@@ -125,8 +141,7 @@ def audit(
 
     The fields are listed in docs/architecture.md ("Audit record").
     """
-    since = since.replace(tzinfo=UTC) if since else None
-    table = table or (None if files else read_environment().get("ROTATION_AUDIT_TABLE"))
+    table = table or (None if files else command_environment().get("ROTATION_AUDIT_TABLE"))
     if not table and not files:
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")
     sources = _file_records(files) if files else iter(())

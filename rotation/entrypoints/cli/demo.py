@@ -29,10 +29,19 @@ def demo(ctx: click.Context, audit_log: Path, strategy: str) -> None:
 
     A new valid version is applied, a duplicate event is already current, a late event for the
     old version is superseded, and a version from an untrusted issuer is rejected. Exit status 1
-    if any step's decision or APIM state is not the expected one (it doubles as a smoke test).
+    if any step's decision or APIM state is not the expected one (it doubles as a smoke test);
+    2 if the audit log cannot be written.
     """
+    from rotation import bootstrap  # noqa: PLC0415
     from rotation.entrypoints.demo import run_demo  # noqa: PLC0415 - the devstack only when asked
 
+    ctx.call_on_close(bootstrap.flush_telemetry)  # metrics, when an exporter is configured
+
+    try:  # the log is overwritten anyway: find out now that it cannot be, in one line
+        audit_log.write_text("", encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"cannot write the audit log {audit_log}: {exc.strerror or exc}", err=True)
+        ctx.exit(2)
     try:
         ok = run_demo(audit_log=audit_log, strategy=strategy, console=Console(highlight=False))
     except (OSError, RotationError) as exc:

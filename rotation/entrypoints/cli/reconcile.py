@@ -22,7 +22,13 @@ from rich.table import Table
 
 from rotation.domain.errors import RotationError
 from rotation.domain.model import AuditRecord, Decision, TargetResult, Trigger
-from rotation.entrypoints.cli.wiring import stderr_stream, wire
+from rotation.entrypoints.cli.wiring import (
+    failure_exit_code,
+    settings_option,
+    stderr_stream,
+    verbose_option,
+    wire,
+)
 from rotation.logconfig import bind_correlation, redact
 
 __all__ = ["reconcile"]
@@ -56,8 +62,10 @@ class _Sweep:
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per record per line on stdout."
 )
+@verbose_option
+@settings_option
 @click.pass_context
-def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+def reconcile(ctx: click.Context, dry_run: bool, as_json: bool, verbose: bool) -> None:
     """Run the reconcile sweep now: converge every certificate an APIM entity references in a
     configured vault (catches missed events) and record near-expiry alerts.
 
@@ -67,17 +75,19 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
 
     Exit status: 0 when nothing failed (a rejected candidate is a correct outcome); 1 when any
     certificate or APIM service failed (the records are still printed); 2 on a usage or
-    configuration error.
+    configuration error, or when every failure was a missing or refused Azure credential.
     """
     sweep = _Sweep()
-    settings, service, _ = wire(ctx, dry_run=dry_run, as_json=as_json, tap=sweep)
+    settings, service, _ = wire(ctx, dry_run=dry_run, as_json=as_json, tap=sweep, verbose=verbose)
     bind_correlation(trigger=Trigger.CLI)
     error: str | None = None
+    code = 1
     try:
         records: Sequence[AuditRecord] = service.reconcile(trigger=Trigger.CLI)
     except RotationError as exc:  # after every record was written (or a sink failed mid-sweep)
         records = sweep.records
         error = str(redact(f"{type(exc).__name__}: {exc}"))
+        code = failure_exit_code(exc)  # 2: a missing or refused credential, bad settings
     err = Console(file=stderr_stream(), soft_wrap=True, highlight=False)
     _report_problems(records, err)
     if as_json:
@@ -89,7 +99,7 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     if error is not None:
         err.print(f"reconcile failed: {error}", markup=False)
     failed = error is not None or any(r.decision is Decision.FAILED for r in records)
-    ctx.exit(1 if failed else 0)
+    ctx.exit(code if failed else 0)
 
 
 def _report_problems(records: Sequence[AuditRecord], err: Console) -> None:

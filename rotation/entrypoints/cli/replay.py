@@ -4,8 +4,8 @@ Events go through the same rotation path the Functions trigger uses, one event i
 time (only the decision counts are kept; the loop lives in ``rotation.entrypoints.replay``),
 through ``RotationService.batch``: consecutive events of one certificate share its APIM listing
 while nothing changed it. Exit codes: 0 success, 1 a problem found, 2 usage or configuration
-error. Diagnostics and audit lines go to stderr, so ``--json`` output on stdout stays
-machine-readable.
+error. Diagnostics go to stderr, so ``--json`` output on stdout stays machine-readable; the
+audit JSON lines join them only with ``--verbose`` (``--audit-log FILE`` keeps them in a file).
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from rich.console import Console
 from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
 from rotation.entrypoints.cli.to_topic import to_topic_options
-from rotation.entrypoints.cli.wiring import read_env, wire
+from rotation.entrypoints.cli.wiring import (
+    failure_exit_code,
+    read_env,
+    settings_option,
+    verbose_option,
+    wire,
+)
 from rotation.entrypoints.replay import MALFORMED, event_stream, run_replay, summary
 
 __all__ = ["replay"]
@@ -49,11 +55,18 @@ __all__ = ["replay"]
     "afresh for every event, like the Functions trigger).",
 )  # fmt: skip
 @to_topic_options
+@click.option(
+    "--audit-log", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    help="Also append every audit record to FILE (JSON Lines).",
+)  # fmt: skip
+@verbose_option
+@settings_option
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
     deadletter_container: str | None, connection_string_env: str | None, prefix: str,
     listing_max_age: float, to_topic: str | None, topic_key_env: str | None,
+    audit_log: Path | None, verbose: bool,
 ) -> None:  # fmt: skip
     """Replay Key Vault events from FILES and/or an Event Grid dead-letter container.
 
@@ -63,7 +76,9 @@ def replay(
     for up to --listing-max-age seconds while no run changed APIM; writes stay
     compare-and-swaps). A malformed event
     is reported on stderr (file, index, field) and audited, and the replay goes on; so does an
-    event whose handling fails.
+    event whose handling fails. Failed and rejected events get one line on stderr; the audit
+    records themselves go to the configured sinks (the durable table), to --audit-log FILE, and
+    on stderr as JSON lines only with --verbose.
 
     With --to-topic ENDPOINT the events are re-driven instead: published, in the schema they
     arrived in, to an Event Grid topic whose subscription delivers them to the deployed function
@@ -71,7 +86,8 @@ def replay(
     all were published, 1 when any was refused or malformed, 2 on usage or authentication errors.
 
     Exit status: 0 when no event failed (a rejection is a correct outcome); 1 when any event
-    failed OR any input was malformed; 2 on a usage or configuration error.
+    failed OR any input was malformed; 2 on a usage or configuration error, including a missing
+    or refused Azure credential (the replay stops at the first such event).
     """
     if not files and not deadletter_container:
         raise click.UsageError("give at least one FILE or --deadletter-container NAME")
@@ -92,13 +108,25 @@ def replay(
         )  # fmt: skip
     if topic_key_env:
         raise click.UsageError("--topic-key-env needs --to-topic")
-    settings, service, audit = wire(ctx, dry_run=dry_run, as_json=as_json)
+    tap = None
+    if audit_log is not None:
+        from rotation.adapters.auditlog import JsonLinesAuditSink  # noqa: PLC0415
+
+        try:  # find out now, in one line, that it cannot be written
+            audit_log.touch()
+        except OSError as exc:
+            click.echo(f"cannot write the audit log {audit_log}: {exc.strerror or exc}", err=True)
+            ctx.exit(2)
+        tap = JsonLinesAuditSink(audit_log)
+    settings, service, audit = wire(
+        ctx, dry_run=dry_run, as_json=as_json, tap=tap, audit_lines=verbose, verbose=verbose
+    )
     items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
     try:
         handler = service.batch(max_age_seconds=listing_max_age)
         counts = run_replay(handler, audit, items, as_json=as_json)
-    except (RotationError, OSError) as exc:  # an input itself failed (unreadable file, listing)
+    except (RotationError, OSError) as exc:  # an input failed, or a credential / the settings
         click.echo(f"replay stopped: {type(exc).__name__}: {exc}", err=True)
-        ctx.exit(1)
+        ctx.exit(failure_exit_code(exc))
     Console(file=sys.stderr if as_json else None).print(summary(counts))
     ctx.exit(1 if counts[str(Decision.FAILED)] or counts[MALFORMED] else 0)

@@ -1,5 +1,7 @@
 """What the commands that run the service share: ``Wiring`` (the service and audit-sink
-factories, passed as click's context object) and ``wire`` (settings, logging, audit, service).
+factories, passed as click's context object), ``wire`` (settings, logging, audit, service) and
+``settings_option`` (``--settings local.settings.json``, whose ``Values`` override the
+environment; ``command_environment`` is what the command then reads).
 
 ``certrotate`` runs with ``Wiring()``, whose factories are the composition root's
 (``rotation.bootstrap``). Tests hand the command their own factories through click's context
@@ -9,9 +11,11 @@ object (``CliRunner().invoke(cli, args, obj=Wiring(...))``) instead of patching 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
 
 import click
 
@@ -24,7 +28,107 @@ if TYPE_CHECKING:
     from rotation.ports import AuditSink
     from rotation.service import RotationService
 
-__all__ = ["Wiring", "read_env", "stderr_stream", "wide_console", "wire"]
+__all__ = [
+    "Wiring",
+    "command_environment",
+    "failure_exit_code",
+    "read_env",
+    "settings_option",
+    "stderr_stream",
+    "verbose_option",
+    "wide_console",
+    "wire",
+]
+
+_SETTINGS_FILE = "certrotate.settings_file"
+_VERBOSE_MARK = "_certrotate_verbose"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _remember_settings_file(
+    ctx: click.Context, _param: click.Parameter, value: Path | None
+) -> None:
+    if value is not None:
+        ctx.meta[_SETTINGS_FILE] = value
+
+
+def settings_option(command: _F) -> _F:
+    """``--settings FILE``: read app settings from a local.settings.json's ``Values`` as well
+    (they override the environment), so the Functions emulator and the CLI share one file."""
+    return click.option(
+        "--settings",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
+        expose_value=False,
+        is_eager=True,
+        callback=_remember_settings_file,
+        help="Read app settings from this local.settings.json's Values (they override the "
+        "environment).",
+    )(command)
+
+
+def verbose_option(command: _F) -> _F:
+    """``--verbose/-v``: also show the Azure SDK's credential diagnostics (and, for replay, every
+    audit record) on stderr."""
+    return click.option(
+        "--verbose", "-v", is_flag=True,
+        help="Also print diagnostics on stderr: the Azure SDK's credential report, and (replay) "
+        "every audit record as a JSON line.",
+    )(command)  # fmt: skip
+
+
+def failure_exit_code(exc: BaseException) -> int:
+    """2 for what the operator must fix in the configuration (settings, a missing or refused
+    credential), else 1."""
+    from rotation.domain.errors import (  # noqa: PLC0415
+        AuthorizationError,
+        BackendUpdateError,
+        ConfigError,
+    )
+
+    if isinstance(exc, AuthorizationError | ConfigError):
+        return 2
+    if isinstance(exc, BackendUpdateError):  # a sweep: every part failed for that reason
+        parts = [r for r in exc.results if isinstance(r, BaseException)]
+        if parts and all(failure_exit_code(r) == 2 for r in parts):  # noqa: PLR2004
+            return 2
+    return 1
+
+
+def _credential_diagnostics(*, verbose: bool) -> None:
+    """The Azure identity library's report (which credentials it tried, and why each failed) on
+    stderr with ``--verbose``, else nothing: the command's own one line says what to do."""
+    identity = logging.getLogger("azure.identity")
+    for old in [h for h in identity.handlers if getattr(h, _VERBOSE_MARK, False)]:
+        identity.removeHandler(old)
+    if not verbose:
+        identity.setLevel(logging.ERROR)
+        return
+    handler = logging.StreamHandler(stderr_stream())
+    setattr(handler, _VERBOSE_MARK, True)
+    identity.addHandler(handler)
+    identity.setLevel(logging.WARNING)
+
+
+def command_environment() -> Mapping[str, str]:
+    """The environment, overlaid with the ``Values`` of ``--settings FILE`` when given.
+
+    Raises:
+        click.UsageError: the settings file cannot be used (the message names the file and why).
+    """
+    from rotation.config import read_environment  # noqa: PLC0415
+    from rotation.config.localsettings import read_local_settings  # noqa: PLC0415
+    from rotation.domain.errors import ConfigError  # noqa: PLC0415
+
+    env = dict(read_environment())
+    ctx = click.get_current_context(silent=True)
+    path = ctx.meta.get(_SETTINGS_FILE) if ctx is not None else None
+    if path is not None:
+        try:
+            env |= read_local_settings(path)
+        except ConfigError as exc:
+            raise click.UsageError("; ".join(exc.problems)) from None
+    return env
 
 
 @dataclasses.dataclass
@@ -65,44 +169,54 @@ def wide_console() -> Console:
 
 
 def read_env(name: str) -> str:
-    """The value of environment variable ``name``, read through the one environment reader.
+    """The value of environment variable ``name`` (or of ``--settings FILE``'s ``Values``).
 
     Raises:
         click.UsageError: it is not set or empty.
     """
-    from rotation.config import read_environment  # noqa: PLC0415
-
-    value = read_environment().get(name, "").strip()
+    value = command_environment().get(name, "").strip()
     if not value:
         raise click.UsageError(f"environment variable {name} is not set or empty")
     return value
 
 
 def wire(
-    ctx: click.Context, *, dry_run: bool, as_json: bool, tap: AuditSink | None = None
+    ctx: click.Context,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    tap: AuditSink | None = None,
+    audit_lines: bool = True,
+    verbose: bool = False,
 ) -> tuple[Settings, RotationService, AuditSink]:
-    """Settings from the environment, logging to stderr, the audit sink and the service, built
+    """Settings from the environment (and ``--settings FILE``), logging to stderr, the audit sink and the service, built
     with the ``Wiring`` in ``ctx`` (the composition root's factories by default).
 
     ``--dry-run`` forces dry run. ``tap`` also receives every record the service writes (after
     the configured sinks, and even when one of them fails). Any configuration problem is a usage
-    error (exit 2).
+    error (exit 2). Pending metrics are flushed when the command ends (``flush_telemetry``).
+    ``audit_lines=False`` keeps the audit JSON lines off stderr (the sinks still get every record).
+    Without ``verbose`` the Azure SDK's credential diagnostics (``DefaultAzureCredential``'s
+    multi-line report) stay off stderr: the command reports a failed credential in one line.
     """
     from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
     from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
-    from rotation.config import Settings, read_environment  # noqa: PLC0415
+    from rotation.config import Settings  # noqa: PLC0415
     from rotation.logconfig import configure_logging  # noqa: PLC0415
 
     wiring = ctx.find_object(Wiring) or Wiring()
+    ctx.call_on_close(bootstrap.flush_telemetry)
+    _credential_diagnostics(verbose=verbose)
     build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
     build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
     try:
-        settings = Settings.from_env(read_environment())
+        settings = Settings.from_env(command_environment())
         if dry_run:
             settings = dataclasses.replace(settings, dry_run=True)
         configure_logging(
-            json=True if as_json else None, level=settings.log_level, stream=stderr_stream()
-        )
+            json=True if as_json else None, level=settings.log_level, stream=stderr_stream(),
+            audit_lines=audit_lines,
+        )  # fmt: skip
         audit = build_sink(settings)
         if tap is not None:
             audit = CompositeAuditSink(audit, tap)
