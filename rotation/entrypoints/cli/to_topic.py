@@ -20,7 +20,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -34,13 +34,9 @@ from rich.progress import (
 from rich.table import Table
 
 from rotation.domain.errors import ConfigError, DependencyError
-from rotation.entrypoints.redrive import (
-    RawItem,
-    RedriveSummary,
-    iter_raw_deadletter,
-    iter_raw_files,
-    redrive,
-)
+
+if TYPE_CHECKING:  # the re-drive (and azure.eventgrid) is imported only when --to-topic runs
+    from rotation.entrypoints.redrive import RawItem, RedriveSummary
 
 __all__ = ["run_to_topic", "summary_table", "to_topic_options"]
 
@@ -64,6 +60,8 @@ def to_topic_options(command: F) -> F:
 def _sources(
     files: tuple[Path, ...], container: str | None, connection: str | None, prefix: str
 ) -> Iterator[RawItem]:
+    from rotation.entrypoints.redrive import iter_raw_deadletter, iter_raw_files  # noqa: PLC0415
+
     yield from iter_raw_files(files)
     if container and connection:
         from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415 - SDK on use
@@ -132,6 +130,8 @@ def run_to_topic(
         TimeElapsedColumn(),
     )
     show = not as_json and sys.stderr.isatty()
+    from rotation.entrypoints.redrive import redrive  # noqa: PLC0415
+
     try:
         with Progress(*columns, console=err, transient=True, disable=not show) as progress:
             task = progress.add_task("redrive", total=None)
