@@ -36,7 +36,7 @@ def audit_level(record: AuditRecord) -> str:
 
 
 AUDIT_FIELDS: tuple[str, ...] = (
-    "event", "decision", "event_id", "event_type", "vault", "certificate", "version",
+    "event", "decision", "event_id", "event_type", "topic", "vault", "certificate", "version",
     "previous_version", "thumbprint_sha1", "thumbprint_sha256", "not_before", "not_after",
     "findings", "targets", "strategy", "dry_run", "duration_ms", "correlation_id", "trigger",
 )  # fmt: skip

@@ -190,6 +190,9 @@ class KeyVaultEvent:
     event_time: datetime | None
     deadletter: DeadLetterInfo | None
     disposition: Disposition
+    # The delivering topic: Event Grid schema ``topic`` (the vault's system topic, or the replay
+    # topic of a re-drive), CloudEvents ``source``; "" when absent. On record, never decisive.
+    topic: str = ""
 
 
 # --- Key Vault -------------------------------------------------------------------------------
@@ -347,6 +350,7 @@ class AuditRecord:
     trigger: Trigger
     event_id: str | None = None
     event_type: str | None = None
+    topic: str | None = None  # the delivering topic (Event Grid ``topic``, CloudEvents ``source``)
     vault: str | None = None
     certificate: str | None = None
     version: str | None = None

@@ -151,6 +151,7 @@ def _audit_failure(
         trigger=trigger,
         event_id=event_id,
         event_type=parsed.event_type if parsed else None,
+        topic=str(redact(parsed.topic)) if parsed and parsed.topic else None,
         vault=parsed.vault_url or None if parsed else None,
         certificate=parsed.object_name or None if parsed else None,
         version=parsed.version or None if parsed else None,

@@ -51,6 +51,7 @@ _MAX_COUNT = 2**31 - 1
 _COUNT = re.compile(r"[0-9]{1,10}", re.ASCII)
 _EPOCH_TEXT = re.compile(r"\s*-?[0-9]{1,20}(\.[0-9]{1,20})?\s*", re.ASCII)
 _FRACTION = re.compile(r"(\.[0-9]{6})[0-9]+", re.ASCII)
+_TOPIC = re.compile(r"[!-~]{1,512}", re.ASCII)  # printable ASCII: ARM ids are far shorter
 
 
 def fold(text: str) -> str:
@@ -302,6 +303,7 @@ def _event(fields: _Fields, event_type: str, schema: str, **values: object) -> K
         event_time=fields.time(time_key) if acting else _lenient_time(fields, time_key),
         deadletter=deadletter,
         disposition=_DISPOSITIONS.get(fold(event_type), Disposition.IGNORE),
+        topic=_topic(fields, schema),
         **values,  # type: ignore[arg-type]
     )
 
@@ -309,6 +311,17 @@ def _event(fields: _Fields, event_type: str, schema: str, **values: object) -> K
 def _lenient_id(fields: _Fields) -> str:
     value = fields.get("id")
     return value.strip() if isinstance(value, str) and _unicode_ok(value) else ""
+
+
+def _topic(fields: _Fields, schema: str) -> str:
+    """Who delivered the event, for its audit record: the Event Grid schema's ``topic`` (stamped by
+    the topic that delivered it: the vault's system topic, or a replay topic for a re-drive), or
+    CloudEvents' ``source``. Never decides anything; "" unless printable ASCII of at most 512
+    characters (the audit record redacts it like a log line: ``rotation.rollout.record``)."""
+    value = fields.get("source" if schema == "cloudevents" else "topic")
+    if not isinstance(value, str) or not _TOPIC.fullmatch(value.strip()):
+        return ""
+    return value.strip()
 
 
 def event_id_of(obj: object) -> str | None:

@@ -15,6 +15,7 @@ from rotation.domain.model import (
     Strategy,
     Trigger,
 )
+from rotation.logconfig import redact
 from rotation.rollout.state import Outcome
 
 __all__ = ["error_text", "outcome_records"]
@@ -46,6 +47,7 @@ def outcome_records(
         event=_event_name(outcome, event, dry_run=dry_run),
         decision=outcome.decision, trigger=trigger,
         event_id=event.event_id if event else None, event_type=event.event_type if event else None,
+        topic=str(redact(event.topic)) if event and event.topic else None,
         vault=outcome.vault, certificate=outcome.certificate,
         version=chosen.version if chosen else event.version if event else None,
         previous_version=outcome.previous_version,

@@ -38,6 +38,7 @@ def _record(
         decision=decision,
         trigger=Trigger.EVENTGRID,
         event_id="e1",
+        topic="/subscriptions/1/resourceGroups/rg/providers/Microsoft.EventGrid/topics/replay",
         vault="https://kv-rotation-demo.vault.azure.net",
         certificate=certificate,
         version="3f1c",

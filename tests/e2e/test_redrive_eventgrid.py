@@ -148,6 +148,8 @@ def test_dead_letter_blob_is_redriven_through_the_topic_and_rotates(
     )
     assert record.version == v2
     assert v1 != v2
+    # the record names the delivering topic: the replay topic (CloudEvents: the kept source)
+    assert record.topic == (topic_.topic_id if schema == EVENTGRID else topic(world.stack))
 
 
 @pytest.mark.parametrize("schema", [EVENTGRID, CLOUDEVENTS])

@@ -232,6 +232,8 @@ class TestEventGridTrigger:
         expected = "event.failed" if isinstance(error, RuntimeError) else "rotation.failed"
         assert (record["event"], record["decision"]) == (expected, "failed")
         assert record["certificate"] == "partner-mtls"
+        if isinstance(error, RuntimeError):  # the entrypoint's own record names the topic too
+            assert record["topic"] == TOPIC
 
     def test_permanent_failure_is_audited_and_returns(self, use_handler, capsys):
         """A non-retryable RotationError is swallowed after auditing, so Event Grid stops."""
