@@ -209,6 +209,15 @@ class TestAuditCommand:
         assert result.exit_code == 1
         assert "missing field 'thumbprint_sha256'" in result.stderr
 
+    def test_records_from_before_the_topic_field_still_verify(self, tmp_path):
+        """`topic` was added to the audit fields later: a record written before it verifies."""
+        record = RECORD.as_dict()
+        del record["topic"]
+        path = tmp_path / "old.jsonl"
+        path.write_text(json.dumps(record) + "\n")
+
+        assert run("audit", "--file", str(path)).exit_code == 0
+
     def test_targets_outside_the_vocabulary_fail_verification(self, tmp_path):
         """A target whose kind or result is not a documented value exits 1 naming it."""
         target = {"service": "apim", "name": "x", "from": None, "to": None}
