@@ -63,12 +63,6 @@ class CertificateSource(Protocol):
         """Every version of certificate ``name`` (all pages), in no particular order."""
         ...
 
-    def get_certificate_version(
-        self, vault_url: str, name: str, version: str
-    ) -> CertificateVersion:
-        """One version's properties."""
-        ...
-
     def get_secret(self, vault_url: str, name: str, version: str) -> SecretMaterial:
         """The certificate's secret (PKCS#12 or PEM, chain and private key)."""
         ...

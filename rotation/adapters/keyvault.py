@@ -83,26 +83,6 @@ class KeyVaultCertificateSource:
             pages = certificates.list_properties_of_certificate_versions(name)
             return [_to_domain(vault_url, item) for item in pages]
 
-    def get_certificate_version(
-        self, vault_url: str, name: str, version: str
-    ) -> CertificateVersion:
-        """One version's properties.
-
-        Raises:
-            CertificateNotFoundError: the certificate or version does not exist.
-            TransientDependencyError / AuthorizationError / DependencyError: see the port.
-        """
-        certificates, _ = self._pair(vault_url)
-        with translating(KEY_VAULT, "get_certificate_version", f"{name}/{version}"):
-            certificate = certificates.get_certificate_version(name, version)
-        if certificate.properties is None:
-            raise DependencyError(
-                f"keyvault get_certificate_version {name!r}: no properties in the response",
-                service=_SERVICE,
-                operation="get_certificate_version",
-            )
-        return _to_domain(vault_url, certificate.properties)
-
     def get_secret(self, vault_url: str, name: str, version: str) -> SecretMaterial:
         """The certificate's secret: PKCS#12 DER bytes or PEM text bytes.
 

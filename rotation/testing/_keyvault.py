@@ -92,16 +92,6 @@ class FakeCertificateSource:
             raise CertificateNotFoundError(f"certificate {name!r} not found")
         return list(reversed(found))
 
-    def get_certificate_version(
-        self, vault_url: str, name: str, version: str
-    ) -> CertificateVersion:
-        """One version's properties; raises ``CertificateNotFoundError``."""
-        self._check("get_certificate_version")
-        found = self.lookup(vault_url, name, version)
-        if found is None:
-            raise CertificateNotFoundError(f"certificate {name!r} version {version!r} not found")
-        return found
-
     def get_secret(self, vault_url: str, name: str, version: str) -> SecretMaterial:
         """The stored secret; raises ``CertificateNotFoundError``, or ``DependencyError`` for a
         disabled version (as Key Vault refuses to read it)."""

@@ -45,12 +45,12 @@ class TestListVersions:
             kv_source.list_certificate_versions(devstack.vault_url, "nope")
 
 
-class TestGetVersion:
+class TestVersionProperties:
     def test_maps_one_version(self, devstack, devstack_pki, kv_source):
-        """Disabled flag and thumbprint come through."""
+        """Disabled flag and thumbprint come through the version list."""
         version = devstack.import_certificate("c", devstack_pki.pfx("second"), enabled=False)
 
-        got = kv_source.get_certificate_version(devstack.vault_url, "c", version)
+        (got,) = kv_source.list_certificate_versions(devstack.vault_url, "c")
 
         assert got.version == version
         assert got.enabled is False
@@ -58,11 +58,11 @@ class TestGetVersion:
         assert got.secret_id == f"{devstack.vault_url}/secrets/c/{version}"
 
     def test_missing_version_is_not_found(self, devstack, devstack_pki, kv_source):
-        """An unknown version is CertificateNotFoundError, not retryable."""
+        """An unknown version's secret is CertificateNotFoundError, not retryable."""
         devstack.import_certificate("c", devstack_pki.pfx())
 
         with pytest.raises(CertificateNotFoundError) as caught:
-            kv_source.get_certificate_version(devstack.vault_url, "c", "0" * 32)
+            kv_source.get_secret(devstack.vault_url, "c", "0" * 32)
 
         assert caught.value.retryable is False
 
@@ -121,11 +121,11 @@ class TestFaults:
     @pytest.mark.parametrize("status", [500, 503])
     def test_persistent_5xx_is_transient(self, devstack, devstack_pki, kv_source, status):
         """5xx after the retries becomes TransientDependencyError with the status."""
-        version = devstack.import_certificate("c", devstack_pki.pfx())
+        devstack.import_certificate("c", devstack_pki.pfx())
         devstack.faults_kv.fail("/certificates/*", status=status, count=5)
 
         with pytest.raises(TransientDependencyError) as caught:
-            kv_source.get_certificate_version(devstack.vault_url, "c", version)
+            kv_source.list_certificate_versions(devstack.vault_url, "c")
 
         assert caught.value.status_code == status
         assert caught.value.retryable is True

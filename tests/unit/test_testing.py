@@ -83,7 +83,7 @@ class TestFakeCertificateSource:
     def test_missing_is_certificate_not_found(self) -> None:
         """get_* raise CertificateNotFoundError as the port says."""
         with pytest.raises(CertificateNotFoundError):
-            FakeCertificateSource().get_certificate_version(VAULT, "c", "v")
+            FakeCertificateSource().get_secret(VAULT, "c", "v")
 
 
 class TestFakeApimGateway:
