@@ -249,18 +249,6 @@ class ArmApimGateway:
                 for item in client.backend.list_by_service(rg, name)
             ]
 
-    def get_backend(self, service_id: str, backend_id: str) -> ApimBackend:
-        """One backend with its ETag.
-
-        Raises:
-            CertificateNotFoundError: no such backend (the port's not-found error).
-            TransientDependencyError / AuthorizationError / DependencyError: see the port.
-        """
-        client, rg, name = self._client(service_id)
-        with translating(APIM, "get_backend", backend_id):
-            model, etag = _etagged(client.backend.get, rg, name, backend_id)
-        return _backend_to_domain(service_id, model, etag)
-
     def update_backend_certificates(
         self,
         service_id: str,

@@ -216,8 +216,9 @@ class FakeApimGateway:
             raise CertificateNotFoundError(f"certificate entity {certificate_id!r} not found")
         return found
 
-    def get_backend(self, service_id: str, backend_id: str) -> ApimBackend:
-        """One backend with its current ETag (not a port method: the adapter's, mirrored)."""
+    def _get_backend(self, service_id: str, backend_id: str) -> ApimBackend:
+        """One backend with its current ETag: the read of a compare-and-swap (counted as
+        ``get_backend``, the GET the adapter makes)."""
         self.calls["get_backend"] += 1
         found = self.backends.get((service_id.lower(), backend_id.lower()))
         if found is None:
@@ -271,7 +272,7 @@ class FakeApimGateway:
         PATCH ``credentials.certificateIds`` with If-Match."""
         key = (service_id.lower(), backend_id.lower())
         try:
-            current = self.get_backend(service_id, backend_id)
+            current = self._get_backend(service_id, backend_id)
         except CertificateNotFoundError:
             raise _moved("update_backend_certificates", backend_id, gone=True) from None
         if current.certificate_ids != tuple(expected_ids):
