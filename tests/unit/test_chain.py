@@ -14,9 +14,10 @@ FIELDS = ("event", "decision", "certificate", "findings", "not_after", "recorded
 AT = datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
 
 
-def records(n: int) -> list[tuple[str, dict[str, object], Link]]:
+def records(n: int) -> list[tuple[str, dict[str, object], Link | None]]:
     """A well-formed chain of ``n`` records: (position, record, link)."""
-    out, prev = [], GENESIS
+    out: list[tuple[str, dict[str, object], Link | None]] = []
+    prev = GENESIS
     for seq in range(1, n + 1):
         record: dict[str, object] = {
             "event": "rotation.applied",
@@ -102,6 +103,7 @@ class TestChainVerifier:
     def test_a_modified_record_with_a_recomputed_hash_is_named_by_its_successor(self):
         items = records(5)
         position, record, link = items[2]
+        assert link is not None
         record["decision"] = "rejected"
         rehashed = link_hash(record, FIELDS, seq=3, prev_hash=link.prev_hash)
         items[2] = (position, record, Link(3, link.prev_hash, rehashed))
@@ -189,4 +191,4 @@ class TestChainVerifier:
             "seq": 1,
             "detail": "the record's content does not match its hash",
         }
-        assert BreakKind.MODIFIED == "modified"
+        assert breaks[0].kind is BreakKind.MODIFIED
