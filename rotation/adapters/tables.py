@@ -48,6 +48,7 @@ __all__ = [
     "TableAuditSink",
     "TableValidationHistory",
     "iter_audit_records",
+    "iter_chain_heads",
     "iter_chain_items",
     "open_table",
 ]
@@ -326,6 +327,23 @@ def iter_chain_items(
             service=_SERVICE,
             operation="query",
         ) from None
+
+
+def iter_chain_heads(client: TableClient) -> Iterator[tuple[str, Link]]:
+    """Every partition's chain head: (chain, head link), for anchoring.
+
+    Raises:
+        DependencyError (or a subclass): the table cannot be read.
+    """
+    try:
+        for raw in client.query_entities("RowKey eq @row", parameters={"row": HEAD_ROW}):
+            link = _link(dict(raw), head=True)
+            if link is not None:
+                yield str(raw["PartitionKey"]), link
+    except AzureError as exc:
+        raise translate(
+            exc, service=AUDIT_TABLE, operation="query", name=str(client.table_name)
+        ) from exc
 
 
 class TableValidationHistory:

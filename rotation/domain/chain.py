@@ -52,6 +52,9 @@ class BreakKind(StrEnum):
     HEAD = "head"
     """The chain head disagrees with the last record (the tail was deleted, or the head was
     rewritten), or is missing."""
+    ANCHOR = "anchor"
+    """A record's hash differs from the one anchored for its ``seq`` outside the table, or an
+    anchored ``seq`` is no longer in the chain (the chain was rewritten or cut)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,8 @@ class ChainVerifier:
     chain: str
     fields: Sequence[str]
     partial: bool = False
+    anchors: Mapping[int, frozenset[str]] = field(default_factory=dict)
+    """Anchored hashes by ``seq`` (``audit --verify --anchors``); each must be the record's."""
     records: int = 0
     unchained: int = 0
     breaks: int = 0
@@ -168,6 +173,12 @@ class ChainVerifier:
                             "the record's content does not match its hash")
             )  # fmt: skip
         found.extend(self._continuity(position, link))
+        anchored = self.anchors.get(link.seq, frozenset())
+        if anchored - {link.hash}:
+            found.append(
+                self._break(BreakKind.ANCHOR, position, link.seq,
+                            f"{len(anchored - {link.hash})} anchor(s) name another hash for it")
+            )  # fmt: skip
         self._last, self._last_position = link, position
         return self._count(found)
 
@@ -206,7 +217,19 @@ class ChainVerifier:
         return None
 
     def finish(self, head: Link | None) -> list[Break]:
-        """Check the chain head against the last record; the head's breaks."""
+        """Check the chain head against the last record (and the anchors beyond it); the
+        head's breaks."""
+        last = self._last
+        beyond = [seq for seq in self.anchors if last is None or seq > last.seq]
+        cut = (
+            [self._break(BreakKind.ANCHOR, "head", max(beyond),
+                         f"seq {max(beyond)} was anchored but the chain ends before it")]
+            if beyond and not (self.partial and last is None)
+            else []
+        )  # fmt: skip
+        return self._count(cut) + self._finish_head(head)
+
+    def _finish_head(self, head: Link | None) -> list[Break]:
         last = self._last
         if head is None:
             if last is None:

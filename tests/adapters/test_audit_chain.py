@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
+from rotation.adapters.anchors import AnchorLog
 from rotation.adapters.tables import (
+    CHAINED_FIELDS,
     HEAD_ROW,
     TableAuditSink,
     TableValidationHistory,
@@ -20,7 +23,7 @@ from rotation.adapters.tables import (
     iter_chain_items,
     open_table,
 )
-from rotation.domain.chain import GENESIS, Break
+from rotation.domain.chain import GENESIS, Break, link_hash
 from rotation.entrypoints.cli import cli
 from rotation.testing import FrozenClock
 from tests.adapters.chain_writer import CERT, VAULT, append_in_child, chain_record
@@ -119,7 +122,6 @@ class TestAppend:
 
 
 def verify_items(table) -> list[Break]:
-    from rotation.adapters.tables import CHAINED_FIELDS  # noqa: PLC0415
     from rotation.domain.chain import ChainVerifier  # noqa: PLC0415
 
     verifier, found = None, []
@@ -287,3 +289,101 @@ class TestConcurrentWriters:
         assert verify_items(table) == []
         result, breaks, _ = verify(azurite, table)
         assert (result.exit_code, breaks) == (0, [])
+
+
+def forge(table, stored: list[dict[str, Any]], index: int, **changes: object) -> None:
+    """What a forger with write access to the table can do: change record ``index`` and
+    recompute its hash, every later link and the head, so the chain alone verifies."""
+    records = {i.position: i.record for i in iter_chain_items(table) if not i.head}
+    prev = stored[index - 1]["hash"] if index else GENESIS
+    for entity in stored[index:]:
+        record = {**records[entity["RowKey"]], **(changes if entity is stored[index] else {})}
+        digest = link_hash(record, CHAINED_FIELDS, seq=entity["seq"], prev_hash=prev)
+        extra = changes if entity is stored[index] else {}
+        table.update_entity({**entity, **extra, "prev_hash": prev, "hash": digest})
+        prev = digest
+    head = table.get_entity(PARTITION, HEAD_ROW)
+    table.update_entity({**head, "hash": prev})
+
+
+@pytest.fixture(name="container")
+def _container(azurite):
+    name = f"anchors-{uuid.uuid4().hex[:12]}"
+    client = ContainerClient.from_connection_string(azurite.connection_string, name)
+    client.create_container()
+    yield name
+    client.delete_container()
+    client.close()
+
+
+def anchor(azurite, table, container: str):
+    return CliRunner().invoke(
+        cli,
+        ["audit", "--anchor", container, "--table", table.table_name,
+         "--connection-string-env", "CONN"],
+        env={"CONN": azurite.connection_string, "ROTATION_VAULTS": ""},
+    )  # fmt: skip
+
+
+class TestAnchors:
+    def test_anchored_heads_verify_and_land_in_the_daily_blob(self, azurite, table, container):
+        """Two anchorings the same day append to one blob (the second does not truncate it)."""
+        write(table, 2)
+        first = anchor(azurite, table, container)
+        TableAuditSink(table, clock=FrozenClock(AT)).write(chain_record("e2"))
+
+        anchored = anchor(azurite, table, container)
+        result, breaks, _ = verify(azurite, table, "--anchors", container)
+
+        assert (first.exit_code, anchored.exit_code) == (0, 0), anchored.output
+        assert "anchored 1 chain head(s)" in anchored.stderr
+        assert (result.exit_code, breaks) == (0, [])
+        stored = AnchorLog.from_connection_string(azurite.connection_string, container).read()
+        hashes = [e["hash"] for e in rows(table)]
+        assert stored == {PARTITION: {2: frozenset({hashes[1]}), 3: frozenset({hashes[2]})}}
+
+    def test_a_consistent_forgery_passes_the_chain_but_not_the_anchors(
+        self, azurite, table, container
+    ):
+        stored = write(table, 4)
+        anchor(azurite, table, container)
+        forge(table, stored, 1, decision="rejected")
+
+        plain, plain_breaks, _ = verify(azurite, table)
+        result, breaks, _ = verify(azurite, table, "--anchors", container)
+
+        assert (plain.exit_code, plain_breaks) == (0, [])  # the limit the anchors cover
+        assert result.exit_code == 1
+        assert breaks == [("anchor", stored[3]["RowKey"])]
+
+    def test_a_cut_chain_with_a_rewritten_head_is_caught(self, azurite, table, container):
+        stored = write(table, 4)
+        anchor(azurite, table, container)
+        for entity in stored[2:]:
+            table.delete_entity(PARTITION, entity["RowKey"])
+        head = table.get_entity(PARTITION, HEAD_ROW)
+        table.update_entity({**head, "seq": 2, "hash": stored[1]["hash"]})
+
+        result, breaks, _ = verify(azurite, table, "--anchors", container)
+
+        assert result.exit_code == 1
+        assert breaks == [("anchor", "head")]
+
+    def test_a_deleted_chain_is_caught(self, azurite, table, container):
+        stored = write(table, 2)
+        anchor(azurite, table, container)
+        for entity in [*stored, table.get_entity(PARTITION, HEAD_ROW)]:
+            table.delete_entity(PARTITION, entity["RowKey"])
+
+        result, breaks, _ = verify(azurite, table, "--anchors", container)
+
+        assert result.exit_code == 1
+        assert breaks == [("anchor", "head")]
+
+    def test_anchors_without_verify_is_a_usage_error(self, azurite, table, container):
+        result = CliRunner().invoke(
+            cli, ["audit", "--anchors", container, "--table", "t"], env={"ROTATION_VAULTS": ""}
+        )
+
+        assert result.exit_code == 2
+        assert "--verify" in result.output

@@ -192,3 +192,32 @@ class TestChainVerifier:
             "detail": "the record's content does not match its hash",
         }
         assert breaks[0].kind is BreakKind.MODIFIED
+
+
+class TestAnchors:
+    def test_a_record_whose_hash_differs_from_its_anchor_is_named(self):
+        items = records(3)
+        anchored = {2: frozenset({"f" * 64})}
+        verifier = ChainVerifier("c", FIELDS, anchors=anchored)
+
+        found = [b for p, r, link in items for b in verifier.record(p, r, link)]
+
+        assert kinds(found) == [("anchor", "row2")]
+
+    def test_matching_anchors_pass(self):
+        items = records(3)
+        link = items[1][2]
+        assert link is not None
+        verifier = ChainVerifier("c", FIELDS, anchors={2: frozenset({link.hash})})
+
+        found = [b for p, r, lk in items for b in verifier.record(p, r, lk)]
+
+        assert found + verifier.finish(items[-1][2]) == []
+
+    def test_an_anchored_seq_past_the_end_is_a_cut(self):
+        items = records(2)
+        verifier = ChainVerifier("c", FIELDS, anchors={5: frozenset({"a" * 64})})
+        for p, r, link in items:
+            verifier.record(p, r, link)
+
+        assert kinds(verifier.finish(items[-1][2])) == [("anchor", "head")]

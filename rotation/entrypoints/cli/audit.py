@@ -20,7 +20,7 @@ from rich.table import Table
 
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import read_environment
-from rotation.domain.chain import Break, ChainVerifier, Link
+from rotation.domain.chain import Break, BreakKind, ChainVerifier, Link
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
 from rotation.entrypoints.cli.wiring import wide_console
@@ -123,8 +123,18 @@ def _when(record: dict[str, object]) -> datetime | None:
 @click.option("--certificate", metavar="NAME", help="Only records about this certificate.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="Only records at or after this UTC time.")  # fmt: skip
-@click.option("--verify", is_flag=True,
-              help="Verify each certificate's hash chain in the table; report every break.")  # fmt: skip
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify each certificate's hash chain in the table; report every break.",
+)
+@click.option(
+    "--anchors",
+    metavar="CONTAINER",
+    help="With --verify: also check the chains against the heads anchored in CONTAINER.",
+)
+@click.option("--anchor", "anchor_to", metavar="CONTAINER",
+              help="Append every chain head to today's anchor blob in CONTAINER, then exit.")  # fmt: skip
 def audit(
     *,
     table: str | None,
@@ -134,15 +144,17 @@ def audit(
     certificate: str | None,
     since: datetime | None,
     verify: bool,
+    anchors: str | None,
+    anchor_to: str | None,
 ) -> None:
     """Read the durable audit trail and verify every record (all audit fields, nothing secret).
 
     The fields are listed in docs/architecture.md ("Audit record").
     """
     since = since.replace(tzinfo=UTC) if since else None
-    if verify:
-        _verify(_verify_table(table, files), connection_string_env, certificate, since,
-                as_json=as_json)  # fmt: skip
+    if verify or anchors or anchor_to:
+        _chains(_verify_table(table, files), connection_string_env, certificate, since,
+                as_json=as_json, verify=verify, anchors=anchors, anchor_to=anchor_to)  # fmt: skip
         return
     table = table or (None if files else read_environment().get("ROTATION_AUDIT_TABLE"))
     if not table and not files:
@@ -207,17 +219,69 @@ def _verify_table(table: str | None, files: tuple[Path, ...]) -> str:
     return table
 
 
+def _chains(
+    table: str,
+    env_var: str,
+    certificate: str | None,
+    since: datetime | None,
+    *,
+    as_json: bool,
+    verify: bool,
+    anchors: str | None,
+    anchor_to: str | None,
+) -> None:
+    if anchor_to:
+        if verify:
+            raise click.UsageError("--anchor CONTAINER writes anchors; run --verify on its own")
+        _anchor(table, env_var, anchor_to)
+        return
+    if not verify:
+        raise click.UsageError("--anchors CONTAINER goes with --verify")
+    _verify(table, env_var, certificate, since, as_json=as_json, anchors=anchors)
+
+
+def _anchor(table: str, env_var: str, container: str) -> None:
+    """Append every chain head of ``table`` to today's blob in ``container``."""
+    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.clock import SystemClock  # noqa: PLC0415
+    from rotation.adapters.tables import iter_chain_heads, open_table  # noqa: PLC0415
+
+    connection = _connection(env_var)
+    try:
+        count = AnchorLog.from_connection_string(connection, container).append(
+            iter_chain_heads(open_table(connection, table)), SystemClock().now()
+        )
+    except DependencyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"anchored {count} chain head(s) in {container}", err=True)
+
+
 def _verify(
-    table: str, env_var: str, certificate: str | None, since: datetime | None, *, as_json: bool
+    table: str,
+    env_var: str,
+    certificate: str | None,
+    since: datetime | None,
+    *,
+    as_json: bool,
+    anchors: str | None,
 ) -> None:
     """Stream every chain (one partition at a time, constant memory), print each break as found
     and a summary per chain; exit 1 when any chain is broken."""
     from rotation.adapters.tables import iter_chain_items, open_table  # noqa: PLC0415 - SDK import only when asked
 
-    items = iter_chain_items(open_table(_connection(env_var), table), certificate=certificate,
-                             since=since)  # fmt: skip
+    connection = _connection(env_var)
+    items = iter_chain_items(open_table(connection, table), certificate=certificate, since=since)
     try:
-        chains, broken = _walk(items, partial=since is not None, as_json=as_json)
+        anchored = _read_anchors(connection, anchors) if anchors else {}
+        chains, broken = _walk(items, partial=since is not None, as_json=as_json,
+                               anchored=anchored)  # fmt: skip
+        if certificate is None and since is None:
+            for chain in anchored:  # anchored chains the walk never met: deleted whole
+                _emit_break(Break(BreakKind.ANCHOR, chain, "head", None,
+                                  "the chain was anchored but is not in the table"),
+                            as_json=as_json)  # fmt: skip
+                chains, broken = chains + 1, broken + 1
     except DependencyError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
@@ -226,7 +290,19 @@ def _verify(
         raise SystemExit(1)
 
 
-def _walk(items: Iterable[ChainItem], *, partial: bool, as_json: bool) -> tuple[int, int]:
+def _read_anchors(connection: str, container: str) -> dict[str, dict[int, frozenset[str]]]:
+    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
+
+    return AnchorLog.from_connection_string(connection, container).read()
+
+
+def _walk(
+    items: Iterable[ChainItem],
+    *,
+    partial: bool,
+    as_json: bool,
+    anchored: dict[str, dict[int, frozenset[str]]],
+) -> tuple[int, int]:
     from rotation.adapters.tables import CHAINED_FIELDS  # noqa: PLC0415 - SDK import only when asked
 
     current: ChainVerifier | None = None
@@ -237,7 +313,8 @@ def _walk(items: Iterable[ChainItem], *, partial: bool, as_json: bool) -> tuple[
             current = None
         if current is None:
             chains += 1
-            current = ChainVerifier(item.chain, CHAINED_FIELDS, partial=partial)
+            current = ChainVerifier(item.chain, CHAINED_FIELDS, partial=partial,
+                                    anchors=anchored.pop(item.chain, {}))  # fmt: skip
         if item.head:
             broken += _close(current, item.link, as_json=as_json)
             current = None
