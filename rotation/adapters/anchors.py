@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
+from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
 from rotation.adapters.errors import Service, translate
+from rotation.adapters.tables import iter_chain_heads
 from rotation.domain.chain import Link
 from rotation.domain.errors import DependencyError
+from rotation.ports import Clock
 
-__all__ = ["ANCHORS", "AnchorLog"]
+__all__ = ["ANCHORS", "AnchorLog", "anchor_chains"]
 
 _ACCESS = "check the account key in the connection string or the identity's data role"
 ANCHORS = Service(
@@ -124,3 +127,13 @@ def _parse(line: bytes, where: str) -> tuple[str, int, str]:
             f"{where} is not an anchor line", service=ANCHORS.name, operation="read"
         )
     return chain, seq, digest
+
+
+def anchor_chains(table: TableClient, anchors: AnchorLog, clock: Clock) -> int:
+    """Append every chain head of ``table`` to today's anchor blob (the reconcile sweep's
+    anchoring); how many heads.
+
+    Raises:
+        DependencyError (or a subclass): the table cannot be read or the container written.
+    """
+    return anchors.append(iter_chain_heads(table), clock.now())

@@ -13,6 +13,8 @@ import pytest
 from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
+from devstack.pki import mint_certificate
+from rotation import bootstrap
 from rotation.adapters.anchors import AnchorLog
 from rotation.adapters.tables import (
     CHAINED_FIELDS,
@@ -23,7 +25,9 @@ from rotation.adapters.tables import (
     iter_chain_items,
     open_table,
 )
+from rotation.config import Settings
 from rotation.domain.chain import GENESIS, Break, link_hash
+from rotation.entrypoints import invocation
 from rotation.entrypoints.cli import cli
 from rotation.testing import FrozenClock
 from tests.adapters.chain_writer import CERT, VAULT, append_in_child, chain_record
@@ -387,3 +391,58 @@ class TestAnchors:
 
         assert result.exit_code == 2
         assert "--verify" in result.output
+
+
+def settings(tmp_path, connection: str, table: str, container: str) -> Settings:
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(mint_certificate("anchor test root", ca=True).pem)
+    return Settings.from_env({
+        "ROTATION_VAULTS": VAULT, "ROTATION_TRUST_ANCHORS": str(roots),
+        "ROTATION_APIM_SERVICES": "/subscriptions/s/resourceGroups/rg/providers/"
+                                  "Microsoft.ApiManagement/service/apim",
+        "ROTATION_AUDIT_TABLE": table, "ROTATION_AUDIT_CONNECTION": connection,
+        "ROTATION_AUDIT_ANCHORS": container,
+    })  # fmt: skip
+
+
+class TestSweepAnchoring:
+    def test_the_sweeps_anchoring_appends_every_head(self, azurite, table, container, tmp_path):
+        """``ROTATION_AUDIT_ANCHORS`` set: the built anchoring appends each chain's head."""
+        write(table, 2)
+        chosen = settings(tmp_path, azurite.connection_string, table.table_name, container)
+
+        anchoring = bootstrap.build_anchoring(chosen)
+
+        assert anchoring is not None
+        assert anchoring() == 1
+        stored = AnchorLog.from_connection_string(azurite.connection_string, container).read()
+        assert stored == {PARTITION: {2: frozenset({rows(table)[-1]["hash"]})}}
+
+    def test_no_container_no_anchoring(self, tmp_path):
+        chosen = settings(tmp_path, "UseDevelopmentStorage=true", "audit", "")
+
+        assert bootstrap.build_anchoring(chosen) is None
+
+    def test_a_failed_anchoring_is_logged_not_raised(self, azurite, table, tmp_path, monkeypatch):
+        """A missing container fails the anchoring; the sweep's hook logs it and returns, and
+        the log line carries no connection string."""
+        write(table, 1)
+        chosen = settings(tmp_path, azurite.connection_string, table.table_name, "absent-box")
+        monkeypatch.setattr(invocation, "read_environment", dict)
+        monkeypatch.setattr(Settings, "from_env", classmethod(lambda cls, _: chosen))
+        logged: list[tuple[str, dict[str, object]]] = []
+
+        class Capture:
+            def info(self, event: str, **kw: object) -> None:
+                logged.append((event, kw))
+
+            warning = info
+
+        monkeypatch.setattr(invocation, "_log", Capture())
+        invocation._anchor_audit_chains()
+
+        ((event, fields),) = logged
+        assert event == "audit_anchoring_failed"
+        assert fields["error"] == "DependencyError"
+        assert "does not exist" in str(fields["message"])
+        assert "AccountKey" not in str(fields)
