@@ -6,7 +6,8 @@ collide), every audit field as a property (``None`` omitted, ``findings``/``targ
 and ``recorded_at``.
 
 Each certificate's records form a hash chain (``rotation.domain.chain``): every record carries
-``seq``, ``prev_hash`` and ``hash`` (over ``AUDIT_FIELDS`` plus ``recorded_at``), and the
+``seq``, ``prev_hash`` and ``hash`` (over ``CHAINED_FIELDS``: the audit fields and
+``recorded_at``), and the
 partition holds one chain head entity (RowKey ``HEAD_ROW``) naming the last ``seq`` and ``hash``.
 An append writes the record and replaces the head (If-Match on the head's ETag; created when
 absent) in one table transaction, so both land or neither: a writer that loses the race re-reads
@@ -61,8 +62,12 @@ HEAD_ROW = "~chain-head"
 """RowKey of a partition's chain head (``~`` sorts after every record's RowKey)."""
 CHAIN_ATTEMPTS = 8
 """Appends tried against a moving head before the write fails retryably."""
-CHAINED_FIELDS: tuple[str, ...] = (*AUDIT_FIELDS, "recorded_at")
-"""What a record's ``hash`` covers besides ``seq`` and ``prev_hash``."""
+CHAINED_FIELDS: tuple[str, ...] = tuple(
+    dict.fromkeys((*AUDIT_FIELDS, *AuditRecord.__dataclass_fields__, "recorded_at"))
+)
+"""What a record's ``hash`` covers besides ``seq`` and ``prev_hash``: every audit field
+(``AUDIT_FIELDS``, and any other ``AuditRecord`` field such as ``error``/``message``) and
+``recorded_at``."""
 _CONFLICT_CODES = frozenset({"UpdateConditionNotSatisfied", "EntityAlreadyExists"})
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 

@@ -4,7 +4,7 @@ Every chained audit record carries ``seq`` (1, 2, ... per chain: one chain per c
 ``prev_hash`` (the previous record's ``hash``; ``GENESIS`` for ``seq`` 1) and ``hash``, the
 SHA-256 (hex) of ``canonical(record, fields, seq=..., prev_hash=...)``. The canonical encoding
 is compact JSON with sorted keys, UTF-8, over the record's audit fields (the caller passes them:
-``rotation.adapters.audit.AUDIT_FIELDS`` plus ``recorded_at``) whose value is not ``None``, plus
+``rotation.adapters.tables.CHAINED_FIELDS``: the audit fields and ``recorded_at``) whose value is not ``None``, plus
 ``seq`` and ``prev_hash``. Leaving ``None`` out means a field added to the audit record later
 does not change the hash of records written before it existed; clearing a field that had a
 value still changes the hash.

@@ -159,6 +159,18 @@ class TestVerify:
         assert result.exit_code == 1
         assert breaks == [("modified", stored[2]["RowKey"])]
 
+    def test_every_stored_field_is_covered(self, azurite, table):
+        """Changing a message, clearing a field or moving recorded_at is a modification."""
+        stored = write(table, 4)
+        table.update_entity({**stored[0], "message": "nothing to see"})
+        table.update_entity({k: v for k, v in stored[1].items() if k != "version"}, mode="replace")
+        table.update_entity({**stored[2], "recorded_at": AT - timedelta(days=1)})
+
+        result, breaks, _ = verify(azurite, table)
+
+        assert result.exit_code == 1
+        assert breaks == [("modified", e["RowKey"]) for e in stored[:3]]
+
     def test_a_deleted_record_is_a_gap_at_the_next(self, azurite, table):
         stored = write(table, 5)
         table.delete_entity(PARTITION, stored[2]["RowKey"])
