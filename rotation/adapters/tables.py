@@ -10,8 +10,9 @@ Each certificate's records form a hash chain (``rotation.domain.chain``): every 
 ``recorded_at``), and the
 partition holds one chain head entity (RowKey ``HEAD_ROW``) naming the last ``seq`` and ``hash``.
 An append writes the record and replaces the head (If-Match on the head's ETag; created when
-absent) in one table transaction, so both land or neither: a writer that loses the race re-reads
-the head and tries again (``CHAIN_ATTEMPTS`` in all), then fails retryably. A record's time is
+absent) in one table transaction, so both land or neither: a writer that loses the race waits a
+jittered, doubling moment, re-reads the head and tries again (``CHAIN_ATTEMPTS`` in all), then
+fails retryably. A record's time is
 kept after the previous record's, so RowKey order is chain order. ``azure.core`` errors become the domain's ``DependencyError`` family
 (``rotation.adapters.errors.translate``); messages carry status codes and error codes, never the
 connection string.
@@ -20,9 +21,11 @@ connection string.
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +71,7 @@ CHAINED_FIELDS: tuple[str, ...] = tuple(
 """What a record's ``hash`` covers besides ``seq`` and ``prev_hash``: every audit field
 (``AUDIT_FIELDS``, and any other ``AuditRecord`` field such as ``error``/``message``) and
 ``recorded_at``."""
+_BACKOFF, _BACKOFF_MAX = 0.02, 0.5  # seconds: a lost append's jittered wait, doubling
 _CONFLICT_CODES = frozenset({"UpdateConditionNotSatisfied", "EntityAlreadyExists"})
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -108,9 +112,16 @@ def _row_key(at: datetime) -> str:
 class TableAuditSink:
     """``AuditSink`` appending each record to an Azure Tables table (created on first write)."""
 
-    def __init__(self, client: TableClient, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        client: TableClient,
+        *,
+        clock: Clock | None = None,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
         self._clock: Clock = clock or SystemClock()
+        self._pause = pause
         self._ready = False
 
     def __repr__(self) -> str:
@@ -155,14 +166,16 @@ class TableAuditSink:
         """
         self._ensure_table()
         partition = _partition_key(record)
-        for _ in range(CHAIN_ATTEMPTS):
+        for attempt in range(CHAIN_ATTEMPTS):
             head = self._read_head(partition)
             try:
                 self._client.submit_transaction(self._append(record, partition, head))
             except TableTransactionError as exc:
                 code = getattr(exc, "error_code", None)
                 if code in _CONFLICT_CODES or exc.status_code in {409, 412}:
-                    continue  # another writer moved the head: re-read it and retry
+                    # Another writer moved the head: back off (jittered), re-read it, retry.
+                    self._pause(random.uniform(0, min(_BACKOFF * 2**attempt, _BACKOFF_MAX)))  # noqa: S311 - jitter, not crypto
+                    continue
                 raise self._error(exc, "submit_transaction") from exc
             except AzureError as exc:
                 raise self._error(exc, "submit_transaction") from exc

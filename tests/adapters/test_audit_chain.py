@@ -105,8 +105,10 @@ class TestAppend:
         assert TableValidationHistory(table).last_validated(VAULT, CERT) is None
 
     def test_a_stale_head_loses_the_compare_and_swap_and_the_write_retries(self, table):
-        """A writer whose head read is overtaken re-reads it: the chain stays whole."""
-        sink = TableAuditSink(table, clock=FrozenClock(AT))
+        """A writer whose head read is overtaken backs off once and re-reads it: the chain
+        stays whole."""
+        pauses: list[float] = []
+        sink = TableAuditSink(table, clock=FrozenClock(AT), pause=pauses.append)
         sink.write(chain_record("e0"))
         stale = dict(sink._read_head(PARTITION) or {})
         sink.write(chain_record("e1"))
@@ -121,6 +123,8 @@ class TestAppend:
         sink.write(chain_record("e2"))
 
         assert len(calls) == 2
+        assert len(pauses) == 1
+        assert 0 <= pauses[0] <= 0.02  # the first, jittered backoff
         assert [e["seq"] for e in rows(table)] == [1, 2, 3]
         assert verify_items(table) == []
 
