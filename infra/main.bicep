@@ -174,6 +174,7 @@ module functionApp 'modules/functionapp.bicep' = {
       ROTATION_NEAR_EXPIRY_DAYS: string(alertDays)
       ROTATION_RECONCILE_SCHEDULE: reconcileSchedule
       ROTATION_AUDIT_TABLE: auditTableName
+      ROTATION_AUDIT_ANCHORS: containers.auditAnchors
       ROTATION_LOCK: 'blob'
       ROTATION_LOCK_CONTAINER: containers.locks
       ROTATION_ARM_ENDPOINT: environment().resourceManager

@@ -42,6 +42,8 @@ from rotation.adapters.clock import SystemClock
 from rotation.domain.errors import BundleFormatError, ConfigError
 
 if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import on --help
+    from collections.abc import Callable
+
     from rotation.config import Settings
     from rotation.ports import (
         ApimGateway,
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
     from rotation.service import RotationService
 
 __all__ = [
+    "build_anchoring",
     "build_audit_sink",
     "build_canary",
     "build_history",
@@ -230,6 +233,23 @@ def build_audit_sink(settings: Settings) -> AuditSink:
 
     table = TableAuditSink.from_connection_string(settings.audit_connection, settings.audit_table)
     return CompositeAuditSink(stdout, table)
+
+
+def build_anchoring(settings: Settings) -> Callable[[], int] | None:
+    """What the reconcile sweep runs to anchor every audit chain head (``ROTATION_AUDIT_ANCHORS``
+    with the audit table), else None.
+
+    Raises:
+        DependencyError: the storage connection string is malformed.
+    """
+    if not (settings.audit_anchors and settings.audit_table and settings.audit_connection):
+        return None
+    from rotation.adapters.anchors import AnchorLog, anchor_chains  # noqa: PLC0415
+    from rotation.adapters.tables import open_table  # noqa: PLC0415
+
+    table = open_table(settings.audit_connection, settings.audit_table)
+    log = AnchorLog.from_connection_string(settings.audit_connection, settings.audit_anchors)
+    return functools.partial(anchor_chains, table, log, SystemClock())
 
 
 def build_lock(settings: Settings) -> RotationLock | None:

@@ -13,7 +13,9 @@ param alertDays int
 @description('Minutes between reconcile sweeps; the staleness rule fires after twice this.')
 param reconcilePeriodMinutes int
 
-var audit = 'traces | where message startswith "{" | extend r = parse_json(message) | where tobool(r.audit) == true'
+// Audit records reach App Insights through the OpenTelemetry distro as traces whose message is
+// the record's event name and whose custom dimensions are its fields (docs/operations.md).
+var audit = 'traces | extend r = customDimensions | where tobool(r.audit) == true'
 
 var rules = [
   {

@@ -84,6 +84,7 @@ class Settings:
     reconcile_schedule: str | None = None  # the timer binding reads the app setting itself
     audit_table: str | None = None
     audit_connection: str | None = field(default=None, repr=False)
+    audit_anchors: str | None = None  # container the reconcile sweep anchors chain heads in
     arm_endpoint: str = "https://management.azure.com"
     devstack_ca_bundle: Path | None = None
     devstack_token: str | None = field(default=None, repr=False)
@@ -131,6 +132,7 @@ class Settings:
             reconcile_schedule=r.get("ROTATION_RECONCILE_SCHEDULE", None, parse.ncrontab),
             audit_table=r.get("ROTATION_AUDIT_TABLE", None, parse.table_name),
             audit_connection=r.raw("ROTATION_AUDIT_CONNECTION") or r.raw("AzureWebJobsStorage"),
+            audit_anchors=r.get("ROTATION_AUDIT_ANCHORS", None, parse.container_name),
             arm_endpoint=r.get(
                 "ROTATION_ARM_ENDPOINT", "https://management.azure.com", parse.https_url
             ),

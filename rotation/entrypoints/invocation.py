@@ -122,11 +122,28 @@ def _run_reconcile(*, past_due: bool) -> None:
     except Exception as exc:  # noqa: BLE001 - every failure is audited, then mapped
         if not isinstance(exc, RotationError) or isinstance(exc, ConfigError):
             _audit_failure(exc, Trigger.TIMER, correlation_id, None, None)
+        _anchor_audit_chains()
         _raise_if_retryable(exc)
         return
+    _anchor_audit_chains()
     decisions = [str(r.decision) for r in records]
     counts = {d: decisions.count(d) for d in sorted(set(decisions))}
     _log.info("reconcile_finished", records=len(records), counts=counts, past_due=past_due)
+
+
+def _anchor_audit_chains() -> None:
+    """Anchor every audit chain head (``ROTATION_AUDIT_ANCHORS``); a failure is logged, never
+    fails the sweep (the next sweep anchors again)."""
+    from rotation.config import Settings  # noqa: PLC0415 - cold start
+
+    try:
+        anchor = bootstrap.build_anchoring(Settings.from_env(read_environment()))
+        if anchor is not None:
+            _log.info("audit_chains_anchored", chains=anchor())
+    except Exception as exc:  # noqa: BLE001 - anchoring must not fail the sweep
+        _log.warning(
+            "audit_anchoring_failed", error=type(exc).__name__, message=str(redact(str(exc)))
+        )
 
 
 def _raise_if_retryable(exc: Exception) -> None:

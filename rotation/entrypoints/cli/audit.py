@@ -2,7 +2,9 @@
 
 Reads an Azure Tables table or JSON-lines audit logs and checks that every record carries every
 audit field (``rotation.adapters.audit.AUDIT_FIELDS``; ``docs/architecture.md``, "Audit record")
-and no secret material. Exit codes: 0 all good, 1 a record failing verification, 2 usage.
+and no secret material. ``--verify`` instead walks each certificate's hash chain in the table
+(``rotation.domain.chain``) and reports every break with its position. Exit codes: 0 all good
+(every chain intact), 1 a record failing verification (a chain broken), 2 usage.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from rotation.adapters.audit import AUDIT_FIELDS
+from rotation.domain.chain import Break, BreakKind, ChainVerifier, Link
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
 from rotation.entrypoints.cli.wiring import command_environment, settings_option, wide_console
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
+
+if TYPE_CHECKING:
+    from rotation.adapters.tables import ChainItem
 
 __all__ = ["audit", "verify_record"]
 
@@ -102,17 +109,21 @@ def _file_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, object
                     yield location, value
 
 
+def _connection(env_var: str) -> str:
+    env = command_environment()
+    connection = env.get(env_var) or env.get("AzureWebJobsStorage")
+    if not connection:
+        raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
+    return connection
+
+
 def _table_records(
     table: str, env_var: str, certificate: str | None, since: datetime | None
 ) -> Iterator[tuple[str, dict[str, object] | str]]:
     from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415 - SDK import only when asked
 
-    env = command_environment()
-    connection = env.get(env_var) or env.get("AzureWebJobsStorage")
-    if not connection:
-        raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
     records = iter_audit_records(
-        open_table(connection, table), certificate=certificate, since=since
+        open_table(_connection(env_var), table), certificate=certificate, since=since
     )
     for index, record in enumerate(records):
         yield f"{table}[{index}]", record
@@ -137,6 +148,18 @@ def _when(record: dict[str, object]) -> datetime | None:
 @click.option("--since", callback=_since, metavar="ISO",
               help="Only records at or after this time: ISO 8601, e.g. 2026-03-02, "
               "2026-03-02T08:15:00Z or 2026-03-02T09:15:00+01:00 (no offset: UTC).")  # fmt: skip
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify each certificate's hash chain in the table; report every break.",
+)
+@click.option(
+    "--anchors",
+    metavar="CONTAINER",
+    help="With --verify: also check the chains against the heads anchored in CONTAINER.",
+)
+@click.option("--anchor", "anchor_to", metavar="CONTAINER",
+              help="Append every chain head to today's anchor blob in CONTAINER, then exit.")  # fmt: skip
 def audit(
     *,
     table: str | None,
@@ -145,11 +168,18 @@ def audit(
     as_json: bool,
     certificate: str | None,
     since: datetime | None,
+    verify: bool,
+    anchors: str | None,
+    anchor_to: str | None,
 ) -> None:
     """Read the durable audit trail and verify every record (all audit fields, nothing secret).
 
     The fields are listed in docs/architecture.md ("Audit record").
     """
+    if verify or anchors or anchor_to:
+        _chains(_verify_table(table, files), connection_string_env, certificate, since,
+                as_json=as_json, verify=verify, anchors=anchors, anchor_to=anchor_to)  # fmt: skip
+        return
     table = table or (None if files else command_environment().get("ROTATION_AUDIT_TABLE"))
     if not table and not files:
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")
@@ -202,3 +232,145 @@ def _emit(
         str(record.get("certificate") or ""), str(record.get("version") or ""),
         str(record.get("trigger", "")), "ok" if not problems else f"{location}: " + "; ".join(problems),
     )  # fmt: skip
+
+
+def _verify_table(table: str | None, files: tuple[Path, ...]) -> str:
+    if files:
+        raise click.UsageError("--verify reads the table's chains; it does not take --file")
+    table = table or command_environment().get("ROTATION_AUDIT_TABLE")
+    if not table:
+        raise click.UsageError("give --table NAME (or set ROTATION_AUDIT_TABLE) to --verify")
+    return table
+
+
+def _chains(
+    table: str,
+    env_var: str,
+    certificate: str | None,
+    since: datetime | None,
+    *,
+    as_json: bool,
+    verify: bool,
+    anchors: str | None,
+    anchor_to: str | None,
+) -> None:
+    if anchor_to:
+        if verify:
+            raise click.UsageError("--anchor CONTAINER writes anchors; run --verify on its own")
+        _anchor(table, env_var, anchor_to)
+        return
+    if not verify:
+        raise click.UsageError("--anchors CONTAINER goes with --verify")
+    _verify(table, env_var, certificate, since, as_json=as_json, anchors=anchors)
+
+
+def _anchor(table: str, env_var: str, container: str) -> None:
+    """Append every chain head of ``table`` to today's blob in ``container``."""
+    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.clock import SystemClock  # noqa: PLC0415
+    from rotation.adapters.tables import iter_chain_heads, open_table  # noqa: PLC0415
+
+    connection = _connection(env_var)
+    try:
+        count = AnchorLog.from_connection_string(connection, container).append(
+            iter_chain_heads(open_table(connection, table)), SystemClock().now()
+        )
+    except DependencyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"anchored {count} chain head(s) in {container}", err=True)
+
+
+def _verify(
+    table: str,
+    env_var: str,
+    certificate: str | None,
+    since: datetime | None,
+    *,
+    as_json: bool,
+    anchors: str | None,
+) -> None:
+    """Stream every chain (one partition at a time, constant memory), print each break as found
+    and a summary per chain; exit 1 when any chain is broken."""
+    from rotation.adapters.tables import iter_chain_items, open_table  # noqa: PLC0415 - SDK import only when asked
+
+    connection = _connection(env_var)
+    items = iter_chain_items(open_table(connection, table), certificate=certificate, since=since)
+    try:
+        anchored = _read_anchors(connection, anchors) if anchors else {}
+        chains, broken = _walk(items, partial=since is not None, as_json=as_json,
+                               anchored=anchored)  # fmt: skip
+        if certificate is None and since is None:
+            for chain in anchored:  # anchored chains the walk never met: deleted whole
+                _emit_break(Break(BreakKind.ANCHOR, chain, "head", None,
+                                  "the chain was anchored but is not in the table"),
+                            as_json=as_json)  # fmt: skip
+                chains, broken = chains + 1, broken + 1
+    except DependencyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{chains} chain(s), {broken} broken", err=True)
+    if broken:
+        raise SystemExit(1)
+
+
+def _read_anchors(connection: str, container: str) -> dict[str, dict[int, frozenset[str]]]:
+    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
+
+    return AnchorLog.from_connection_string(connection, container).read()
+
+
+def _walk(
+    items: Iterable[ChainItem],
+    *,
+    partial: bool,
+    as_json: bool,
+    anchored: dict[str, dict[int, frozenset[str]]],
+) -> tuple[int, int]:
+    from rotation.adapters.tables import CHAINED_FIELDS  # noqa: PLC0415 - SDK import only when asked
+
+    current: ChainVerifier | None = None
+    chains = broken = 0
+    for item in items:
+        if current is not None and current.chain != item.chain:
+            broken += _close(current, None, as_json=as_json)
+            current = None
+        if current is None:
+            chains += 1
+            current = ChainVerifier(item.chain, CHAINED_FIELDS, partial=partial,
+                                    anchors=anchored.pop(item.chain, {}))  # fmt: skip
+        if item.head:
+            broken += _close(current, item.link, as_json=as_json)
+            current = None
+            continue
+        for found in current.record(item.position, item.record, item.link):
+            _emit_break(found, as_json=as_json)
+    if current is not None:
+        broken += _close(current, None, as_json=as_json)
+    return chains, broken
+
+
+def _close(verifier: ChainVerifier, head: Link | None, *, as_json: bool) -> bool:
+    """Check the head, print the chain's summary; True when the chain is broken."""
+    for found in verifier.finish(head):
+        _emit_break(found, as_json=as_json)
+    status = "broken" if verifier.breaks else "intact"
+    if as_json:
+        click.echo(json.dumps({
+            "chain": verifier.chain, "status": status, "records": verifier.records,
+            "unchained": verifier.unchained, "breaks": verifier.breaks,
+        }))  # fmt: skip
+    else:
+        click.echo(
+            f"{verifier.chain}: {status}: {verifier.records} record(s), "
+            f"{verifier.unchained} unchained, {verifier.breaks} break(s)"
+        )
+    return bool(verifier.breaks)
+
+
+def _emit_break(found: Break, *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"break": found.as_dict()}))
+    else:
+        seq = "" if found.seq is None else f" seq {found.seq}"
+        click.echo(f"{found.chain} {found.position}{seq}: {found.kind}: {found.detail}")
