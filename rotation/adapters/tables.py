@@ -24,12 +24,19 @@ from azure.data.tables import TableClient
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.clock import SystemClock
 from rotation.adapters.errors import AUDIT_TABLE, translate
+from rotation.adapters.storage import StorageConnection, table_client
 from rotation.domain.errors import DependencyError, RotationError
 from rotation.domain.follow import last_validated
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
 
-__all__ = ["TableAuditSink", "TableValidationHistory", "iter_audit_records", "open_table"]
+__all__ = [
+    "TableAuditSink",
+    "TableValidationHistory",
+    "iter_audit_records",
+    "open_connection_table",
+    "open_table",
+]
 
 _SERVICE = AUDIT_TABLE.name
 _LIST_FIELDS = ("findings", "targets")
@@ -53,6 +60,30 @@ def open_table(connection_string: str, table_name: str, *, retries: int = 3) -> 
             service=_SERVICE,
             operation="connect",
         ) from None
+
+
+def open_connection_table(
+    connection: StorageConnection,
+    table_name: str,
+    *,
+    retries: int = 3,
+    credential: Any = None,
+    connection_verify: str | bool = True,
+) -> TableClient:
+    """A ``TableClient`` for ``table_name`` over a named storage connection (a connection string
+    or identity-based, see ``rotation.adapters.storage``), retrying ``retries`` times like
+    ``open_table``.
+
+    Raises:
+        ConfigError: the connection cannot be used for table storage (no secret shown).
+    """
+    return table_client(
+        connection,
+        table_name,
+        credential=credential,
+        connection_verify=connection_verify,
+        retry_total=retries,
+    )
 
 
 def _partition_key(record: AuditRecord) -> str:
@@ -80,6 +111,26 @@ class TableAuditSink:
 
     def __repr__(self) -> str:
         return f"TableAuditSink(table={self._client.table_name!r})"
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: StorageConnection,
+        table_name: str,
+        *,
+        clock: Clock | None = None,
+        credential: Any = None,
+        connection_verify: str | bool = True,
+    ) -> TableAuditSink:
+        """The sink over a named storage connection (see ``open_connection_table``).
+
+        Raises:
+            ConfigError: the connection cannot be used for table storage.
+        """
+        client = open_connection_table(
+            connection, table_name, credential=credential, connection_verify=connection_verify
+        )
+        return cls(client, clock=clock)
 
     @classmethod
     def from_connection_string(
@@ -193,6 +244,21 @@ class TableValidationHistory:
 
     def __repr__(self) -> str:
         return f"TableValidationHistory(table={self._client.table_name!r})"
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: StorageConnection,
+        table_name: str,
+        *,
+        credential: Any = None,
+        connection_verify: str | bool = True,
+    ) -> TableValidationHistory:
+        """Raises: ConfigError: the connection cannot be used for table storage."""
+        client = open_connection_table(
+            connection, table_name, credential=credential, connection_verify=connection_verify
+        )
+        return cls(client)
 
     @classmethod
     def from_connection_string(

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -19,13 +20,17 @@ from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.config import read_environment
 from rotation.domain.errors import DependencyError, InvalidEventError
 from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
-from rotation.entrypoints.cli.wiring import wide_console
+from rotation.entrypoints.cli.wiring import audit_table_client, storage_connection, wide_console
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 __all__ = ["audit", "verify_record"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_AUDIT_CONNECTIONS = ("ROTATION_AUDIT_CONNECTION", "AzureWebJobsStorage")
 
 
 def verify_record(record: dict[str, object]) -> list[str]:
@@ -80,17 +85,11 @@ def _file_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, object
 
 
 def _table_records(
-    table: str, env_var: str, certificate: str | None, since: datetime | None
+    client: TableClient, table: str, certificate: str | None, since: datetime | None
 ) -> Iterator[tuple[str, dict[str, object] | str]]:
-    from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.tables import iter_audit_records  # noqa: PLC0415 - SDK import only when asked
 
-    env = read_environment()
-    connection = env.get(env_var) or env.get("AzureWebJobsStorage")
-    if not connection:
-        raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
-    records = iter_audit_records(
-        open_table(connection, table), certificate=certificate, since=since
-    )
+    records = iter_audit_records(client, certificate=certificate, since=since)
     for index, record in enumerate(records):
         yield f"{table}[{index}]", record
 
@@ -105,8 +104,14 @@ def _when(record: dict[str, object]) -> datetime | None:
 
 @click.command("audit")
 @click.option("--table", metavar="NAME", help="Azure Tables table (default ROTATION_AUDIT_TABLE).")
-@click.option("--connection-string-env", default="ROTATION_AUDIT_CONNECTION", metavar="VAR",
-              show_default=True, help="Environment variable holding the storage connection string.")  # fmt: skip
+@click.option("--connection", "connection_name", metavar="NAME",
+              help="Storage connection of the table, Functions style: NAME holds a connection "
+              "string, or NAME__accountName / NAME__tableServiceUri (+ __credential, __clientId) "
+              "name it identity-based [default: ROTATION_AUDIT_CONNECTION, then "
+              "AzureWebJobsStorage, as the app].")  # fmt: skip
+@click.option("--connection-string-env", metavar="VAR",
+              help="Environment variable holding a storage connection string (instead of "
+              "--connection).")  # fmt: skip
 @click.option("--file", "files", multiple=True, type=_FILE, help="JSON-lines audit log to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.option("--certificate", metavar="NAME", help="Only records about this certificate.")
@@ -115,7 +120,8 @@ def _when(record: dict[str, object]) -> datetime | None:
 def audit(
     *,
     table: str | None,
-    connection_string_env: str,
+    connection_name: str | None,
+    connection_string_env: str | None,
     files: tuple[Path, ...],
     as_json: bool,
     certificate: str | None,
@@ -131,7 +137,12 @@ def audit(
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")
     sources = _file_records(files) if files else iter(())
     if table:
-        sources = _chain(sources, _table_records(table, connection_string_env, certificate, since))
+        connection = storage_connection(
+            names=(connection_name,) if connection_name else _AUDIT_CONNECTIONS,
+            connection_string_env=connection_string_env, feature="--table", service="table",
+        )  # fmt: skip
+        client = audit_table_client(click.get_current_context(), connection, table)
+        sources = _chain(sources, _table_records(client, table, certificate, since))
     out = Table("time", "event", "decision", "certificate", "version", "trigger", "check")
     failures = 0
     try:

@@ -20,7 +20,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -34,6 +34,9 @@ from rich.progress import (
 from rich.table import Table
 
 from rotation.domain.errors import ConfigError, DependencyError
+
+if TYPE_CHECKING:
+    from rotation.adapters.blobs import DeadLetterBlobSource
 from rotation.entrypoints.redrive import (
     RawItem,
     RedriveSummary,
@@ -62,14 +65,11 @@ def to_topic_options(command: F) -> F:
 
 
 def _sources(
-    files: tuple[Path, ...], container: str | None, connection: str | None, prefix: str
+    files: tuple[Path, ...], deadletters: DeadLetterBlobSource | None, prefix: str
 ) -> Iterator[RawItem]:
     yield from iter_raw_files(files)
-    if container and connection:
-        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415 - SDK on use
-
-        source = DeadLetterBlobSource.from_connection_string(connection, container)
-        yield from iter_raw_deadletter(source, prefix)
+    if deadletters is not None:
+        yield from iter_raw_deadletter(deadletters, prefix)
 
 
 def summary_table(summary: RedriveSummary) -> Table:
@@ -87,8 +87,7 @@ def summary_table(summary: RedriveSummary) -> Table:
 def run_to_topic(
     *,
     files: tuple[Path, ...],
-    container: str | None,
-    connection: str | None,
+    deadletters: DeadLetterBlobSource | None,
     prefix: str,
     endpoint: str,
     key_env: str | None,
@@ -136,7 +135,7 @@ def run_to_topic(
         with Progress(*columns, console=err, transient=True, disable=not show) as progress:
             task = progress.add_task("redrive", total=None)
             summary = redrive(
-                _sources(files, container, connection, prefix), publisher,
+                _sources(files, deadletters, prefix), publisher,
                 allowed_vault_urls=vaults, dry_run=dry_run,
                 progress=lambda n: progress.advance(task, n),
             )  # fmt: skip
