@@ -227,7 +227,8 @@ def trust_anchors(raw: str, *, app_root: Path) -> tuple[Path | None, bytes | Non
 
     Returns ``(None, pem)`` for inline PEM (a value starting with ``-----BEGIN CERTIFICATE-----``;
     ``\\n`` escapes are accepted, as a one-line app setting needs them), else
-    ``(resolved path, None)``.
+    ``(resolved path, None)``. A relative path is looked up in ``app_root`` first, then (for a
+    CLI run from a checkout of the trust bundle) in the current directory.
 
     Raises:
         ValueError: no readable PEM certificate (an inline value is never echoed).
@@ -244,8 +245,10 @@ def trust_anchors(raw: str, *, app_root: Path) -> tuple[Path | None, bytes | Non
             raise ValueError("the inline PEM holds no readable certificate")
         return None, pem
     path = Path(raw)
-    if not path.is_absolute():
+    if not path.is_absolute() and (app_root / path).is_file():
         path = app_root / path
+    elif not path.is_absolute() and not path.is_file():
+        path = app_root / path  # named in the error: the app root is where it belongs
     return trust_anchor_bundle(str(path)), None
 
 

@@ -250,6 +250,20 @@ class TestTrustAnchors:
         assert s.trust_anchors == tmp_path / "trust" / "roots.pem"
         assert s.trust_anchor_pem() == root_pem
 
+    def test_relative_path_falls_back_to_the_current_directory(
+        self, env, root_pem, tmp_path, monkeypatch
+    ):
+        """Not under the app root but in the working directory (a CLI run): found there."""
+        (tmp_path / "cwd").mkdir()
+        (tmp_path / "cwd" / "roots.pem").write_bytes(root_pem)
+        (tmp_path / "app").mkdir()
+        monkeypatch.chdir(tmp_path / "cwd")
+        env["ROTATION_TRUST_ANCHORS"] = "roots.pem"
+
+        s = Settings.from_env(env, app_root=tmp_path / "app")
+
+        assert s.trust_anchor_pem() == root_pem
+
     def test_missing_relative_path_names_the_resolved_file(self, env, tmp_path):
         """A relative path that is not there: the problem names where it looked."""
         env["ROTATION_TRUST_ANCHORS"] = "trust/no-such-roots.pem"
