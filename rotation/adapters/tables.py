@@ -132,17 +132,6 @@ class TableAuditSink:
         )
         return cls(client, clock=clock)
 
-    @classmethod
-    def from_connection_string(
-        cls, connection_string: str, table_name: str, *, clock: Clock | None = None
-    ) -> TableAuditSink:
-        """Build the sink from a storage connection string.
-
-        Raises:
-            DependencyError: the connection string is malformed.
-        """
-        return cls(open_table(connection_string, table_name), clock=clock)
-
     def _error(self, exc: AzureError, operation: str) -> RotationError:
         return translate(
             exc, service=AUDIT_TABLE, operation=operation, name=str(self._client.table_name)

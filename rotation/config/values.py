@@ -254,8 +254,9 @@ def trust_anchors(raw: str, *, app_root: Path) -> tuple[Path | None, bytes | Non
 
 def arm_endpoint(raw: str) -> str:
     """An https ARM endpoint (its cloud follows from it; see ``rotation.domain.clouds``)."""
-    cloud_for_arm_endpoint(raw)
-    return https_url(raw)
+    url = https_url(raw)
+    cloud_for_arm_endpoint(url)
+    return url
 
 
 def existing_file(raw: str) -> Path:

@@ -312,6 +312,18 @@ class TestCli:
         (line,) = [json.loads(x) for x in result.stdout.splitlines()]
         assert (line["event"], line["problems"]) == ("rotation.applied", [])
 
+    def test_audit_with_a_refused_token_is_exit_2(self, azurite_oauth, env):
+        """The table's connection is proven first: a refused identity is exit 2, no token."""
+        wiring = _wiring(azurite_oauth, audience="https://vault.azure.net")
+        token = wiring.storage_credential.get_token("https://storage.azure.com/.default").token
+        args = ["audit", "--table", "audittable"]
+
+        result = CliRunner(env=env).invoke(cli, args, obj=wiring)
+
+        assert result.exit_code == 2
+        assert "table storage unusable: storage refused the credential (HTTP 403" in result.stderr
+        assert token not in result.output
+
     def test_audit_with_a_blob_only_connection_is_exit_2(self, azurite_oauth, env):
         """The table needs a table endpoint: named, exit 2."""
         env.pop("AzureWebJobsStorage__tableServiceUri")

@@ -69,6 +69,13 @@ def test_non_https_endpoints_are_refused(endpoint):
         cloud_for_arm_endpoint(endpoint)
 
 
+@pytest.mark.parametrize("endpoint", ["https://[::1", "https://management.azure.com:99999"])
+def test_unparseable_endpoints_are_refused(endpoint):
+    """A broken bracket or port is named as not a URL."""
+    with pytest.raises(ValueError, match="is not a URL"):
+        cloud_for_arm_endpoint(endpoint)
+
+
 @pytest.mark.parametrize(
     ("cloud", "host", "allowed"),
     [

@@ -171,6 +171,22 @@ class TestConfiguredButUnusable:
 
 class TestClouds:
     @pytest.mark.parametrize(
+        ("endpoint", "message"),
+        [
+            ("http://management.azure.com", "must be an https URL"),
+            ("https://[::1", "Invalid IPv6 URL"),
+        ],
+    )
+    def test_a_bad_arm_endpoint_is_named(self, env, endpoint, message):
+        """Not https, or not parseable: a problem naming ROTATION_ARM_ENDPOINT."""
+        env["ROTATION_ARM_ENDPOINT"] = endpoint
+
+        problems = _problems(env)
+
+        assert [p.split(":")[0] for p in problems] == ["ROTATION_ARM_ENDPOINT"]
+        assert message in problems[0]
+
+    @pytest.mark.parametrize(
         ("endpoint", "vault"),
         [
             ("https://management.azure.com", "https://kv1.vault.azure.net"),
@@ -210,6 +226,13 @@ class TestClouds:
 
 
 class TestTrustAnchors:
+    def test_settings_built_without_anchors_say_so(self):
+        """A Settings value made by hand without a bundle cannot give its PEM."""
+        s = Settings(vaults=(), apim_services=(), trust_anchors=None)
+
+        with pytest.raises(FileNotFoundError, match="ROTATION_TRUST_ANCHORS is not set"):
+            s.trust_anchor_pem()
+
     def test_inline_pem_is_accepted_and_kept_out_of_repr(self, env, root_pem):
         """A value starting with the PEM header is the bundle itself."""
         env["ROTATION_TRUST_ANCHORS"] = root_pem.decode()
