@@ -10,14 +10,18 @@ Wiring (``build_service``):
 - credential: ``build_credential(devstack_token=..., client_id=AZURE_CLIENT_ID)``: a static token
   for the local stack, else ``DefaultAzureCredential`` (built only when an adapter needs it);
 - ``KeyVaultCertificateSource`` and ``ArmApimGateway`` with ``connection_verify`` = the devstack CA
-  bundle when set (else system trust), ``retry_total`` = ``http_retries``, the ARM endpoint and
-  ``verify_challenge_resource`` from the settings;
+  bundle when set (else system trust), ``retry_total`` = ``http_retries``, the ARM endpoint, the
+  ARM token scope of its cloud (``settings.cloud``) and ``verify_challenge_resource`` from the
+  settings;
 - ``PolicyValidator`` over the trust-anchor bundle with a ``ValidationPolicy`` from the settings
   and ``require_key=True`` (rotations always need the private key);
-- audit: ``StructlogAuditSink`` (stdout JSON), plus ``TableAuditSink`` when ``audit_table`` and a
-  connection are set, fanned out by ``CompositeAuditSink``;
+- audit: ``StructlogAuditSink`` (stdout JSON), plus ``TableAuditSink`` when ``audit_table`` is
+  set, over its named storage connection (a connection string or identity-based, resolved by
+  the settings), fanned out by ``CompositeAuditSink``;
 - lock: ``BlobLeaseLock`` (a blob lease per certificate in ``lock_container``, waiting at most
-  ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none;
+  ``lock_wait_seconds``) when ``ROTATION_LOCK=blob``, else none; an identity-based storage
+  connection gets its token from its own credential (``__credential``/``__clientId``), and the
+  devstack CA bundle, when set, is trusted for storage too;
 - canary: ``TlsCanary`` over a ``TlsProber`` (``ROTATION_CANARY_TIMEOUT``, the extra server CAs
   of ``ROTATION_CANARY_SERVER_CA``) unless ``ROTATION_CANARY=off``;
 - history (``follow``'s last validated version): the durable table when configured, else the
@@ -104,7 +108,7 @@ def build_service(
 
     Raises:
         ConfigError: the trust-anchor bundle cannot be read or parsed.
-        DependencyError: a storage connection string is malformed.
+        ConfigError: a storage connection cannot be used.
     """
     from rotation.ports import ValidationHistory  # noqa: PLC0415
     from rotation.service import RotationService  # noqa: PLC0415
@@ -154,18 +158,25 @@ def build_canary(settings: Settings) -> BackendCanary | None:
     return TlsCanary(prober)
 
 
-def build_history(settings: Settings) -> ValidationHistory | None:
+def build_history(
+    settings: Settings, *, storage_credential: Any = None
+) -> ValidationHistory | None:
     """The durable table's reader when ``audit_table`` and a connection are set, else None.
 
+    ``storage_credential`` replaces an identity-based connection's own credential (tests).
+
     Raises:
-        DependencyError: the storage connection string is malformed.
+        ConfigError: the storage connection cannot be used for table storage.
     """
     if not (settings.audit_table and settings.audit_connection):
         return None
     from rotation.adapters.tables import TableValidationHistory  # noqa: PLC0415
 
-    return TableValidationHistory.from_connection_string(
-        settings.audit_connection, settings.audit_table
+    return TableValidationHistory.from_connection(
+        settings.audit_connection,
+        settings.audit_table,
+        credential=storage_credential,
+        connection_verify=_verify(settings),
     )
 
 
@@ -197,7 +208,7 @@ def build_validator(settings: Settings) -> Validator:
     from rotation.domain.validation import PolicyValidator  # noqa: PLC0415
 
     try:
-        anchors = parse_certificates(settings.trust_anchors.read_bytes())
+        anchors = parse_certificates(settings.trust_anchor_pem())
     except (OSError, BundleFormatError) as exc:
         raise ConfigError([f"ROTATION_TRUST_ANCHORS: {exc}"]) from exc
     policy = ValidationPolicy(
@@ -218,11 +229,13 @@ def build_validator(settings: Settings) -> Validator:
     return PolicyValidator(anchors, policy, crl_fetcher=fetcher)
 
 
-def build_audit_sink(settings: Settings) -> AuditSink:
+def build_audit_sink(settings: Settings, *, storage_credential: Any = None) -> AuditSink:
     """stdout JSON lines, plus the durable table when ``audit_table`` and a connection are set.
 
+    ``storage_credential`` replaces an identity-based connection's own credential (tests).
+
     Raises:
-        DependencyError: the storage connection string is malformed.
+        ConfigError: the storage connection cannot be used for table storage.
     """
     from rotation.adapters.audit import CompositeAuditSink, StructlogAuditSink  # noqa: PLC0415
 
@@ -231,43 +244,60 @@ def build_audit_sink(settings: Settings) -> AuditSink:
         return stdout
     from rotation.adapters.tables import TableAuditSink  # noqa: PLC0415
 
-    table = TableAuditSink.from_connection_string(settings.audit_connection, settings.audit_table)
+    table = TableAuditSink.from_connection(
+        settings.audit_connection,
+        settings.audit_table,
+        credential=storage_credential,
+        connection_verify=_verify(settings),
+    )
     return CompositeAuditSink(stdout, table)
 
 
-def build_anchoring(settings: Settings) -> Callable[[], int] | None:
+def build_anchoring(
+    settings: Settings, *, storage_credential: Any = None
+) -> Callable[[], int] | None:
     """What the reconcile sweep runs to anchor every audit chain head (``ROTATION_AUDIT_ANCHORS``
-    with the audit table), else None.
+    with the audit table), else None. ``storage_credential`` as for ``build_audit_sink``.
 
     Raises:
-        DependencyError: the storage connection string is malformed.
+        ConfigError: the storage connection cannot be used.
     """
-    if not (settings.audit_anchors and settings.audit_table and settings.audit_connection):
+    connection = settings.audit_connection
+    if not (settings.audit_anchors and settings.audit_table and connection):
         return None
     from rotation.adapters.anchors import AnchorLog, anchor_chains  # noqa: PLC0415
-    from rotation.adapters.tables import open_table  # noqa: PLC0415
+    from rotation.adapters.storage import container_client  # noqa: PLC0415
+    from rotation.adapters.tables import open_connection_table  # noqa: PLC0415
 
-    table = open_table(settings.audit_connection, settings.audit_table)
-    log = AnchorLog.from_connection_string(settings.audit_connection, settings.audit_anchors)
-    return functools.partial(anchor_chains, table, log, SystemClock())
+    table = open_connection_table(
+        connection, settings.audit_table, credential=storage_credential,
+        connection_verify=_verify(settings),
+    )  # fmt: skip
+    container = container_client(
+        connection, settings.audit_anchors, credential=storage_credential,
+        connection_verify=_verify(settings),
+    )  # fmt: skip
+    return functools.partial(anchor_chains, table, AnchorLog(container), SystemClock())
 
 
-def build_lock(settings: Settings) -> RotationLock | None:
+def build_lock(settings: Settings, *, storage_credential: Any = None) -> RotationLock | None:
     """The ``BlobLeaseLock`` when ``ROTATION_LOCK=blob`` (no call is made until a rotation), else
-    None.
+    None. ``storage_credential`` replaces an identity-based connection's own credential (tests).
 
     Raises:
-        DependencyError: the lock connection string is malformed (its text is never shown).
+        ConfigError: the lock connection cannot be used for blob storage (no secret shown).
     """
     if settings.lock != "blob" or not settings.lock_connection:
         return None
     from rotation.adapters.locks import BlobLeaseLock  # noqa: PLC0415
 
-    return BlobLeaseLock.from_connection_string(
+    return BlobLeaseLock.from_connection(
         settings.lock_connection,
         settings.lock_container,
         wait_seconds=settings.lock_wait_seconds,
         retries=settings.http_retries,
+        credential=storage_credential,
+        connection_verify=_verify(settings),
     )
 
 
@@ -300,6 +330,7 @@ def _gateway(settings: Settings, credential: Any) -> ApimGateway:
     return ArmApimGateway(
         credential,
         base_url=settings.arm_endpoint,
+        credential_scope=settings.cloud.arm_scope,
         connection_verify=_verify(settings),
         retry_total=settings.http_retries,
     )

@@ -41,6 +41,7 @@ from azure.mgmt.apimanagement.models import (
 )
 
 from rotation.adapters.errors import APIM, response_lost, translating
+from rotation.domain.clouds import cloud_for_arm_endpoint
 from rotation.domain.errors import (
     CertificateNotFoundError,
     ConfigError,
@@ -97,10 +98,16 @@ class ArmApimGateway:
         retry_total: int = 3,
         retry_backoff_factor: float = 0.8,
         read_timeout: float = 60.0,
+        credential_scope: str | None = None,
     ) -> None:
+        """``credential_scope`` is the ARM token's scope; by default that of ``base_url``'s
+        cloud (``rotation.domain.clouds``: public, US Gov, China, or the endpoint's own origin).
+        """
         self._credential = credential
         self._base_url = base_url.rstrip("/")
+        scope = credential_scope or cloud_for_arm_endpoint(base_url).arm_scope
         self._options: dict[str, Any] = {
+            "credential_scopes": [scope],
             "connection_verify": connection_verify,
             "retry_total": retry_total,
             "retry_backoff_factor": retry_backoff_factor,

@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
+from typing import Any
 
 import structlog
 from azure.core.exceptions import (
@@ -58,6 +59,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient, LinearRetry
 
 from rotation.adapters.errors import LOCKS, translate
+from rotation.adapters.storage import StorageConnection, container_client
 from rotation.domain.errors import DependencyError, RotationError, TransientDependencyError
 from rotation.domain.planning import vault_key
 
@@ -189,6 +191,37 @@ class BlobLeaseLock:
             renew_every=renew_every,
             renew_wait=renew_wait,
         )
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: StorageConnection,
+        container: str,
+        *,
+        wait_seconds: float = 20.0,
+        retries: int = 2,
+        credential: Any = None,
+        connection_verify: str | bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BlobLeaseLock:
+        """A lock in ``container`` of a named storage connection (a connection string or an
+        identity-based one, see ``rotation.adapters.storage``), with the same quick retries and
+        timeouts as ``from_connection_string``. ``credential`` overrides the connection's own
+        token credential (tests); ``connection_verify`` is a CA bundle (tests against Azurite).
+
+        Raises:
+            ConfigError: the connection cannot be used for blob storage (no secret shown).
+        """
+        client = container_client(
+            connection,
+            container,
+            credential=credential,
+            connection_verify=connection_verify,
+            retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=retries),
+            connection_timeout=_CONNECT_TIMEOUT,
+            read_timeout=_READ_TIMEOUT,
+        )
+        return cls(client, wait_seconds=wait_seconds, sleep=sleep)
 
     @property
     def container_name(self) -> str:

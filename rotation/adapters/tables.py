@@ -38,6 +38,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.adapters.clock import SystemClock
 from rotation.adapters.errors import AUDIT_TABLE, translate
+from rotation.adapters.storage import StorageConnection, table_client
 from rotation.domain.chain import GENESIS, Link, link_hash
 from rotation.domain.errors import DependencyError, RotationError, TransientDependencyError
 from rotation.domain.follow import last_validated
@@ -54,6 +55,7 @@ __all__ = [
     "iter_audit_records",
     "iter_chain_heads",
     "iter_chain_items",
+    "open_connection_table",
     "open_table",
 ]
 
@@ -94,6 +96,30 @@ def open_table(connection_string: str, table_name: str, *, retries: int = 3) -> 
         ) from None
 
 
+def open_connection_table(
+    connection: StorageConnection,
+    table_name: str,
+    *,
+    retries: int = 3,
+    credential: Any = None,
+    connection_verify: str | bool = True,
+) -> TableClient:
+    """A ``TableClient`` for ``table_name`` over a named storage connection (a connection string
+    or identity-based, see ``rotation.adapters.storage``), retrying ``retries`` times like
+    ``open_table``.
+
+    Raises:
+        ConfigError: the connection cannot be used for table storage (no secret shown).
+    """
+    return table_client(
+        connection,
+        table_name,
+        credential=credential,
+        connection_verify=connection_verify,
+        retry_total=retries,
+    )
+
+
 def _partition_key(record: AuditRecord) -> str:
     return _partition(record.vault, record.certificate)
 
@@ -131,12 +157,32 @@ class TableAuditSink:
     def from_connection_string(
         cls, connection_string: str, table_name: str, *, clock: Clock | None = None
     ) -> TableAuditSink:
-        """Build the sink from a storage connection string.
+        """The sink over a storage connection string (tests, tools).
 
         Raises:
             DependencyError: the connection string is malformed.
         """
         return cls(open_table(connection_string, table_name), clock=clock)
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: StorageConnection,
+        table_name: str,
+        *,
+        clock: Clock | None = None,
+        credential: Any = None,
+        connection_verify: str | bool = True,
+    ) -> TableAuditSink:
+        """The sink over a named storage connection (see ``open_connection_table``).
+
+        Raises:
+            ConfigError: the connection cannot be used for table storage.
+        """
+        client = open_connection_table(
+            connection, table_name, credential=credential, connection_verify=connection_verify
+        )
+        return cls(client, clock=clock)
 
     def _error(self, exc: AzureError, operation: str) -> RotationError:
         return translate(
@@ -373,6 +419,21 @@ class TableValidationHistory:
 
     def __repr__(self) -> str:
         return f"TableValidationHistory(table={self._client.table_name!r})"
+
+    @classmethod
+    def from_connection(
+        cls,
+        connection: StorageConnection,
+        table_name: str,
+        *,
+        credential: Any = None,
+        connection_verify: str | bool = True,
+    ) -> TableValidationHistory:
+        """Raises: ConfigError: the connection cannot be used for table storage."""
+        client = open_connection_table(
+            connection, table_name, credential=credential, connection_verify=connection_verify
+        )
+        return cls(client)
 
     @classmethod
     def from_connection_string(

@@ -4,7 +4,16 @@ This is the only module that reads the process environment (``read_environment``
 else is given a mapping. ``Settings.from_env(os.environ)`` is pure: it reads only the mapping it
 is given (and checks that the trust-anchor bundle it names exists and holds a certificate), and
 raises one ``ConfigError`` listing every missing or invalid setting at once. Secrets
-(``audit_connection``, ``lock_connection``, ``devstack_token``) are excluded from ``repr``. The table of settings is in
+(``audit_connection``, ``lock_connection``, ``devstack_token``) are excluded from ``repr``.
+
+Storage connections are named the Functions way (``rotation.adapters.storage``): a connection
+string in ``<NAME>`` or identity-based ``<NAME>__accountName`` / ``__blobServiceUri`` /
+``__tableServiceUri``. A feature that is configured (``ROTATION_AUDIT_TABLE``,
+``ROTATION_LOCK=blob``) but cannot get a connection is a configuration error, never silently
+off. ``ROTATION_ARM_ENDPOINT`` names the cloud (``rotation.domain.clouds``): the ARM token scope,
+the Key Vault host suffixes ``ROTATION_VAULTS`` may use, and the storage endpoint suffix.
+``ROTATION_TRUST_ANCHORS`` is inline PEM, an absolute path, or a path relative to the app root
+(the directory holding ``function_app.py``). The table of settings is in
 ``docs/settings.md``; the parsers of single values are in ``rotation.config.values``, the
 canary's (``ROTATION_CANARY*``) in ``rotation.config.canary``.
 """
@@ -15,23 +24,36 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 
+from rotation.adapters.storage import (
+    StorageConnection,
+    require_connection,
+    resolve_first,
+)
 from rotation.config import values as parse
 from rotation.config.canary import DEFAULT_TIMEOUT_SECONDS, canary_settings
 from rotation.config.values import SettingsReader, normalize_vault_url
 from rotation.domain.canary import CanaryMode
+from rotation.domain.clouds import AZURE_PUBLIC, Cloud, cloud_for_arm_endpoint
 from rotation.domain.errors import ConfigError
 from rotation.domain.model import Strategy
 
 __all__ = [
+    "APP_ROOT",
     "Settings",
     "log_level_from_env",
     "normalize_vault_url",
     "read_environment",
     "vault_urls_from_env",
 ]
+
+
+# The app root: the directory holding function_app.py (the deployed package's root, and the
+# repository root in a checkout); relative ROTATION_TRUST_ANCHORS paths are resolved against it.
+APP_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def read_environment() -> Mapping[str, str]:
@@ -69,7 +91,7 @@ class Settings:
 
     vaults: tuple[str, ...]
     apim_services: tuple[str, ...]
-    trust_anchors: Path
+    trust_anchors: Path | None  # None when ROTATION_TRUST_ANCHORS is inline PEM
     strategy: Strategy = Strategy.PIN
     dry_run: bool = False
     min_valid_days: int = 14
@@ -83,7 +105,7 @@ class Settings:
     alert_days: int = 30
     reconcile_schedule: str | None = None  # the timer binding reads the app setting itself
     audit_table: str | None = None
-    audit_connection: str | None = field(default=None, repr=False)
+    audit_connection: StorageConnection | None = field(default=None, repr=False)
     audit_anchors: str | None = None  # container the reconcile sweep anchors chain heads in
     arm_endpoint: str = "https://management.azure.com"
     devstack_ca_bundle: Path | None = None
@@ -95,29 +117,66 @@ class Settings:
     azure_client_id: str | None = None
     log_level: str = "INFO"
     lock: str = "off"
-    lock_connection: str | None = field(default=None, repr=False)
+    lock_connection: StorageConnection | None = field(default=None, repr=False)
     lock_container: str = "certrotate-locks"
     lock_wait_seconds: float = 20.0
     canary: CanaryMode = CanaryMode.WARN
     canary_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     canary_server_ca_path: Path | None = None
     canary_server_ca: tuple[x509.Certificate, ...] = field(default=(), repr=False)
+    trust_anchors_pem: bytes | None = field(default=None, repr=False)
+
+    def trust_anchor_pem(self) -> bytes:
+        """The trust-anchor bundle's PEM (inline, or read from ``trust_anchors``).
+
+        Raises:
+            OSError: the bundle file cannot be read.
+        """
+        if self.trust_anchors_pem is not None:
+            return self.trust_anchors_pem
+        if self.trust_anchors is None:
+            raise FileNotFoundError("ROTATION_TRUST_ANCHORS is not set")
+        return self.trust_anchors.read_bytes()
+
+    @property
+    def cloud(self) -> Cloud:
+        """The cloud ``arm_endpoint`` names (ARM token scope, vault hosts, storage suffix)."""
+        return cloud_for_arm_endpoint(self.arm_endpoint)
 
     @classmethod
-    def from_env(cls, mapping: Mapping[str, str]) -> Settings:
+    def from_env(cls, mapping: Mapping[str, str], *, app_root: Path | None = None) -> Settings:
         """Build settings from an environment-like mapping (pass ``os.environ`` in production).
+
+        ``app_root`` resolves a relative ``ROTATION_TRUST_ANCHORS`` (default: the directory
+        holding ``function_app.py``).
 
         Raises:
             ConfigError: listing every missing or invalid setting.
         """
         r = SettingsReader(mapping)
-        lock, lock_connection = _lock_mode(r)
+        arm_endpoint = r.get("ROTATION_ARM_ENDPOINT", AZURE_PUBLIC.arm_origin, parse.arm_endpoint)
+        cloud = cloud_for_arm_endpoint(arm_endpoint)
+        audit_table = r.get("ROTATION_AUDIT_TABLE", None, parse.table_name)
+        audit_connection = _connection(
+            r,
+            ("ROTATION_AUDIT_CONNECTION", "AzureWebJobsStorage"),
+            cloud,
+            feature="ROTATION_AUDIT_TABLE" if audit_table else None,
+            service="table",
+        )
+        lock, lock_connection = _lock_mode(r, cloud)
         canary, canary_problems = canary_settings(mapping)
         r.problems.extend(canary_problems)
+        vaults: tuple[str, ...] = r.required("ROTATION_VAULTS", (), parse.vault_list_in(cloud))
+        apim_services: tuple[str, ...] = r.required(
+            "ROTATION_APIM_SERVICES", (), parse.apim_service_ids
+        )
+        anchors, anchors_pem = _trust_anchors(r, APP_ROOT if app_root is None else app_root)
         settings = cls(
-            vaults=r.required("ROTATION_VAULTS", (), parse.vault_list),
-            apim_services=r.required("ROTATION_APIM_SERVICES", (), parse.apim_service_ids),
-            trust_anchors=r.required("ROTATION_TRUST_ANCHORS", Path(), parse.trust_anchor_bundle),
+            vaults=vaults,
+            apim_services=apim_services,
+            trust_anchors=anchors,
+            trust_anchors_pem=anchors_pem,
             strategy=r.get("ROTATION_STRATEGY", Strategy.PIN, parse.strategy),
             dry_run=r.get("ROTATION_DRY_RUN", False, parse.boolean),
             min_valid_days=r.get("ROTATION_MIN_VALID_DAYS", 14, parse.int_at_least(0)),
@@ -130,12 +189,10 @@ class Settings:
             near_expiry_days=r.get("ROTATION_NEAR_EXPIRY_DAYS", 30, parse.int_at_least(1)),
             alert_days=r.get("ROTATION_ALERT_DAYS", 30, parse.int_at_least(1)),
             reconcile_schedule=r.get("ROTATION_RECONCILE_SCHEDULE", None, parse.ncrontab),
-            audit_table=r.get("ROTATION_AUDIT_TABLE", None, parse.table_name),
-            audit_connection=r.raw("ROTATION_AUDIT_CONNECTION") or r.raw("AzureWebJobsStorage"),
+            audit_table=audit_table,
+            audit_connection=audit_connection,
+            arm_endpoint=arm_endpoint,
             audit_anchors=r.get("ROTATION_AUDIT_ANCHORS", None, parse.container_name),
-            arm_endpoint=r.get(
-                "ROTATION_ARM_ENDPOINT", "https://management.azure.com", parse.https_url
-            ),
             devstack_ca_bundle=r.get("ROTATION_DEVSTACK_CA_BUNDLE", None, parse.existing_file),
             devstack_token=r.raw("ROTATION_DEVSTACK_TOKEN"),
             verify_challenge_resource=r.get(
@@ -162,13 +219,51 @@ class Settings:
         return settings
 
 
-def _lock_mode(r: SettingsReader) -> tuple[str, str | None]:
-    """``ROTATION_LOCK`` (default ``blob`` when a storage connection is available) and its
+def _connection(
+    r: SettingsReader,
+    names: tuple[str, ...],
+    cloud: Cloud,
+    *,
+    feature: str | None,
+    service: Literal["blob", "table"],
+) -> StorageConnection | None:
+    """The first configured connection of ``names``; required (for ``service``) when a
+    ``feature`` needs it. Problems join the reader's."""
+    try:
+        if feature is None:
+            return resolve_first(names, r.mapping, endpoint_suffix=cloud.storage_suffix)
+        return require_connection(
+            names, r.mapping, feature=feature, service=service,
+            endpoint_suffix=cloud.storage_suffix,
+        )  # fmt: skip
+    except ConfigError as exc:
+        r.problems.extend(exc.problems)
+        return None
+
+
+def _lock_mode(r: SettingsReader, cloud: Cloud) -> tuple[str, StorageConnection | None]:
+    """``ROTATION_LOCK`` (default ``blob`` when the lock connection has a blob endpoint) and its
     connection (``ROTATION_LOCK_CONNECTION``, else ``AzureWebJobsStorage``)."""
-    connection = r.raw("ROTATION_LOCK_CONNECTION") or r.raw("AzureWebJobsStorage")
-    lock = r.get("ROTATION_LOCK", "blob" if connection else "off", parse.choice(parse.LOCKS))
-    if lock == "blob" and connection is None:
-        r.problems.append(
-            "ROTATION_LOCK: 'blob' needs ROTATION_LOCK_CONNECTION (or AzureWebJobsStorage)"
-        )
+    names = ("ROTATION_LOCK_CONNECTION", "AzureWebJobsStorage")
+    problems = len(r.problems)
+    connection = _connection(r, names, cloud, feature=None, service="blob")
+    has_blob = connection is not None and (
+        not connection.identity_based or connection.blob_service_uri is not None
+    )
+    lock = r.get("ROTATION_LOCK", "blob" if has_blob else "off", parse.choice(parse.LOCKS))
+    if lock == "blob" and len(r.problems) == problems:
+        connection = _connection(r, names, cloud, feature="ROTATION_LOCK=blob", service="blob")
     return lock, connection
+
+
+def _trust_anchors(r: SettingsReader, app_root: Path) -> tuple[Path | None, bytes | None]:
+    """``ROTATION_TRUST_ANCHORS``: the bundle's path, and its PEM when given inline."""
+    raw = r.raw("ROTATION_TRUST_ANCHORS")
+    if raw is None:
+        r.problems.append("ROTATION_TRUST_ANCHORS: required but not set")
+        return Path(), None
+    try:
+        return parse.trust_anchors(raw, app_root=app_root)
+    except ValueError as exc:
+        r.problems.append(f"ROTATION_TRUST_ANCHORS: {exc}")
+        return Path(), None

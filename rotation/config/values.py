@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from rotation.domain.clouds import Cloud, cloud_for_arm_endpoint
 from rotation.domain.model import Strategy
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "REVOCATION",
     "SettingsReader",
     "apim_service_ids",
+    "arm_endpoint",
     "boolean",
     "choice",
     "container_name",
@@ -38,7 +40,9 @@ __all__ = [
     "strategy",
     "table_name",
     "trust_anchor_bundle",
+    "trust_anchors",
     "vault_list",
+    "vault_list_in",
     "verbatim",
 ]
 
@@ -166,6 +170,24 @@ def vault_list(raw: str) -> tuple[str, ...]:
     return urls
 
 
+def vault_list_in(cloud: Cloud) -> Callable[[str], tuple[str, ...]]:
+    """A parser of ``vault_list`` refusing Key Vault hosts of a cloud other than ``cloud`` (a
+    host of no known cloud, e.g. a local stand-in, is allowed: it is named explicitly)."""
+
+    def convert(raw: str) -> tuple[str, ...]:
+        urls = vault_list(raw)
+        bad = [u for u in urls if cloud.foreign_vault_host(urlsplit(u).hostname or "")]
+        if bad:
+            suffixes = " or ".join(f"*.{s}" for s in cloud.vault_suffixes)
+            raise ValueError(
+                f"{', '.join(bad)} is not a Key Vault host of {cloud.name} ({suffixes}, as "
+                "ROTATION_ARM_ENDPOINT selects)"
+            )
+        return urls
+
+    return convert
+
+
 def apim_service_ids(raw: str) -> tuple[str, ...]:
     """A non-empty comma-separated list of APIM service resource ids."""
     ids = tuple(csv_items(raw))
@@ -195,6 +217,46 @@ def trust_anchor_bundle(raw: str) -> Path:
     if not certificates:
         raise ValueError(f"{raw!r} holds no PEM certificate")
     return path
+
+
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+
+
+def trust_anchors(raw: str, *, app_root: Path) -> tuple[Path | None, bytes | None]:
+    """``ROTATION_TRUST_ANCHORS``: inline PEM, or a bundle path (relative to ``app_root``).
+
+    Returns ``(None, pem)`` for inline PEM (a value starting with ``-----BEGIN CERTIFICATE-----``;
+    ``\\n`` escapes are accepted, as a one-line app setting needs them), else
+    ``(resolved path, None)``. A relative path is looked up in ``app_root`` first, then (for a
+    CLI run from a checkout of the trust bundle) in the current directory.
+
+    Raises:
+        ValueError: no readable PEM certificate (an inline value is never echoed).
+    """
+    from cryptography import x509  # noqa: PLC0415 - cold start
+
+    if raw.startswith(PEM_CERTIFICATE):
+        pem = raw.replace("\\n", "\n").strip().encode("ascii", errors="replace")
+        try:
+            certificates = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            certificates = []
+        if not certificates:
+            raise ValueError("the inline PEM holds no readable certificate")
+        return None, pem
+    path = Path(raw)
+    if not path.is_absolute() and (app_root / path).is_file():
+        path = app_root / path
+    elif not path.is_absolute() and not path.is_file():
+        path = app_root / path  # named in the error: the app root is where it belongs
+    return trust_anchor_bundle(str(path)), None
+
+
+def arm_endpoint(raw: str) -> str:
+    """An https ARM endpoint (its cloud follows from it; see ``rotation.domain.clouds``)."""
+    url = https_url(raw)
+    cloud_for_arm_endpoint(url)
+    return url
 
 
 def existing_file(raw: str) -> Path:

@@ -33,6 +33,7 @@ from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
 from rotation.logconfig import bind_correlation, redact
 
 if TYPE_CHECKING:
+    from rotation.adapters.blobs import DeadLetterBlobSource
     from rotation.ports import AuditSink, EventHandler
 
 __all__ = ["MALFORMED", "Item", "event_stream", "run_replay", "summary"]
@@ -44,8 +45,7 @@ _ORDER = [*(str(d) for d in Decision), MALFORMED]
 
 def event_stream(
     files: tuple[Path, ...],
-    container: str | None,
-    connection: str | None,
+    deadletters: DeadLetterBlobSource | None,
     prefix: str,
     vaults: tuple[str, ...],
 ) -> Iterator[Item]:
@@ -65,11 +65,8 @@ def event_stream(
         except OSError as exc:
             why = f"cannot be read ({type(exc).__name__}: {exc.strerror or 'I/O error'})"
             yield path.name, InvalidEventError(why)
-    if container and connection:
-        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415
-
-        source = DeadLetterBlobSource.from_connection_string(connection, container)
-        yield from source.iter_events(prefix, allowed_vault_urls=vaults)
+    if deadletters is not None:
+        yield from deadletters.iter_events(prefix, allowed_vault_urls=vaults)
 
 
 def _malformed(location: str, error: InvalidEventError, audit: AuditSink) -> dict[str, Any]:

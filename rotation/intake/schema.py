@@ -23,13 +23,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from rotation.domain.clouds import ALL_VAULT_SUFFIXES
 from rotation.domain.errors import InvalidEventError
 from rotation.domain.model import DeadLetterInfo, Disposition, KeyVaultEvent
 from rotation.intake.jsonstream import loads
 
 __all__ = ["event_id_of", "fold", "parse_event", "vault_origins"]
 
-_KV_SUFFIXES = (".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net")
+_KV_SUFFIXES = tuple(f".{suffix}" for suffix in ALL_VAULT_SUFFIXES)  # every known cloud
 _DISPOSITIONS = {
     "microsoft.keyvault.certificatenewversioncreated": Disposition.ROTATE,
     "microsoft.keyvault.certificatenearexpiry": Disposition.ALERT,

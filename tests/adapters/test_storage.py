@@ -463,3 +463,28 @@ class TestConnectionStringPathAgainstAzurite:
         assert "S (connection string): blob storage unusable" in str(exc.value)
         assert SECRET_KEY not in _messages(exc)
         assert ACCOUNT_KEY not in _messages(exc)
+
+
+class TestClientEdges:
+    @pytest.mark.parametrize("service", ["blob", "table"])
+    def test_a_client_for_a_service_the_connection_lacks_is_named(self, service):
+        """An identity connection with only the other endpoint: ConfigError naming both
+        settings that would give it one."""
+        other = "table" if service == "blob" else "blob"
+        connection = StorageConnection(
+            name="S", **{f"{other}_service_uri": f"https://st1.{other}.core.windows.net"}
+        )
+        build = container_client if service == "blob" else table_client
+
+        with pytest.raises(ConfigError, match=rf"S: no {service} endpoint \(set S__accountName"):
+            build(connection, "x", credential=_token())
+
+    def test_an_unreachable_account_is_a_named_configuration_error(self, tmp_path):
+        """Nothing listens: the check says storage could not be reached (no retries here)."""
+        connection = StorageConnection(name="S", blob_service_uri="https://127.0.0.1:9/acct")
+        client = container_client(connection, "locks", credential=_token(), retry_total=0)
+
+        with pytest.raises(
+            ConfigError, match=r"blob storage unusable: storage could not be reached"
+        ):
+            check_blob(client, connection)

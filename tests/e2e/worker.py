@@ -74,7 +74,7 @@ def _lock(settings: Settings, theirs: Any) -> RotationLock | None:
         return None
     assert isinstance(built, BlobLeaseLock)
     assert settings.lock_connection is not None
-    return BlobLeaseLock.from_connection_string(
+    return BlobLeaseLock.from_connection(
         settings.lock_connection,
         settings.lock_container,
         wait_seconds=settings.lock_wait_seconds,

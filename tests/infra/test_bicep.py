@@ -131,8 +131,16 @@ def _app_root(tmp_path, monkeypatch) -> Path:
     path = tmp_path / _main().evaluate("trustAnchorsPath")
     path.parent.mkdir(parents=True)
     path.write_bytes(root.pem)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("rotation.config.settings.APP_ROOT", tmp_path)
     return tmp_path
+
+
+def _deployed(**overrides: Any) -> dict[str, Any]:
+    """The app settings as deployed: the template's, with what Azure fills in at deployment."""
+    return {
+        name: DEPLOYMENT_TIME.get(name, value) if value is UNRESOLVED else value
+        for name, value in _app_settings(_main(**overrides)).items()
+    }
 
 
 class TestParsing:
@@ -167,14 +175,12 @@ class TestParsing:
 
 class TestAppSettings:
     def test_settings_are_valid_for_the_settings_module(self, app_root):
-        """Every ROTATION_* value, as deployed, passes Settings.from_env (ROTATION_LOCK is
-        checked on its own: see the next test)."""
-        settings = _rotation_settings(_main())
-        lock = settings.pop("ROTATION_LOCK")
+        """Every ROTATION_* value, as deployed, passes Settings.from_env; the trust anchors are
+        read relative to the app root."""
+        parsed = Settings.from_env(_deployed())
 
-        parsed = Settings.from_env(settings)
-
-        assert lock in LOCKS
+        assert _rotation_settings(_main())["ROTATION_LOCK"] in LOCKS
+        assert parsed.trust_anchors == app_root / _main().evaluate("trustAnchorsPath")
         assert parsed.vaults == (
             "https://kv-partner-a.vault.azure.net",
             "https://kv-partner-b.vault.azure.net",
@@ -184,24 +190,25 @@ class TestAppSettings:
         assert parsed.lock_container == "certrotate-locks"
         assert parsed.arm_endpoint == "https://management.azure.com"
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=ConfigError,
-        reason="rotation.config does not read identity-based connections yet: the merger wires "
-        "rotation.adapters.storage into it (see docs/deploy.md, 'Identity-based storage'); "
-        "then remove this mark",
-    )
     def test_whole_deployed_environment_is_accepted(self, app_root):
         """With the host's identity-based AzureWebJobsStorage__* only, the lock (ROTATION_LOCK=blob)
         and the audit table get a connection: the settings are accepted as deployed."""
-        deployed = {
-            name: DEPLOYMENT_TIME.get(name, value) if value is UNRESOLVED else value
-            for name, value in _app_settings(_main()).items()
-        }
-
-        parsed = Settings.from_env(deployed)
+        parsed = Settings.from_env(_deployed())
+        account = DEPLOYMENT_TIME["AzureWebJobsStorage__accountName"]
 
         assert parsed.lock == "blob"
+        assert parsed.lock_connection is not None
+        assert (
+            parsed.lock_connection.blob_service_uri == f"https://{account}.blob.core.windows.net"
+        )
+        assert parsed.audit_connection is not None
+        assert (parsed.audit_connection.credential, parsed.audit_connection.client_id) == (
+            "managedidentity",
+            DEPLOYMENT_TIME["AzureWebJobsStorage__clientId"],
+        )
+        assert parsed.audit_connection.table_service_uri == (
+            f"https://{account}.table.core.windows.net"
+        )
 
     def test_no_required_setting_is_missing(self):
         """Every setting Settings.from_env reports as required is in the template."""
@@ -267,12 +274,9 @@ class TestAppSettings:
 
     def test_setting_values_follow_the_parameters(self, app_root):
         """Parameters reach the settings with valid spellings (booleans, choices, days)."""
-        rotation = _rotation_settings(
-            _main(strategy="blue-green", dryRun=True, alertDays=21, revocation="hard")
+        parsed = Settings.from_env(
+            _deployed(strategy="blue-green", dryRun=True, alertDays=21, revocation="hard")
         )
-        rotation.pop("ROTATION_LOCK")
-
-        parsed = Settings.from_env(rotation)
 
         assert (
             parsed.strategy.value,

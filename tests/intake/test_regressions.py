@@ -305,7 +305,7 @@ class TestReplayGoesOn:
         good = tmp_path / "good.json"
         good.write_text(json.dumps([_versioned("c3", "eg-c")]), encoding="utf-8")
 
-        items = list(event_stream((gone, good), None, None, "", (VAULT,)))
+        items = list(event_stream((gone, good), None, "", (VAULT,)))
 
         assert [location for location, _ in items] == ["gone.json", "good.json[0]"]
         assert isinstance(items[0][1], InvalidEventError)

@@ -99,10 +99,9 @@ class TestFromEnv:
         assert (s.revocation, s.require_eku, s.pin_identity) == ("hard", True, True)
         assert (s.retain_previous, s.max_attempts, s.near_expiry_days) == (4, 5, 10)
         assert s.reconcile_schedule == "0 0 * * * *"
-        assert (s.audit_table, s.audit_connection) == (
-            "certrotateaudit",
-            "UseDevelopmentStorage=true",
-        )
+        assert s.audit_table == "certrotateaudit"
+        assert s.audit_connection is not None
+        assert s.audit_connection.connection_string == "UseDevelopmentStorage=true"
         assert (s.arm_endpoint, s.devstack_ca_bundle, s.devstack_token) == (
             "https://127.0.0.1:9443",
             anchors,
@@ -119,7 +118,13 @@ class TestFromEnv:
         """Without ROTATION_AUDIT_CONNECTION the Functions storage account is used."""
         env["AzureWebJobsStorage"] = "UseDevelopmentStorage=true"
 
-        assert Settings.from_env(env).audit_connection == "UseDevelopmentStorage=true"
+        connection = Settings.from_env(env).audit_connection
+
+        assert connection is not None
+        assert (connection.name, connection.connection_string) == (
+            "AzureWebJobsStorage",
+            "UseDevelopmentStorage=true",
+        )
 
     def test_error_lists_every_problem_at_once(self, tmp_path):
         """Missing and invalid settings are all reported in one ConfigError."""
@@ -167,7 +172,7 @@ class TestFromEnv:
     def test_secrets_are_not_in_repr(self, env):
         """The connection string and devstack token never appear in repr or str."""
         env |= {
-            "ROTATION_AUDIT_CONNECTION": "AccountKey=c2VjcmV0",
+            "ROTATION_AUDIT_CONNECTION": "AccountName=st1;AccountKey=c2VjcmV0",
             "ROTATION_DEVSTACK_TOKEN": "tok-123",
         }
 
@@ -226,7 +231,9 @@ class TestLockSettings:
 
         settings = Settings.from_env(env)
 
-        assert (settings.lock, settings.lock_connection) == ("blob", "UseDevelopmentStorage=true")
+        assert settings.lock == "blob"
+        assert settings.lock_connection is not None
+        assert settings.lock_connection.connection_string == "UseDevelopmentStorage=true"
 
     def test_every_lock_setting_is_read(self, env):
         """ROTATION_LOCK_* land in their fields; the lock connection wins over AzureWebJobsStorage."""
@@ -238,7 +245,9 @@ class TestLockSettings:
 
         s = Settings.from_env(env)
 
-        assert (s.lock, s.lock_connection) == ("blob", "AccountName=locks")
+        assert s.lock == "blob"
+        assert s.lock_connection is not None
+        assert s.lock_connection.connection_string == "AccountName=locks"
         assert (s.lock_container, s.lock_wait_seconds) == ("rotation-locks", 7.5)
 
     def test_off_wins_over_an_available_connection(self, env):
@@ -259,7 +268,7 @@ class TestLockSettings:
 
         names = sorted(p.split(":")[0] for p in info.value.problems)
         assert names == [
-            "ROTATION_LOCK", "ROTATION_LOCK_CONTAINER", "ROTATION_LOCK_WAIT_SECONDS",
+            "ROTATION_LOCK=blob", "ROTATION_LOCK_CONTAINER", "ROTATION_LOCK_WAIT_SECONDS",
             "ROTATION_STRATEGY",
         ]  # fmt: skip
         assert "ROTATION_LOCK_CONNECTION" in str(info.value)
@@ -290,7 +299,10 @@ class TestLockSettings:
 
     def test_lock_connection_is_not_in_repr_or_errors(self, env):
         """The lock connection string is a secret: never in repr, never quoted in a problem."""
-        env |= {"ROTATION_LOCK_CONNECTION": "AccountKey=c2VjcmV0", "ROTATION_LOCK": "nope"}
+        env |= {
+            "ROTATION_LOCK_CONNECTION": "AccountName=st1;AccountKey=c2VjcmV0",
+            "ROTATION_LOCK": "nope",
+        }
         env_ok = {**env, "ROTATION_LOCK": "blob"}
 
         with pytest.raises(ConfigError) as info:

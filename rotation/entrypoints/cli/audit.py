@@ -9,8 +9,9 @@ and no secret material. ``--verify`` instead walks each certificate's hash chain
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,18 +21,29 @@ from rich.table import Table
 
 from rotation.adapters.audit import AUDIT_FIELDS
 from rotation.domain.chain import Break, BreakKind, ChainVerifier, Link
-from rotation.domain.errors import DependencyError, InvalidEventError
+from rotation.domain.errors import ConfigError, DependencyError, InvalidEventError
 from rotation.domain.model import Decision, TargetKind, TargetResult, Trigger
-from rotation.entrypoints.cli.wiring import command_environment, settings_option, wide_console
+from rotation.entrypoints.cli.wiring import (
+    audit_table_client,
+    command_environment,
+    settings_option,
+    storage_connection,
+    wide_console,
+)
 from rotation.intake.jsonstream import JsonStream
 from rotation.logconfig import redact
 
 if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
+
+    from rotation.adapters.storage import StorageConnection
     from rotation.adapters.tables import ChainItem
 
 __all__ = ["audit", "verify_record"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_AUDIT_CONNECTIONS = ("ROTATION_AUDIT_CONNECTION", "AzureWebJobsStorage")
 
 
 def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -109,22 +121,12 @@ def _file_records(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, object
                     yield location, value
 
 
-def _connection(env_var: str) -> str:
-    env = command_environment()
-    connection = env.get(env_var) or env.get("AzureWebJobsStorage")
-    if not connection:
-        raise click.UsageError(f"set {env_var} (or AzureWebJobsStorage) to read the audit table")
-    return connection
-
-
 def _table_records(
-    table: str, env_var: str, certificate: str | None, since: datetime | None
+    client: TableClient, table: str, certificate: str | None, since: datetime | None
 ) -> Iterator[tuple[str, dict[str, object] | str]]:
-    from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.tables import iter_audit_records  # noqa: PLC0415 - SDK import only when asked
 
-    records = iter_audit_records(
-        open_table(_connection(env_var), table), certificate=certificate, since=since
-    )
+    records = iter_audit_records(client, certificate=certificate, since=since)
     for index, record in enumerate(records):
         yield f"{table}[{index}]", record
 
@@ -140,8 +142,14 @@ def _when(record: dict[str, object]) -> datetime | None:
 @click.command("audit")
 @settings_option
 @click.option("--table", metavar="NAME", help="Azure Tables table (default ROTATION_AUDIT_TABLE).")
-@click.option("--connection-string-env", default="ROTATION_AUDIT_CONNECTION", metavar="VAR",
-              show_default=True, help="Environment variable holding the storage connection string.")  # fmt: skip
+@click.option("--connection", "connection_name", metavar="NAME",
+              help="Storage connection of the table, Functions style: NAME holds a connection "
+              "string, or NAME__accountName / NAME__tableServiceUri (+ __credential, __clientId) "
+              "name it identity-based [default: ROTATION_AUDIT_CONNECTION, then "
+              "AzureWebJobsStorage, as the app].")  # fmt: skip
+@click.option("--connection-string-env", metavar="VAR",
+              help="Environment variable holding a storage connection string (instead of "
+              "--connection).")  # fmt: skip
 @click.option("--file", "files", multiple=True, type=_FILE, help="JSON-lines audit log to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @click.option("--certificate", metavar="NAME", help="Only records about this certificate.")
@@ -163,7 +171,8 @@ def _when(record: dict[str, object]) -> datetime | None:
 def audit(
     *,
     table: str | None,
-    connection_string_env: str,
+    connection_name: str | None,
+    connection_string_env: str | None,
     files: tuple[Path, ...],
     as_json: bool,
     certificate: str | None,
@@ -177,7 +186,15 @@ def audit(
     The fields are listed in docs/architecture.md ("Audit record").
     """
     if verify or anchors or anchor_to:
-        _chains(_verify_table(table, files), connection_string_env, certificate, since,
+        table = _verify_table(table, files)
+        ctx = click.get_current_context()
+        connection = storage_connection(
+            names=(connection_name,) if connection_name else _AUDIT_CONNECTIONS,
+            connection_string_env=connection_string_env, feature="--verify", service="table",
+        )  # fmt: skip
+        client = audit_table_client(ctx, connection, table)
+        containers = functools.partial(_container, ctx, connection)
+        _chains(client, containers, certificate, since,
                 as_json=as_json, verify=verify, anchors=anchors, anchor_to=anchor_to)  # fmt: skip
         return
     table = table or (None if files else command_environment().get("ROTATION_AUDIT_TABLE"))
@@ -185,7 +202,12 @@ def audit(
         raise click.UsageError("give --table NAME or --file FILE (or set ROTATION_AUDIT_TABLE)")
     sources = _file_records(files) if files else iter(())
     if table:
-        sources = _chain(sources, _table_records(table, connection_string_env, certificate, since))
+        connection = storage_connection(
+            names=(connection_name,) if connection_name else _AUDIT_CONNECTIONS,
+            connection_string_env=connection_string_env, feature="--table", service="table",
+        )  # fmt: skip
+        client = audit_table_client(click.get_current_context(), connection, table)
+        sources = _chain(sources, _table_records(client, table, certificate, since))
     out = Table("time", "event", "decision", "certificate", "version", "trigger", "check")
     failures = 0
     try:
@@ -243,9 +265,24 @@ def _verify_table(table: str | None, files: tuple[Path, ...]) -> str:
     return table
 
 
+def _container(ctx: click.Context, connection: StorageConnection, name: str) -> ContainerClient:
+    """The blob container ``name`` over the audit table's connection (the anchors)."""
+    from rotation.adapters.storage import container_client  # noqa: PLC0415 - SDK on use
+    from rotation.entrypoints.cli.wiring import Wiring  # noqa: PLC0415
+
+    wiring = ctx.find_object(Wiring) or Wiring()
+    try:
+        return container_client(
+            connection, name, credential=wiring.storage_credential,
+            connection_verify=wiring.storage_verify,
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def _chains(
-    table: str,
-    env_var: str,
+    client: TableClient,
+    containers: Callable[[str], ContainerClient],
     certificate: str | None,
     since: datetime | None,
     *,
@@ -257,24 +294,22 @@ def _chains(
     if anchor_to:
         if verify:
             raise click.UsageError("--anchor CONTAINER writes anchors; run --verify on its own")
-        _anchor(table, env_var, anchor_to)
+        _anchor(client, containers(anchor_to), anchor_to)
         return
     if not verify:
         raise click.UsageError("--anchors CONTAINER goes with --verify")
-    _verify(table, env_var, certificate, since, as_json=as_json, anchors=anchors)
+    anchor_log = containers(anchors) if anchors else None
+    _verify(client, anchor_log, certificate, since, as_json=as_json)
 
 
-def _anchor(table: str, env_var: str, container: str) -> None:
-    """Append every chain head of ``table`` to today's blob in ``container``."""
+def _anchor(client: TableClient, anchors: ContainerClient, container: str) -> None:
+    """Append every chain head of the table to today's blob in ``container``."""
     from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
     from rotation.adapters.clock import SystemClock  # noqa: PLC0415
-    from rotation.adapters.tables import iter_chain_heads, open_table  # noqa: PLC0415
+    from rotation.adapters.tables import iter_chain_heads  # noqa: PLC0415
 
-    connection = _connection(env_var)
     try:
-        count = AnchorLog.from_connection_string(connection, container).append(
-            iter_chain_heads(open_table(connection, table)), SystemClock().now()
-        )
+        count = AnchorLog(anchors).append(iter_chain_heads(client), SystemClock().now())
     except DependencyError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
@@ -282,22 +317,21 @@ def _anchor(table: str, env_var: str, container: str) -> None:
 
 
 def _verify(
-    table: str,
-    env_var: str,
+    client: TableClient,
+    anchors: ContainerClient | None,
     certificate: str | None,
     since: datetime | None,
     *,
     as_json: bool,
-    anchors: str | None,
 ) -> None:
     """Stream every chain (one partition at a time, constant memory), print each break as found
     and a summary per chain; exit 1 when any chain is broken."""
-    from rotation.adapters.tables import iter_chain_items, open_table  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
+    from rotation.adapters.tables import iter_chain_items  # noqa: PLC0415
 
-    connection = _connection(env_var)
-    items = iter_chain_items(open_table(connection, table), certificate=certificate, since=since)
+    items = iter_chain_items(client, certificate=certificate, since=since)
     try:
-        anchored = _read_anchors(connection, anchors) if anchors else {}
+        anchored = AnchorLog(anchors).read() if anchors is not None else {}
         chains, broken = _walk(items, partial=since is not None, as_json=as_json,
                                anchored=anchored)  # fmt: skip
         if certificate is None and since is None:
@@ -312,12 +346,6 @@ def _verify(
     click.echo(f"{chains} chain(s), {broken} broken", err=True)
     if broken:
         raise SystemExit(1)
-
-
-def _read_anchors(connection: str, container: str) -> dict[str, dict[int, frozenset[str]]]:
-    from rotation.adapters.anchors import AnchorLog  # noqa: PLC0415 - SDK import only when asked
-
-    return AnchorLog.from_connection_string(connection, container).read()
 
 
 def _walk(

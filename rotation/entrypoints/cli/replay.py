@@ -20,9 +20,10 @@ from rotation.domain.errors import RotationError
 from rotation.domain.model import Decision
 from rotation.entrypoints.cli.to_topic import to_topic_options
 from rotation.entrypoints.cli.wiring import (
+    deadletter_source,
     failure_exit_code,
-    read_env,
     settings_option,
+    storage_connection,
     verbose_option,
     wire,
 )
@@ -41,9 +42,16 @@ __all__ = ["replay"]
     "--deadletter-container", metavar="NAME", help="Replay this Event Grid dead-letter container."
 )
 @click.option(
+    "--connection", "connection_name", default="AzureWebJobsStorage", show_default=True,
+    metavar="NAME",
+    help="Storage connection of the dead-letter container, Functions style: NAME holds a "
+    "connection string, or NAME__accountName / NAME__blobServiceUri (+ __credential, "
+    "__clientId) name it identity-based.",
+)  # fmt: skip
+@click.option(
     "--connection-string-env",
     metavar="VAR",
-    help="Environment variable holding the storage connection string.",
+    help="Environment variable holding a storage connection string (instead of --connection).",
 )
 @click.option(
     "--prefix", default="", metavar="P", help="Only dead-letter blobs whose names start with P."
@@ -64,7 +72,8 @@ __all__ = ["replay"]
 @click.pass_context
 def replay(
     ctx: click.Context, /, *, files: tuple[Path, ...], dry_run: bool, as_json: bool,
-    deadletter_container: str | None, connection_string_env: str | None, prefix: str,
+    deadletter_container: str | None, connection_name: str, connection_string_env: str | None,
+    prefix: str,
     listing_max_age: float, to_topic: str | None, topic_key_env: str | None,
     audit_log: Path | None, verbose: bool,
 ) -> None:  # fmt: skip
@@ -91,17 +100,19 @@ def replay(
     """
     if not files and not deadletter_container:
         raise click.UsageError("give at least one FILE or --deadletter-container NAME")
-    connection = None
+    deadletters = None
     if deadletter_container:
-        if not connection_string_env:
-            raise click.UsageError("--deadletter-container needs --connection-string-env VAR")
-        connection = read_env(connection_string_env)
+        connection = storage_connection(
+            names=(connection_name,), connection_string_env=connection_string_env,
+            feature="--deadletter-container", service="blob",
+        )  # fmt: skip
+        deadletters = deadletter_source(ctx, connection, deadletter_container)
     if to_topic:
         from rotation.entrypoints.cli.to_topic import run_to_topic  # noqa: PLC0415
 
         ctx.exit(
             run_to_topic(
-                files=files, container=deadletter_container, connection=connection,
+                files=files, deadletters=deadletters,
                 prefix=prefix, endpoint=to_topic, key_env=topic_key_env, dry_run=dry_run,
                 as_json=as_json,
             )
@@ -121,7 +132,7 @@ def replay(
     settings, service, audit = wire(
         ctx, dry_run=dry_run, as_json=as_json, tap=tap, audit_lines=verbose, verbose=verbose
     )
-    items = event_stream(files, deadletter_container, connection, prefix, settings.vaults)
+    items = event_stream(files, deadletters, prefix, settings.vaults)
     try:
         handler = service.batch(max_age_seconds=listing_max_age)
         counts = run_replay(handler, audit, items, as_json=as_json)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -25,6 +26,9 @@ from rotation.entrypoints.cli.wiring import (
     wide_console,
     wire,
 )
+
+if TYPE_CHECKING:
+    from rotation.adapters.storage import StorageConnection
 
 __all__ = ["status"]
 
@@ -53,8 +57,12 @@ def status(ctx: click.Context, as_json: bool, verbose: bool) -> None:
         rows = service.status(alert_days=settings.alert_days)
         if settings.audit_table and settings.audit_connection:
             rows = with_last_decisions(
-                rows, _last_decisions(settings.audit_connection, settings.audit_table, rows)
-            )
+                rows,
+                _last_decisions(
+                    settings.audit_connection, settings.audit_table, rows,
+                    verify=str(settings.devstack_ca_bundle) if settings.devstack_ca_bundle else True,
+                ),
+            )  # fmt: skip
     except ConfigError as exc:  # e.g. a mistyped APIM service id: fix the settings
         click.echo(f"cannot read the status: {'; '.join(exc.problems)}", err=True)
         ctx.exit(2)
@@ -81,16 +89,16 @@ def status(ctx: click.Context, as_json: bool, verbose: bool) -> None:
 
 
 def _last_decisions(
-    connection: str, table: str, rows: Sequence[BindingStatus]
+    connection: StorageConnection, table: str, rows: Sequence[BindingStatus], *, verify: str | bool
 ) -> dict[tuple[str, str], str]:
     """The decision of the newest canonical record per (vault, certificate) in the trail.
 
     Raises:
         DependencyError: the table cannot be read.
     """
-    from rotation.adapters.tables import iter_audit_records, open_table  # noqa: PLC0415
+    from rotation.adapters.tables import iter_audit_records, open_connection_table  # noqa: PLC0415
 
-    client = open_table(connection, table)
+    client = open_connection_table(connection, table, connection_verify=verify)
     out: dict[tuple[str, str], str] = {}
     for vault, certificate in sorted({(r.vault, r.certificate) for r in rows}):
         newest: tuple[str, str] | None = None

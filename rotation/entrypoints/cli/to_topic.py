@@ -36,6 +36,7 @@ from rich.table import Table
 from rotation.domain.errors import ConfigError, DependencyError
 
 if TYPE_CHECKING:  # the re-drive (and azure.eventgrid) is imported only when --to-topic runs
+    from rotation.adapters.blobs import DeadLetterBlobSource
     from rotation.entrypoints.redrive import RawItem, RedriveSummary
 
 __all__ = ["run_to_topic", "summary_table", "to_topic_options"]
@@ -58,16 +59,13 @@ def to_topic_options(command: F) -> F:
 
 
 def _sources(
-    files: tuple[Path, ...], container: str | None, connection: str | None, prefix: str
+    files: tuple[Path, ...], deadletters: DeadLetterBlobSource | None, prefix: str
 ) -> Iterator[RawItem]:
     from rotation.entrypoints.redrive import iter_raw_deadletter, iter_raw_files  # noqa: PLC0415
 
     yield from iter_raw_files(files)
-    if container and connection:
-        from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415 - SDK on use
-
-        source = DeadLetterBlobSource.from_connection_string(connection, container)
-        yield from iter_raw_deadletter(source, prefix)
+    if deadletters is not None:
+        yield from iter_raw_deadletter(deadletters, prefix)
 
 
 def summary_table(summary: RedriveSummary) -> Table:
@@ -85,8 +83,7 @@ def summary_table(summary: RedriveSummary) -> Table:
 def run_to_topic(
     *,
     files: tuple[Path, ...],
-    container: str | None,
-    connection: str | None,
+    deadletters: DeadLetterBlobSource | None,
     prefix: str,
     endpoint: str,
     key_env: str | None,
@@ -136,7 +133,7 @@ def run_to_topic(
         with Progress(*columns, console=err, transient=True, disable=not show) as progress:
             task = progress.add_task("redrive", total=None)
             summary = redrive(
-                _sources(files, container, connection, prefix), publisher,
+                _sources(files, deadletters, prefix), publisher,
                 allowed_vault_urls=vaults, dry_run=dry_run,
                 progress=lambda n: progress.advance(task, n),
             )  # fmt: skip

@@ -206,7 +206,9 @@ def validate(  # click passes every option by keyword
     """
     quiet_library_logs()
     settings = _settings(trust)
-    anchors = _load_anchors(trust or (settings.trust_anchors,))
+    anchors = (
+        _load_anchors(trust) if trust else tuple(parse_certificates(settings.trust_anchor_pem()))
+    )
     crls = _load_crls(crl)
     policy = ValidationPolicy(
         min_remaining_days=settings.min_valid_days if min_days is None else min_days,

@@ -15,26 +15,32 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar, cast
 
 import click
 
 from rotation.domain.errors import ConfigError, DependencyError
 
 if TYPE_CHECKING:
+    from azure.data.tables import TableClient
     from rich.console import Console
 
+    from rotation.adapters.blobs import DeadLetterBlobSource
+    from rotation.adapters.storage import StorageConnection
     from rotation.config import Settings
     from rotation.ports import AuditSink
     from rotation.service import RotationService
 
 __all__ = [
     "Wiring",
+    "audit_table_client",
     "command_environment",
+    "deadletter_source",
     "failure_exit_code",
     "read_env",
     "settings_option",
     "stderr_stream",
+    "storage_connection",
     "verbose_option",
     "wide_console",
     "wire",
@@ -135,10 +141,14 @@ def command_environment() -> Mapping[str, str]:
 class Wiring:
     """The factories the commands build their collaborators with (None: the composition
     root's). ``build_service(settings, audit=sink)`` returns the ``RotationService``;
-    ``build_audit_sink(settings)`` the configured audit sink."""
+    ``build_audit_sink(settings)`` the configured audit sink. ``storage_credential`` and
+    ``storage_verify`` replace an identity-based storage connection's own credential and the
+    system CA store (tests against an HTTPS Azurite)."""
 
     build_service: Callable[..., RotationService] | None = None
     build_audit_sink: Callable[[Settings], AuditSink] | None = None
+    storage_credential: Any = None
+    storage_verify: str | bool = True
 
 
 class _Stderr:
@@ -222,4 +232,82 @@ def wire(
             audit = CompositeAuditSink(audit, tap)
         return settings, build_service(settings, audit=audit), audit
     except (ConfigError, DependencyError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def storage_connection(
+    *,
+    names: tuple[str, ...],
+    connection_string_env: str | None,
+    feature: str,
+    service: Literal["blob", "table"],
+) -> StorageConnection:
+    """The storage connection a command option asks for: the connection string in
+    ``connection_string_env`` when given, else the first configured connection NAME of ``names``
+    (Functions style: ``NAME`` or ``NAME__accountName`` / ``__blobServiceUri`` /
+    ``__tableServiceUri``, account names completed with the cloud of ``ROTATION_ARM_ENDPOINT``).
+
+    Raises:
+        click.UsageError: none is set, or it cannot be used for ``service`` (exit 2; no secret).
+    """
+    from rotation.adapters.storage import require_connection  # noqa: PLC0415 - on use
+    from rotation.domain.clouds import AZURE_PUBLIC, cloud_for_arm_endpoint  # noqa: PLC0415
+
+    env = command_environment()
+    try:
+        if connection_string_env:
+            value = read_env(connection_string_env)
+            return require_connection(
+                (connection_string_env,), {connection_string_env: value},
+                feature=feature, service=service,
+            )  # fmt: skip
+        try:
+            cloud = cloud_for_arm_endpoint(env.get("ROTATION_ARM_ENDPOINT") or "")
+        except ValueError:
+            cloud = AZURE_PUBLIC
+        return require_connection(
+            names, env, feature=feature, service=service, endpoint_suffix=cloud.storage_suffix
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def deadletter_source(
+    ctx: click.Context, connection: StorageConnection, container: str
+) -> DeadLetterBlobSource:
+    """The dead-letter container over ``connection``, proven reachable first (one HEAD, no
+    retries: a refused or missing credential is a usage error, exit 2, naming the connection).
+
+    Raises:
+        click.UsageError: the connection cannot be used (its secret never shown).
+    """
+    from rotation.adapters.blobs import DeadLetterBlobSource  # noqa: PLC0415 - SDK on use
+    from rotation.adapters.storage import check_blob, container_client  # noqa: PLC0415
+
+    wiring = ctx.find_object(Wiring) or Wiring()
+    options = {"credential": wiring.storage_credential, "connection_verify": wiring.storage_verify}
+    try:
+        check_blob(container_client(connection, container, retry_total=0, **options), connection)
+        return DeadLetterBlobSource(container_client(connection, container, **options))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def audit_table_client(
+    ctx: click.Context, connection: StorageConnection, table: str
+) -> TableClient:
+    """The audit table over ``connection``, proven reachable first (as ``deadletter_source``).
+
+    Raises:
+        click.UsageError: the connection cannot be used (its secret never shown).
+    """
+    from rotation.adapters.storage import check_table  # noqa: PLC0415 - SDK on use
+    from rotation.adapters.tables import open_connection_table  # noqa: PLC0415
+
+    wiring = ctx.find_object(Wiring) or Wiring()
+    options = {"credential": wiring.storage_credential, "connection_verify": wiring.storage_verify}
+    try:
+        check_table(open_connection_table(connection, table, retries=0, **options), connection)
+        return open_connection_table(connection, table, **options)
+    except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
