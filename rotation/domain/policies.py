@@ -31,7 +31,8 @@ matching its brackets while skipping C# string and character literals (regular, 
 ``@"..."``) and comments. Comments and CDATA sections of the XML are not masked (what they hold is
 no expression). Known limit: a quote inside an interpolation hole of an interpolated string
 (``$"{d["k"]}"``) ends the string early; APIM policies rarely contain one, and the parse then
-fails loudly rather than editing the wrong place.
+fails loudly rather than editing the wrong place. Plain text that happens to contain ``@(`` is masked
+like an expression, which is harmless unless its brackets never close.
 
 Conventions
 -----------

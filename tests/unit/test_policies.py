@@ -401,3 +401,32 @@ def test_add_then_remove_restores_the_document(case: tuple[str, str, str]):
         p.block_offset for p in find_thumbprints(document) if p.thumbprint == anchor.upper()
     }
     assert len([p for p in found if p.thumbprint == new.upper()]) == len(blocks_with_anchor)
+
+
+def test_expressions_that_are_not_xml_are_still_edited():
+    """GLOBAL is rawxml: its expressions break a plain XML parser, yet the edit goes through."""
+    import xml.etree.ElementTree as ET  # noqa: PLC0415 (only this test needs it)
+
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(GLOBAL)
+    assert add_thumbprint(GLOBAL, OLD, NEW) == GLOBAL_ADDED
+
+
+def test_xml_format_escapes_a_declaration_and_a_bom_are_kept():
+    """The ``xml`` format escapes expressions; a declaration (even one naming another encoding,
+    the text is already decoded) and a byte-order mark are copied through."""
+    document = (
+        '\ufeff<?xml version="1.0" encoding="utf-16"?>\n<policies>\n  <inbound>\n'
+        '    <set-variable name="a" value="@(context.Request.Headers.GetValueOrDefault(&quot;a&quot;) &lt; &quot;b&quot;)" />\n'
+        "    <validate-client-certificate>\n      <identities>\n"
+        f'        <identity thumbprint="{OLD}" />\n'
+        "      </identities>\n    </validate-client-certificate>\n  </inbound>\n</policies>\n"
+    )
+
+    added = add_thumbprint(document, OLD, NEW)
+
+    assert added == document.replace(
+        f'        <identity thumbprint="{OLD}" />\n',
+        f'        <identity thumbprint="{OLD}" />\n        <identity thumbprint="{NEW}" />\n',
+    )
+    assert remove_thumbprint(added, NEW) == document
