@@ -12,6 +12,8 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from scripts.pins import closure as runtime_closure
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,22 +36,6 @@ def _pins() -> dict[str, str]:
 
 def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def _runtime_closure(roots: list[Requirement]) -> set[str]:
-    """The installed distributions ``roots`` need on this platform, transitively."""
-    seen: set[str] = set()
-    stack = [r.name for r in roots]
-    while stack:
-        name = canonicalize_name(stack.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        for text in metadata.distribution(name).requires or []:
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                stack.append(requirement.name)
-    return seen
 
 
 def _imports(path: Path) -> set[str]:
@@ -82,7 +68,7 @@ class TestPackaging:
         roots = [Requirement(t) for t in _pyproject()["project"]["dependencies"]]
         pins = _pins()
 
-        closure = _runtime_closure(roots)
+        closure = runtime_closure(roots)
 
         assert set(pins) == closure
         assert {n: metadata.version(n) for n in pins} == pins
