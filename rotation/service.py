@@ -323,6 +323,7 @@ class RotationService:
         record, per_target = outcome_records(
             outcome, event=event, trigger=trigger, strategy=self._strategy, dry_run=self._dry_run,
             duration_ms=round((time.perf_counter() - started) * 1000, 3), correlation_id=correlation,
+            now=self._clock.now(),
         )  # fmt: skip
         for target in per_target:
             self._audit.write(target)

@@ -6,7 +6,9 @@ Pure: builds values, writes nothing (``RotationService`` hands them to the ``Aud
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
+from rotation.domain.expiry import days_left
 from rotation.domain.model import (
     AuditRecord,
     Decision,
@@ -30,12 +32,15 @@ def outcome_records(
     dry_run: bool,
     duration_ms: float,
     correlation_id: str,
+    now: datetime | None = None,
 ) -> tuple[AuditRecord, tuple[AuditRecord, ...]]:
     """The canonical record of ``outcome`` and one ``rotation.target`` record per target.
 
     The candidate's identity (version, thumbprints, validity) is on record only when the
     decision is about it (not ``superseded`` or ``ignored``); the leaf's validated values are
-    preferred over the version's reported properties.
+    preferred over the version's reported properties. A Key Vault NearExpiry/Expired event's
+    record carries ``days_left`` at ``now`` (from what it names: the candidate, else the event's
+    ``EXP``), like the reconcile sweep's alerts.
     """
     candidate = outcome.candidate
     about_candidate = candidate is not None and outcome.decision not in {
@@ -59,10 +64,17 @@ def outcome_records(
         strategy=strategy, dry_run=dry_run, duration_ms=duration_ms, correlation_id=correlation_id,
         error=error_text(outcome.error) if outcome.error else None, message=outcome.message,
     )  # fmt: skip
+    if record.event in _ALERTS and now is not None:
+        expires = record.not_after or (event.expires if event else None)
+        if expires is not None:
+            record = replace(record, not_after=expires, days_left=days_left(expires, now))
     per_target = tuple(
         replace(record, event="rotation.target", targets=(target,)) for target in record.targets
     )
     return record, per_target
+
+
+_ALERTS = frozenset({"certificate.near_expiry", "certificate.expired"})
 
 
 def _event_name(outcome: Outcome, event: KeyVaultEvent | None, *, dry_run: bool) -> str:

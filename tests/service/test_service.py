@@ -569,6 +569,10 @@ class TestAlerts:
         assert record.decision is Decision.ALREADY_CURRENT
         assert rotated.gateway.updates == []
         assert rotated.source.calls["get_secret"] == 0
+        # Like the sweep's alerts, the event's record says how long is left, by the clock.
+        assert record.not_after is not None
+        assert record.days_left == (record.not_after - rotated.clock.now()).days
+        assert record.days_left > 0
 
 
 class TestReconcile:
