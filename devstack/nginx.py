@@ -117,8 +117,10 @@ http {{
 """
 
 
-def start_nginx(prefix: Path, server: ServerTls, client_ca: Path) -> Nginx:
-    """Start nginx under ``prefix`` and wait until it listens.
+def start_nginx(
+    prefix: Path, server: ServerTls, client_ca: Path, *, port: int | None = None
+) -> Nginx:
+    """Start nginx under ``prefix`` on ``port`` (None: a free one) and wait until it listens.
 
     Raises:
         NginxError: nginx is not installed, exited, or did not listen within 10 s.
@@ -128,7 +130,7 @@ def start_nginx(prefix: Path, server: ServerTls, client_ca: Path) -> Nginx:
         raise NginxError("nginx is not installed (apt-get install -y nginx)")
     for name in ("logs", "temp"):
         (prefix / name).mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port() if port is None else port
     config = prefix / "nginx.conf"
     config.write_text(nginx_config(prefix, port, server, client_ca))
     command = [

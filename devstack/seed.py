@@ -43,6 +43,7 @@ __all__ = [
     "mint_scene_pki",
     "new_version_event",
     "referenced_vaults",
+    "scene_backend_url",
     "seed_if_empty",
     "seed_scene",
     "try_it",
@@ -115,6 +116,15 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
     )
 
 
+def scene_backend_url(backend: str, server: str | None = None) -> str:
+    """The URL ``bind_scene`` gives ``backend``: ``{server}/{backend}``, or made up without one."""
+    if server:
+        return f"{server}/{backend}"
+    return (
+        "https://billing.demo.test" if backend == OTHER_BACKEND else f"https://{backend}.demo.test"
+    )
+
+
 def bind_scene(
     stack: Devstack,
     versions: dict[str, str],
@@ -138,12 +148,12 @@ def bind_scene(
         for backend in backends:
             stack.put_backend(
                 service, backend,
-                url=f"{server}/{backend}" if server else f"https://{backend}.demo.test",
+                url=scene_backend_url(backend, server),
                 certificate_ids=[f"{sid}/certificates/{CERTIFICATE}"],
             )  # fmt: skip
         stack.put_backend(
             service, OTHER_BACKEND,
-            url=f"{server}/{OTHER_BACKEND}" if server else "https://billing.demo.test",
+            url=scene_backend_url(OTHER_BACKEND, server),
             certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
         )  # fmt: skip
 
@@ -210,9 +220,12 @@ def is_empty(stack: Devstack) -> bool:
         return not any(s.certificates or s.backends for s in stack.state.services.values())
 
 
-def seed_scene(stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None) -> SeededScene:
+def seed_scene(
+    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None, server: str | None = None
+) -> SeededScene:
     """Seed the scene into ``stack`` and write ``trust-anchors.pem`` and ``events/`` into its
-    state directory; ``pki`` reuses minted certificates (tests), else they are minted at ``now``.
+    state directory; ``pki`` reuses minted certificates (tests), else they are minted at ``now``;
+    ``server`` (``https://host:port``) serves the backends, as in ``bind_scene``.
 
     Raises:
         OSError: the state directory cannot be written.
@@ -223,7 +236,9 @@ def seed_scene(stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None
         OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
     }
     bind_scene(
-        stack, {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]}
+        stack,
+        {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]},
+        server=server,
     )
     versions["v2"] = stack.import_certificate(CERTIFICATE, pki.v2)
     versions["v3"] = stack.import_certificate(CERTIFICATE, pki.v3, enabled=False)
@@ -249,14 +264,16 @@ def _write_events(stack: Devstack, versions: dict[str, str], now: dt.datetime) -
 
 
 def seed_if_empty(
-    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None
+    stack: Devstack, *, now: dt.datetime, pki: ScenePki | None = None, server: str | None = None
 ) -> SeededScene | None:
     """``seed_scene`` unless the stack already holds state (a persistent restart): then None.
 
     Raises:
         OSError: the state directory cannot be written.
     """
-    return seed_scene(stack, now=now, pki=pki) if is_empty(stack) else None
+    if not is_empty(stack):
+        return None
+    return seed_scene(stack, now=now, pki=pki, server=server)
 
 
 def referenced_vaults(stack: Devstack) -> set[str]:

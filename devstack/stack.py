@@ -75,6 +75,7 @@ class Devstack:
         self.state = DevstackState(None if ephemeral else self.state_dir)
         self.token = secrets.token_urlsafe(32)
         self.canary_mode = "off"  # ROTATION_CANARY in env(); the demo's nginx scene sets it
+        self.canary_server_ca: Path | None = None  # ROTATION_CANARY_SERVER_CA in env() when set
         self.subscription_id, self.resource_group = SUBSCRIPTION_ID, RESOURCE_GROUP
         self.tenant_id, self.vault_name = TENANT_ID, VAULT_NAME
         tls = mint_server_tls(self.state_dir)
@@ -201,7 +202,8 @@ class Devstack:
         """Settings that point certrotate at this stack (the ``env`` file); with
         ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``.
         ``ROTATION_CANARY`` is ``off`` unless ``canary_mode`` says otherwise: the stand-in's
-        backends have made-up URLs unless a real server (the demo's nginx) serves them."""
+        backends have made-up URLs unless a real server (nginx, ``devstack.backend``) serves
+        them; ``ROTATION_CANARY_SERVER_CA`` is ``canary_server_ca`` when set."""
         env = {
             "ROTATION_CANARY": self.canary_mode,
             "ROTATION_VAULTS": self.vault_url,
@@ -214,6 +216,8 @@ class Devstack:
         anchors = self.state_dir / TRUST_ANCHORS_FILE
         if anchors.is_file():
             env["ROTATION_TRUST_ANCHORS"] = str(anchors)
+        if self.canary_server_ca is not None:
+            env["ROTATION_CANARY_SERVER_CA"] = str(self.canary_server_ca)
         return env
 
     def write_files(self, directory: Path) -> None:

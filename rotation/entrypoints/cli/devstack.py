@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from devstack.nginx import Nginx
     from devstack.seed import SeededScene
     from devstack.stack import Devstack
 
@@ -40,14 +41,29 @@ __all__ = ["COMMANDS", "devstack"]
 @click.option(
     "--no-seed", is_flag=True, help="Start empty: no sample certificates, bindings or events."
 )
-def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int, no_seed: bool) -> None:
+@click.option(
+    "--no-nginx",
+    is_flag=True,
+    help="Do not serve the sample backends with nginx (made-up URLs, ROTATION_CANARY=off).",
+)
+def devstack(  # click passes every option by keyword
+    *,
+    state_dir: Path,
+    ephemeral: bool,
+    port_kv: int,
+    port_arm: int,
+    no_seed: bool,
+    no_nginx: bool,
+) -> None:
     """Run the Key Vault and APIM (ARM) stand-ins until Ctrl-C / SIGTERM.
 
     Seeds an empty stack with a sample scene (certificate partner-mtls, bindings in both APIM
-    services, DIR/trust-anchors.pem, events in DIR/events/) unless --no-seed. Writes
-    DIR/devstack.json and DIR/env; `set -a; . DIR/env` points certrotate at the stack.
+    services, DIR/trust-anchors.pem, events in DIR/events/) unless --no-seed. When nginx is
+    installed (and not --no-nginx), it serves the sample backends on loopback (DIR/nginx/) and
+    DIR/env sets ROTATION_CANARY=enforce. Writes DIR/devstack.json and DIR/env;
+    `set -a; . DIR/env` points certrotate at the stack.
     """
-    from devstack.seed import seed_if_empty  # noqa: PLC0415 - only this command needs it
+    from devstack.backend import serve_scene  # noqa: PLC0415 - only this command needs it
     from devstack.stack import Devstack  # noqa: PLC0415
 
     stop = threading.Event()
@@ -57,12 +73,18 @@ def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int, no_s
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Devstack.start(
-            state_dir, ephemeral=ephemeral, port_kv=port_kv, port_arm=port_arm
-        ) as stack:
-            scene = None if no_seed else seed_if_empty(stack, now=datetime.now(UTC))
+        with (
+            Devstack.start(
+                state_dir, ephemeral=ephemeral, port_kv=port_kv, port_arm=port_arm
+            ) as stack,
+            serve_scene(
+                stack, now=datetime.now(UTC), seed=not no_seed, nginx=not no_nginx
+            ) as served,
+        ):
+            for note in served.notes:
+                click.echo(note, err=True)
             stack.write_files(state_dir)
-            _announce(stack, state_dir, scene)
+            _announce(stack, state_dir, served.scene, served.nginx)
             stop.wait()
     except OSError as exc:
         raise click.ClickException(f"cannot start the devstack: {exc.strerror or exc}") from None
@@ -72,13 +94,20 @@ def devstack(state_dir: Path, ephemeral: bool, port_kv: int, port_arm: int, no_s
     click.echo("devstack stopped.")
 
 
-def _announce(stack: Devstack, state_dir: Path, scene: SeededScene | None) -> None:
+def _announce(
+    stack: Devstack, state_dir: Path, scene: SeededScene | None, nginx: Nginx | None
+) -> None:
     """Where the stack listens, what was seeded and how to try it (no token, no key)."""
     from devstack.seed import CERTIFICATE, try_it  # noqa: PLC0415
 
     click.echo(f"Key Vault  {stack.vault_url}  (vault {stack.vault_name})")
     click.echo(f"ARM/APIM   {stack.arm_endpoint}  services: {', '.join(stack.apim_services)}")
     click.echo(f"CA bundle  {stack.ca_bundle}")
+    if nginx is not None:
+        click.echo(
+            f"Backends   nginx {nginx.backend_url('')} (files in {nginx.prefix}), "
+            f"ROTATION_CANARY={stack.canary_mode}"
+        )
     click.echo(f"Wrote {state_dir / 'devstack.json'} and {state_dir / 'env'}")
     if scene is None:
         click.echo(f"Use it:    set -a; . {state_dir / 'env'}; set +a")
