@@ -287,7 +287,9 @@ class TestNoTraces:
         prober.probe_all([request(pki, nginx.url), request(pki, nginx.url, pki.foreign)])
 
         assert list(tmp_path.iterdir()) == []
-        assert sorted(p.name for p in fds.iterdir()) == before
+        # No descriptor the probes opened is still open. (Other tests' background threads and
+        # the garbage collector may close theirs meanwhile, so only new ones count.)
+        assert sorted(set(p.name for p in fds.iterdir()) - set(before)) == []
         assert not [link for fd in fds.iterdir() if (link := _readlink(fd)).startswith("/memfd:")]
 
     def test_an_identity_from_a_key_vault_secret(self, pki, prober, nginx):
