@@ -289,7 +289,7 @@ class TestNoTraces:
         assert list(tmp_path.iterdir()) == []
         # No descriptor the probes opened is still open. (Other tests' background threads and
         # the garbage collector may close theirs meanwhile, so only new ones count.)
-        assert sorted(set(p.name for p in fds.iterdir()) - set(before)) == []
+        assert sorted({p.name for p in fds.iterdir()} - set(before)) == []
         assert not [link for fd in fds.iterdir() if (link := _readlink(fd)).startswith("/memfd:")]
 
     def test_an_identity_from_a_key_vault_secret(self, pki, prober, nginx):
