@@ -25,7 +25,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -296,6 +296,22 @@ def _to_record(entity: dict[str, Any]) -> dict[str, object]:
     return out
 
 
+def _entities(
+    client: TableClient, *, certificate: str | None, since: datetime | None
+) -> Iterable[Any]:
+    """The table's entities (lazily, page by page), of ``certificate`` and from ``since`` on."""
+    clauses, parameters = [], {}
+    if certificate is not None:
+        clauses.append("certificate eq @certificate")
+        parameters["certificate"] = certificate
+    if since is not None:
+        clauses.append("RowKey ge @since")
+        parameters["since"] = f"{since.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+    if clauses:
+        return client.query_entities(" and ".join(clauses), parameters=parameters)
+    return client.list_entities()
+
+
 def iter_audit_records(
     client: TableClient, *, certificate: str | None = None, since: datetime | None = None
 ) -> Iterator[dict[str, object]]:
@@ -304,19 +320,8 @@ def iter_audit_records(
     Raises:
         DependencyError (or a subclass): the table cannot be read.
     """
-    clauses, parameters = [], {}
-    if certificate is not None:
-        clauses.append("certificate eq @certificate")
-        parameters["certificate"] = certificate
-    if since is not None:
-        clauses.append("RowKey ge @since")
-        parameters["since"] = f"{since.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
     try:
-        pages = (
-            client.query_entities(" and ".join(clauses), parameters=parameters)
-            if clauses
-            else client.list_entities()
-        )
+        pages = _entities(client, certificate=certificate, since=since)
         for entity in pages:
             if entity.get("RowKey") != HEAD_ROW:
                 yield _to_record(dict(entity))
@@ -361,19 +366,8 @@ def iter_chain_items(
     Raises:
         DependencyError (or a subclass): the table cannot be read.
     """
-    clauses, parameters = [], {}
-    if certificate is not None:
-        clauses.append("certificate eq @certificate")
-        parameters["certificate"] = certificate
-    if since is not None:
-        clauses.append("RowKey ge @since")
-        parameters["since"] = f"{since.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
     try:
-        pages = (
-            client.query_entities(" and ".join(clauses), parameters=parameters)
-            if clauses
-            else client.list_entities()
-        )
+        pages = _entities(client, certificate=certificate, since=since)
         for raw in pages:
             entity = dict(raw)
             chain, row = str(entity["PartitionKey"]), str(entity["RowKey"])
