@@ -26,6 +26,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -296,6 +297,28 @@ def _to_record(entity: dict[str, Any]) -> dict[str, object]:
     return out
 
 
+@contextmanager
+def _reading(client: TableClient) -> Iterator[None]:
+    """Stream the table, translating what can go wrong: the SDK's errors, and an entity that
+    is not an audit record.
+
+    Raises:
+        DependencyError (or a subclass): the table cannot be read, or holds a foreign entity.
+    """
+    try:
+        yield
+    except AzureError as exc:
+        raise translate(
+            exc, service=AUDIT_TABLE, operation="query", name=str(client.table_name)
+        ) from exc
+    except (TypeError, ValueError):
+        raise DependencyError(
+            "the audit table holds an entity that is not an audit record",
+            service=_SERVICE,
+            operation="query",
+        ) from None
+
+
 def _entities(
     client: TableClient, *, certificate: str | None, since: datetime | None
 ) -> Iterable[Any]:
@@ -320,21 +343,11 @@ def iter_audit_records(
     Raises:
         DependencyError (or a subclass): the table cannot be read.
     """
-    try:
+    with _reading(client):
         pages = _entities(client, certificate=certificate, since=since)
         for entity in pages:
             if entity.get("RowKey") != HEAD_ROW:
                 yield _to_record(dict(entity))
-    except AzureError as exc:
-        raise translate(
-            exc, service=AUDIT_TABLE, operation="query", name=str(client.table_name)
-        ) from exc
-    except (TypeError, ValueError):
-        raise DependencyError(
-            "the audit table holds an entity that is not an audit record",
-            service=_SERVICE,
-            operation="query",
-        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +379,7 @@ def iter_chain_items(
     Raises:
         DependencyError (or a subclass): the table cannot be read.
     """
-    try:
+    with _reading(client):
         pages = _entities(client, certificate=certificate, since=since)
         for raw in pages:
             entity = dict(raw)
@@ -375,16 +388,6 @@ def iter_chain_items(
                 yield ChainItem(chain, row, {}, _link(entity, head=True), head=True)
             else:
                 yield ChainItem(chain, row, _to_record(entity), _link(entity, head=False))
-    except AzureError as exc:
-        raise translate(
-            exc, service=AUDIT_TABLE, operation="query", name=str(client.table_name)
-        ) from exc
-    except (TypeError, ValueError):
-        raise DependencyError(
-            "the audit table holds an entity that is not an audit record",
-            service=_SERVICE,
-            operation="query",
-        ) from None
 
 
 def iter_chain_heads(client: TableClient) -> Iterator[tuple[str, Link]]:
