@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from rotation.domain.canary import CanaryTarget, CanaryVerdict
 from rotation.domain.expiry import BindingExpiry
+from rotation.domain.inbound import PolicyDocument
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -32,6 +33,7 @@ __all__ = [
     "CertificateSource",
     "Clock",
     "EventHandler",
+    "InboundPolicies",
     "NullLock",
     "NullTelemetry",
     "RotationLock",
@@ -144,6 +146,34 @@ class ApimGateway(Protocol):
         """Ask APIM to fetch a Key Vault-backed entity's secret now (``POST .../refreshSecret``;
         no ``If-Match``: it changes no reference). A failed fetch shows in ``lastStatus`` only.
         """
+        ...
+
+
+@runtime_checkable
+class InboundPolicies(Protocol):
+    """APIM policy documents (inbound mTLS identities) through ARM, in ``rawxml`` format.
+
+    ``service_id`` is the full ARM id of the APIM service. Writes are compare-and-swaps done by
+    the adapter, as for ``ApimGateway``: the caller passes the document value its plan saw.
+
+    Raises:
+        PreconditionFailedError: a compare-and-swap found the document changed or gone, or its
+            ETag moved between the read and the write (412); re-read and re-plan.
+        TransientDependencyError / AuthorizationError / DependencyError: as for CertificateSource.
+    """
+
+    def list_policies(self, service_id: str) -> Iterable[PolicyDocument]:
+        """Every policy document of the service at global, product, API and operation scope
+        (a scope without a policy yields nothing), values in ``rawxml``."""
+        ...
+
+    def put_policy(
+        self, document: PolicyDocument, *, expected_value: str, value: str
+    ) -> PolicyDocument:
+        """Replace ``document``'s value with ``value``: one read (``GET ?format=rawxml``, for
+        the ETag), refused with ``PreconditionFailedError`` unless the document still exists
+        and its value equals ``expected_value``, then ``PUT`` (``format: rawxml``) with
+        ``If-Match`` that ETag. Returns the document as written (with its new ETag)."""
         ...
 
 

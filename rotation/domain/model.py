@@ -72,10 +72,12 @@ class Trigger(StrEnum):
 
 
 class TargetKind(StrEnum):
-    """What an audit target is: an APIM certificate entity or a backend."""
+    """What an audit target is: an APIM certificate entity, a backend, or a policy document
+    (inbound identities)."""
 
     CERTIFICATE = "certificate"
     BACKEND = "backend"
+    POLICY = "policy"
 
 
 class TargetResult(StrEnum):
