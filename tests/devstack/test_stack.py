@@ -220,3 +220,23 @@ class TestCli:
         assert result.exit_code == 1
         assert "cannot start the devstack" in result.output
         assert "Traceback" not in result.output
+
+    def test_missing_state_directory_is_created(self, tmp_path):
+        """--state names a directory that does not exist yet: it is created, not a traceback."""
+        state = tmp_path / "new" / "deeper"
+
+        _lines, described, err = _run_devstack(state, "--no-seed", "--no-nginx")
+
+        assert (state / DATABASE_FILE).exists(), err
+        assert described["vault_url"].startswith("https://127.0.0.1:")
+
+    def test_unusable_state_directory_is_a_clear_error(self, tmp_path):
+        """--state under a regular file: one line naming the directory, exit 1, no traceback."""
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+
+        result = CliRunner().invoke(cli, ["devstack", "--state", str(blocker / "state")])
+
+        assert result.exit_code == 1
+        assert f"cannot create the state directory {blocker / 'state'}" in result.output
+        assert "Traceback" not in result.output

@@ -9,6 +9,7 @@ is deferred to the command so the CLI (and the Functions app) never load it othe
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,13 @@ def devstack(  # click passes every option by keyword
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    if not ephemeral:
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create the state directory {state_dir}: {exc.strerror or exc}"
+            ) from None
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with (
@@ -86,8 +94,9 @@ def devstack(  # click passes every option by keyword
             stack.write_files(state_dir)
             _announce(stack, state_dir, served.scene, served.nginx)
             stop.wait()
-    except OSError as exc:
-        raise click.ClickException(f"cannot start the devstack: {exc.strerror or exc}") from None
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise click.ClickException(f"cannot start the devstack in {state_dir}: {reason}") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
