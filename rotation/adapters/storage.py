@@ -328,21 +328,12 @@ def blob_service_client(
     Raises:
         ConfigError: the connection cannot be used for blob storage.
     """
-    from azure.core.exceptions import AzureError  # noqa: PLC0415 - cold start
     from azure.storage.blob import BlobServiceClient  # noqa: PLC0415 - cold start
 
-    try:
-        if connection.connection_string is not None:
-            return BlobServiceClient.from_connection_string(
-                connection.connection_string, **client_kwargs
-            )
-        return BlobServiceClient(
-            _endpoint(connection, "blob"),
-            credential=credential or token_credential(connection),
-            **client_kwargs,
-        )
-    except (ValueError, AzureError):
-        raise _malformed(connection, "blob") from None
+    client: BlobServiceClient = _service_client(
+        BlobServiceClient, "blob", connection, credential, client_kwargs
+    )
+    return client
 
 
 def container_client(
@@ -365,21 +356,35 @@ def table_service_client(
     Raises:
         ConfigError: the connection cannot be used for table storage.
     """
-    from azure.core.exceptions import AzureError  # noqa: PLC0415 - cold start
     from azure.data.tables import TableServiceClient  # noqa: PLC0415 - cold start
+
+    client: TableServiceClient = _service_client(
+        TableServiceClient, "table", connection, credential, client_kwargs
+    )
+    return client
+
+
+def _service_client(
+    kind: Any,
+    service: Service,
+    connection: StorageConnection,
+    credential: Any,
+    client_kwargs: dict[str, Any],
+) -> Any:
+    """``kind`` (a Blob or Table service client class) for ``connection``: from its connection
+    string, or its ``service`` endpoint with a token credential."""
+    from azure.core.exceptions import AzureError  # noqa: PLC0415 - cold start
 
     try:
         if connection.connection_string is not None:
-            return TableServiceClient.from_connection_string(
-                connection.connection_string, **client_kwargs
-            )
-        return TableServiceClient(
-            _endpoint(connection, "table"),
+            return kind.from_connection_string(connection.connection_string, **client_kwargs)
+        return kind(
+            _endpoint(connection, service),
             credential=credential or token_credential(connection),
             **client_kwargs,
         )
     except (ValueError, AzureError):
-        raise _malformed(connection, "table") from None
+        raise _malformed(connection, service) from None
 
 
 def table_client(
