@@ -235,7 +235,7 @@ class TestAuditCommand:
         result = run("audit", "--file", str(path))
 
         assert result.exit_code == 1
-        assert "targets[1].kind is not one of certificate, backend" in result.stderr
+        assert "targets[1].kind is not one of certificate, backend, policy" in result.stderr
         assert "targets[2].result is not a documented target result" in result.stderr
         assert "targets[0]" not in result.stderr
 
