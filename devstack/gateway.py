@@ -56,6 +56,7 @@ duration of the handshake and removed with it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -70,7 +71,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -105,7 +106,7 @@ ThumbprintProvider = Callable[[], Iterable[str]]
 
 def thumbprint_of(certificate: x509.Certificate) -> str:
     """The SHA-1 thumbprint of ``certificate`` (upper-case hex), as APIM shows it."""
-    return certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - a thumbprint, not a signature
+    return certificate.fingerprint(hashes.SHA1()).hex().upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +127,13 @@ class _GatewayServer(socketserver.ThreadingTCPServer):
     block_on_close = True
     allow_reuse_address = False
 
-    def __init__(self, port: int, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, port: int, serve: Callable[[socket.socket], None]) -> None:
+        self.serve = serve
         super().__init__(("127.0.0.1", port), socketserver.BaseRequestHandler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        self.gateway._serve(request)
+        del client_address
+        self.serve(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Client hang-ups and TLS failures are not worth a traceback on stderr."""
@@ -158,7 +160,7 @@ class Gateway:
         self._thumbprints = thumbprints
         self._io_timeout = io_timeout
         self._context = _server_context(tls)
-        self._server = _GatewayServer(port, self)
+        self._server = _GatewayServer(port, self._serve)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="devstack-gateway", daemon=True
         )
@@ -173,7 +175,7 @@ class Gateway:
         """``https://127.0.0.1:PORT``."""
         return f"https://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -310,7 +312,7 @@ def _response(status: int, payload: dict[str, Any]) -> bytes:
 def _send_all(conn: SSL.Connection, sock: socket.socket, deadline: float, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        sent = _wait_for(sock, deadline, lambda: conn.send(view))
+        sent = _wait_for(sock, deadline, functools.partial(conn.send, view))
         view = view[sent:]
 
 
