@@ -225,7 +225,7 @@ class TestAuditCommand:
             **RECORD.as_dict(),
             "targets": [
                 {**target, "kind": "certificate", "result": "updated"},
-                {**target, "kind": "policy", "result": "updated"},
+                {**target, "kind": "gateway", "result": "updated"},
                 {**target, "kind": "backend", "result": "rolled_back"},
             ],
         }
