@@ -13,6 +13,7 @@ document that is not well-formed (after escaping its expressions), or whose root
 from __future__ import annotations
 
 import html
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -38,36 +39,38 @@ __all__ = [
 
 _FORMATS = ("xml", "rawxml")
 _CLOSE = {"(": ")", "{": "}"}
+_NEXT = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|@[({]", re.DOTALL)
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
 
 def _expression_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each policy expression's body (inside ``@(``…``)`` / ``@{``…``}``),
-    brackets balanced, C# string literals skipped; an unclosed one runs to the end."""
+    brackets balanced, C# string and character literals skipped; an unclosed one runs to the
+    end. XML comments and CDATA sections hold no expressions."""
     spans: list[tuple[int, int]] = []
     i = 0
-    while (at := text.find("@", i)) != -1:
-        opener = text[at + 1 : at + 2]
-        if opener not in _CLOSE:
-            i = at + 1
+    while (found := _NEXT.search(text, i)) is not None:
+        if not found[0].startswith("@"):
+            i = found.end()
             continue
-        depth, j, quoted = 1, at + 2, False
+        opener = found[0][1]
+        depth, j, quote = 1, found.end(), ""
         while j < len(text) and depth:
             char = text[j]
-            if quoted:
+            if quote:
                 if char == "\\":
                     j += 1
-                elif char == '"':
-                    quoted = False
-            elif char == '"':
-                quoted = True
+                elif char == quote:
+                    quote = ""
+            elif char in "\"'":
+                quote = char
             elif char == opener:
                 depth += 1
             elif char == _CLOSE[opener]:
                 depth -= 1
             j += 1
         end = j - 1 if depth == 0 else len(text)
-        spans.append((at + 2, end))
+        spans.append((found.end(), end))
         i = end + 1
     return spans
 
@@ -91,7 +94,9 @@ def unescape_expressions(value: str) -> str:
     return _rewrite(value, html.unescape)
 
 
-def _well_formed(raw: str) -> bool:
+def well_formed(raw: str) -> bool:
+    """Whether ``raw`` (``rawxml``) is a well-formed ``<policies>`` document once its
+    expressions are escaped."""
     try:
         root = ET.fromstring(escape_expressions(raw))
     except ET.ParseError:
@@ -112,7 +117,7 @@ def put_policy(call: Call) -> Response:
             400, "ValidationError", "A policy needs a string 'value' and format xml or rawxml."
         )
     raw = value if fmt == "rawxml" else unescape_expressions(value)
-    if not _well_formed(raw):
+    if not well_formed(raw):
         return arm_error(
             400, "ValidationError", "The policy document is not well-formed <policies> XML."
         )

@@ -285,6 +285,16 @@ class TestPolicies:
         assert "<!-- partner callers: pinned by thumbprint -->\r\n" in got.value
         assert "=>" not in got.value
 
+    def test_comments_and_cdata_hold_no_expressions(self, scope):
+        """An ``@(`` inside an XML comment or CDATA section is text, not escaped in xml."""
+        raw = (
+            "<policies><inbound><base /><!-- @(a => b) --><set-body><![CDATA[@(x => 1)]]>"
+            "</set-body></inbound></policies>"
+        )
+        scope.put(_ok(raw))
+
+        assert scope.get().value == raw
+
     def test_an_xml_put_reads_back_raw(self, scope):
         """What is PUT as xml (escaped expressions) reads back unescaped as rawxml."""
         scope.put(_ok(RAW))
