@@ -90,14 +90,20 @@ class ArmInboundPolicies(ArmApimClients):
     """APIM policy documents at global, product, API and operation scope, in ``rawxml``
     (settings and client cache: ``ArmApimClients``)."""
 
-    def list_policies(self, service_id: str) -> Iterator[PolicyDocument]:
-        """Every policy document of the service, each read in ``rawxml`` with its ETag.
+    def list_policies(self, service_id: str) -> list[PolicyDocument]:
+        """Every policy document of the service, each read in ``rawxml`` with its ETag: global,
+        then each product's, then each API's followed by its operations'.
 
         Raises:
             ConfigError: the service does not exist (a mistyped ``ROTATION_APIM_SERVICES``).
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
+        return list(self._documents(client, service_id, rg, name))
+
+    def _documents(
+        self, client: ApiManagementClient, service_id: str, rg: str, name: str
+    ) -> Iterator[PolicyDocument]:
         with listing("list_policies", service_id, name):
             products = [p.name or "" for p in client.product.list_by_service(rg, name)]
         document = self._read(service_id, PolicyScope.GLOBAL, "", client.policy.get, rg, name)

@@ -393,6 +393,8 @@ def test_everything_persists_and_reloads(tmp_path):
         before = {}
         for name, scope in _scopes(client, *where).items():
             _, etag = scope.put(_ok(RAW.replace("caller", name)), cls=_etag)
+            # each PUT's save wrote its policy row and the ETag counter, nothing else
+            assert stack.state.saved_rows == 2
             before[name] = etag
 
     with Devstack.start(tmp_path, ephemeral=False) as stack:
