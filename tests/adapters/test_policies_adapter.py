@@ -262,8 +262,17 @@ class TestPut:
             value="<policies />",
         )
 
-        with pytest.raises(ValueError, match="not a operation policy id"):
+        elsewhere = PolicyDocument(
+            service_id=world.service_id,
+            scope=PolicyScope.API,
+            resource_id=world.ids[PolicyScope.API].replace(world.service, "apim-other"),
+            value="<policies />",
+        )
+
+        with pytest.raises(ValueError, match="not a operation-scope policy id"):
             policies.put_policy(wrong, expected_value="<policies />", value="<policies />")
+        with pytest.raises(ValueError, match="not a api-scope policy id"):
+            policies.put_policy(elsewhere, expected_value="<policies />", value="<policies />")
 
 
 class TestErrors:
