@@ -1,4 +1,5 @@
-"""The ARM stand-in for API Management: certificates, backends and policies, with ETags.
+"""The ARM stand-in for API Management: certificates, backends, APIs, operations, products and
+the policy documents of every scope, with ETags.
 
 Serves ``/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{svc}/…``
 as section E of the reference describes: bearer token required (no challenge), ``ETag`` on
@@ -13,13 +14,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from devstack import arm_apis, arm_policies
 from devstack import arm_certificates as certs
 from devstack import arm_entities as ops
 from devstack.admin import AdminApi
 from devstack.arm_entities import arm_error
 from devstack.faults import FaultInjector, FaultKind
 from devstack.server import Request, Response, json_response
-from devstack.state import ApimService, DevstackState, Store
+from devstack.state import ApimService, DevstackState
 
 __all__ = ["ArmApp"]
 
@@ -28,14 +30,80 @@ _SERVICE = re.compile(
     r"Microsoft\.ApiManagement/service/(?P<svc>[^/]+)(?P<rest>/.*)?$",
     re.IGNORECASE,
 )
-_ENTITY = re.compile(
+_ROUTES = re.compile(
     r"^/(?P<kind>certificates|backends)(?:/(?P<id>[^/]+)(?P<action>/refreshSecret)?)?$"
-    r"|^(?:/apis/(?P<api>[^/]+))?/policies/policy$",
+    r"|^(?:/apis/(?P<papi>[^/]+)(?:/operations/(?P<pop>[^/]+))?|/products/(?P<pprod>[^/]+))?"
+    r"/policies(?P<policy>/[^/]+)?$"
+    r"|^/(?P<apis>apis)(?:/(?P<api>[^/]+)(?P<ops>/operations(?:/(?P<op>[^/]+))?)?)?$"
+    r"|^/(?P<products>products)(?:/(?P<product>[^/]+))?$",
     re.IGNORECASE,
 )
-_TYPES = {
-    "certificates": "Microsoft.ApiManagement/service/certificates",
-    "backends": "Microsoft.ApiManagement/service/backends",
+
+
+def _route(rest: str) -> ops.Route | None:
+    """What ``rest`` (the path below the service) addresses, or None."""
+    m = _ROUTES.match(rest)
+    if m is None:
+        return None
+    if m["kind"]:
+        action = "refreshSecret" if m["action"] else ""
+        return ops.Route(m["kind"].lower(), m["id"] or "", action=action)
+    if m["apis"]:
+        if m["ops"]:
+            return ops.Route("operations", m["op"] or "", api=m["api"])
+        return ops.Route("apis", m["api"] or "")
+    if m["products"]:
+        return ops.Route("products", m["product"] or "")
+    name = (m["policy"] or "").lstrip("/")
+    return ops.Route(
+        "policies", name, api=m["papi"] or "", operation=m["pop"] or "", product=m["pprod"] or ""
+    )
+
+
+def _missing_parent(service: ApimService, route: ops.Route) -> Response | None:
+    """ARM's 404 when a route names an API, operation or product that does not exist."""
+    if route.product and route.product.lower() not in service.products:
+        return arm_error(404, "ResourceNotFound", f"Product '{route.product}' was not found.")
+    if route.api and route.api.lower() not in service.apis:
+        return arm_error(404, "ResourceNotFound", f"API '{route.api}' was not found.")
+    operation = f"{route.api}/{route.operation}".lower()
+    if route.kind == "policies" and route.operation and operation not in service.operations:
+        return arm_error(404, "ResourceNotFound", f"Operation '{route.operation}' was not found.")
+    if route.kind == "policies" and route.name and route.name.lower() != "policy":
+        return arm_error(404, "ResourceNotFound", "The policy id must be 'policy'.")
+    return None
+
+
+_HANDLERS: dict[str, dict[str, Callable[[ops.Call], Response]]] = {
+    "policies": {
+        "GET": arm_policies.get_policy,
+        "HEAD": ops.head,
+        "PUT": arm_policies.put_policy,
+        "DELETE": ops.delete,
+    },
+    "policies/": {"GET": arm_policies.list_policies},
+    "apis": {"GET": ops.get, "HEAD": ops.head, "PUT": arm_apis.put_api},
+    "apis/": {"GET": arm_apis.list_apis},
+    "operations": {"GET": ops.get, "HEAD": ops.head, "PUT": arm_apis.put_operation},
+    "operations/": {"GET": arm_apis.list_operations},
+    "products": {"GET": ops.get, "HEAD": ops.head, "PUT": arm_apis.put_product},
+    "products/": {"GET": arm_apis.list_products},
+    "certificates": {
+        "GET": ops.get,
+        "HEAD": ops.head,
+        "PUT": certs.put_certificate,
+        "DELETE": ops.delete,
+    },
+    "certificates/": {"GET": certs.list_certificates},
+    "certificates/refreshSecret": {"POST": certs.refresh_secret},
+    "backends": {
+        "GET": ops.get,
+        "HEAD": ops.head,
+        "PUT": ops.put_backend,
+        "PATCH": ops.patch_backend,
+        "DELETE": ops.delete,
+    },
+    "backends/": {"GET": ops.list_backends},
 }
 
 
@@ -79,10 +147,11 @@ class ArmApp:
     def simulate_concurrent_write(self, request: Request) -> None:
         """Another writer got there first: the target entity's ETag moves."""
         located = self._locate(request)
-        if isinstance(located, tuple):
-            store, key = located[1], located[2]
+        if isinstance(located, tuple) and located[1] is not None:
+            service, route = located
+            store, key = route.store_and_key(service)
             with self.state.lock:
-                entity = store.get(key) if store is not None else None
+                entity = store.get(key)
                 if entity is not None:
                     entity.etag = self.state.next_etag()
 
@@ -108,9 +177,9 @@ class ArmApp:
 
     # --- routing ----------------------------------------------------------------------------
 
-    def _locate(
-        self, request: Request
-    ) -> Response | tuple[ApimService, Store | None, str, re.Match[str]]:
+    def _locate(self, request: Request) -> Response | tuple[ApimService, ops.Route | None]:
+        """The service and what the path addresses below it (None: the service itself, or a
+        path the stand-in does not serve)."""
         match = _SERVICE.match(request.path)
         if match is None:
             return arm_error(404, "InvalidResourceType", "No such resource type in the devstack.")
@@ -132,52 +201,31 @@ class ArmApp:
                 f"The API Management service '{match['svc']}' was not found.",
             )
         rest = match["rest"] or ""
-        entity = _ENTITY.match(rest)
-        if rest in ("", "/") or entity is None:
-            return service, None, "", match
-        if entity["kind"]:
-            store = (
-                service.certificates
-                if entity["kind"].lower() == "certificates"
-                else service.backends
-            )
-            return service, store, (entity["id"] or "").lower(), entity
-        return service, service.policies, (entity["api"] or "").lower(), entity
+        return service, None if rest in ("", "/") else _route(rest)
 
     def _route(self, request: Request) -> Response:
         located = self._locate(request)
         if isinstance(located, Response):
             return located
-        service, store, key, match = located
-        if store is None:
+        service, route = located
+        if route is None:
             if (
                 request.path.rstrip("/").lower().endswith(service.name.lower())
                 and request.method == "GET"
             ):
                 return json_response(200, self._service_json(service))
             return arm_error(404, "InvalidResourceType", "No such resource type in the devstack.")
-        kind = (match.groupdict().get("kind") or "policies").lower()
-        handler = self._handlers(kind, key, match).get(request.method)
+        with self.state.lock:
+            missing = _missing_parent(service, route)
+        if missing is not None:
+            return missing
+        suffix = f"/{route.action}" if route.action else "" if route.name else "/"
+        table = route.kind + suffix
+        handler = _HANDLERS[table].get(request.method)
         if handler is None:
             return arm_error(405, "MethodNotAllowed", f"{request.method} is not supported here.")
-        return handler(ops.Call(self, request, service, store, key, match))
-
-    def _handlers(
-        self, kind: str, key: str, match: re.Match[str]
-    ) -> dict[str, Callable[..., Response]]:
-        if kind == "policies":
-            return {"GET": ops.get, "HEAD": ops.head, "PUT": ops.put_policy, "DELETE": ops.delete}
-        if match.groupdict().get("action"):
-            return {"POST": certs.refresh_secret}
-        if not key:
-            return {
-                "GET": certs.list_certificates if kind == "certificates" else ops.list_backends
-            }
-        put = certs.put_certificate if kind == "certificates" else ops.put_backend
-        handlers = {"GET": ops.get, "HEAD": ops.head, "PUT": put, "DELETE": ops.delete}
-        if kind == "backends":
-            handlers["PATCH"] = ops.patch_backend
-        return handlers
+        store, key = route.store_and_key(service)
+        return handler(ops.Call(self, request, service, store, key, route))
 
     def _service_json(self, service: ApimService) -> dict[str, Any]:
         return {

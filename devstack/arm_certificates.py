@@ -43,7 +43,7 @@ CERT_FIELDS: dict[str, Callable[[Entity], str | None]] = {
 
 def put_certificate(call: Call) -> Response:
     """PUT from a Key Vault reference (fetched like APIM's identity would) or from data+password."""
-    app, request, service, store, key, match = call.unpack()
+    app, request, service, store, key, route = call.unpack()
     props = body_properties(request)
     if isinstance(props, Response):
         return props
@@ -62,8 +62,8 @@ def put_certificate(call: Call) -> Response:
             )
         if isinstance(computed, Response):
             return computed
-        entity, status = store_entity(app, store, key, match["id"], computed)
-        return with_etag(status, entity_json(app, service, entity, match), entity)
+        entity, status = store_entity(app, store, key, route.name, computed)
+        return with_etag(status, entity_json(app, service, entity, route), entity)
 
 
 def _from_key_vault(
@@ -124,11 +124,11 @@ def _iso(seconds: int) -> str:
 
 def refresh_secret(call: Call) -> Response:
     """POST refreshSecret: re-fetch from Key Vault; a failure shows in ``lastStatus`` only."""
-    app, request, service, store, key, match = call.unpack()
+    app, request, service, store, key, route = call.unpack()
     with app.state.lock:
         existing = store.get(key)
         if existing is None:
-            return not_found(match)
+            return not_found(route)
         key_vault = existing.properties.get("keyVault")
         if not isinstance(key_vault, dict):
             return arm_error(400, "ValidationError", "The certificate is not backed by Key Vault.")
@@ -136,7 +136,7 @@ def refresh_secret(call: Call) -> Response:
         assert isinstance(computed, dict)
         existing.properties = computed
         existing.etag = app.state.next_etag()
-        return with_etag(200, entity_json(app, service, existing, match), existing)
+        return with_etag(200, entity_json(app, service, existing, route), existing)
 
 
 def list_certificates(call: Call) -> Response:

@@ -1,12 +1,13 @@
-"""Operations on APIM entities for the ARM stand-in: GET/HEAD/PUT/PATCH/DELETE, lists, policies.
+"""Operations on APIM entities for the ARM stand-in: GET/HEAD/PUT/PATCH/DELETE, lists, backends.
 
-Each handler takes ``(app, request, service, store, key, match)`` as routed by ``devstack.arm``.
+Each handler takes a ``Call`` (app, request, service, store, key, route) as routed by
+``devstack.arm``; ``devstack.arm_certificates``, ``devstack.arm_apis`` and
+``devstack.arm_policies`` hold the kinds with more to them.
 ETags change on every write; a mismatching ``If-Match`` gets 412 without ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,57 @@ if TYPE_CHECKING:
     from devstack.arm import ArmApp
 
 
+_SCOPE_TYPES = {
+    "global": "Microsoft.ApiManagement/service/policies",
+    "product": "Microsoft.ApiManagement/service/products/policies",
+    "api": "Microsoft.ApiManagement/service/apis/policies",
+    "operation": "Microsoft.ApiManagement/service/apis/operations/policies",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request path addresses below the service.
+
+    ``kind`` is ``certificates``, ``backends``, ``apis``, ``operations``, ``products`` or
+    ``policies``; ``name`` the entity id as written (``""`` for the collection; ``policy`` for
+    a policy document); ``api``/``operation``/``product`` the parents named in the path (an
+    operation's API; a policy's scope); ``action`` ``refreshSecret`` for that POST.
+    """
+
+    kind: str
+    name: str = ""
+    api: str = ""
+    operation: str = ""
+    product: str = ""
+    action: str = ""
+
+    @property
+    def scope(self) -> str:
+        """A policy's scope: ``global``, ``product``, ``api`` or ``operation``."""
+        if self.product:
+            return "product"
+        if self.operation:
+            return "operation"
+        return "api" if self.api else "global"
+
+    def store_and_key(self, service: ApimService) -> tuple[Store, str]:
+        """The store holding the addressed entity, and its key there (see ``ApimService``)."""
+        if self.kind == "policies":
+            return {
+                "global": (service.policies, ""),
+                "api": (service.policies, self.api.lower()),
+                "product": (service.product_policies, self.product.lower()),
+                "operation": (
+                    service.operation_policies,
+                    f"{self.api}/{self.operation}".lower(),
+                ),
+            }[self.scope]
+        if self.kind == "operations":
+            return service.operations, f"{self.api}/{self.name}".lower() if self.name else ""
+        return service.store(self.kind), self.name.lower()
+
+
 @dataclass(slots=True)
 class Call:
     """One routed request: the app, the request, and the entity it addresses."""
@@ -29,11 +81,11 @@ class Call:
     service: ApimService
     store: Store
     key: str
-    match: re.Match[str]
+    route: Route
 
-    def unpack(self) -> tuple[ArmApp, Request, ApimService, Store, str, re.Match[str]]:
+    def unpack(self) -> tuple[ArmApp, Request, ApimService, Store, str, Route]:
         """All fields, in declaration order."""
-        return self.app, self.request, self.service, self.store, self.key, self.match
+        return self.app, self.request, self.service, self.store, self.key, self.route
 
 
 BACKEND_FIELDS: dict[str, Callable[[Entity], str | None]] = {
@@ -49,33 +101,32 @@ def arm_error(status: int, code: str, message: str) -> Response:
     return json_response(status, payload, {"x-ms-request-id": str(uuid.uuid4())})
 
 
-def _kind(match: re.Match[str]) -> str:
-    return (match.groupdict().get("kind") or "policies").lower()
-
-
-def entity_json(
-    app: ArmApp, service: ApimService, entity: Entity, match: re.Match[str]
-) -> dict[str, Any]:
+def entity_json(app: ArmApp, service: ApimService, entity: Entity, route: Route) -> dict[str, Any]:
     """The ARM contract of an entity (id, type, name, properties)."""
-    kind = _kind(match)
     base = app.service_id(service.name)
-    if kind == "policies":
-        api = match.groupdict().get("api")
-        prefix = f"{base}/apis/{api}" if api else base
-        rtype = (
-            "Microsoft.ApiManagement/service/apis/policies"
-            if api
-            else "Microsoft.ApiManagement/service/policies"
-        )
+    if route.kind == "policies":
+        prefix = {
+            "global": base,
+            "product": f"{base}/products/{route.product}",
+            "api": f"{base}/apis/{route.api}",
+            "operation": f"{base}/apis/{route.api}/operations/{route.operation}",
+        }[route.scope]
         return {
             "id": f"{prefix}/policies/policy",
-            "type": rtype,
+            "type": _SCOPE_TYPES[route.scope],
             "name": "policy",
             "properties": entity.properties,
         }
+    if route.kind == "operations":
+        return {
+            "id": f"{base}/apis/{route.api}/operations/{entity.name}",
+            "type": "Microsoft.ApiManagement/service/apis/operations",
+            "name": entity.name,
+            "properties": entity.properties,
+        }
     return {
-        "id": f"{base}/{kind}/{entity.name}",
-        "type": f"Microsoft.ApiManagement/service/{kind}",
+        "id": f"{base}/{route.kind}/{entity.name}",
+        "type": f"Microsoft.ApiManagement/service/{route.kind}",
         "name": entity.name,
         "properties": entity.properties,
     }
@@ -85,8 +136,9 @@ def with_etag(status: int, payload: Any, entity: Entity) -> Response:
     return json_response(status, payload, {"ETag": entity.etag})
 
 
-def not_found(match: re.Match[str]) -> Response:
-    return arm_error(404, "ResourceNotFound", f"The {_kind(match)} entity was not found.")
+def not_found(route: Route) -> Response:
+    """ARM's 404 for the addressed entity."""
+    return arm_error(404, "ResourceNotFound", f"The {route.kind} entity was not found.")
 
 
 def precondition(request: Request, existing: Entity | None, *, required: bool) -> Response | None:
@@ -121,23 +173,20 @@ def body_properties(request: Request) -> dict[str, Any] | Response:
 
 def get(call: Call) -> Response:
     """GET one entity with its ETag."""
-    app, request, service, store, key, match = call.unpack()
+    app, _, service, store, key, route = call.unpack()
     with app.state.lock:
         entity = store.get(key)
         if entity is None:
-            return not_found(match)
-        payload = entity_json(app, service, entity, match)
-        if _kind(match) == "policies" and request.query.get("format"):
-            payload["properties"] = {**payload["properties"], "format": request.query["format"]}
-        return with_etag(200, payload, entity)
+            return not_found(route)
+        return with_etag(200, entity_json(app, service, entity, route), entity)
 
 
 def head(call: Call) -> Response:
     """HEAD: 200 with the ETag, no body."""
-    app, _, _, store, key, match = call.unpack()
+    app, _, _, store, key, route = call.unpack()
     with app.state.lock:
         entity = store.get(key)
-        return not_found(match) if entity is None else Response(200, b"", {"ETag": entity.etag})
+        return not_found(route) if entity is None else Response(200, b"", {"ETag": entity.etag})
 
 
 def delete(call: Call) -> Response:
@@ -167,10 +216,11 @@ def store_entity(
     return entity, 200 if existing else 201
 
 
-def list_entities(call: Call, fields: Any) -> Response:
-    """One page of a collection. The filtered list is the store's cached view for this
-    ``$filter``/``isKeyVaultRefreshFailed``, so each page costs O(page) while nothing changes."""
-    app, request, service, store, _, match = call.unpack()
+def list_entities(call: Call, fields: Any, *, within: str = "") -> Response:
+    """One page of a collection (``within``: only keys with that prefix, an API's operations).
+    The filtered list is the store's cached view for this ``$filter``/``isKeyVaultRefreshFailed``,
+    so each page costs O(page) while nothing changes."""
+    app, request, service, store, _, route = call.unpack()
     expression = request.query.get("$filter") or ""
     failed_only = request.query.get("isKeyVaultRefreshFailed", "").lower()
     try:
@@ -184,11 +234,14 @@ def list_entities(call: Call, fields: Any) -> Response:
                 if (keep is None or keep(e)) and (want is None or _refresh_failed(e) == want)
             ]
 
+        def build_within(_: Iterable[Entity]) -> list[Entity]:
+            return build(e for k, e in store.items() if k.startswith(within))
+
         with app.state.lock:
-            items = store.view((expression, want), build)
+            items = store.view((within, expression, want), build_within if within else build)
             page, next_link = apim.paginate(items, request.query, request.base_url, request.path)
             payload: dict[str, Any] = {
-                "value": [entity_json(app, service, e, match) for e in page],
+                "value": [entity_json(app, service, e, route) for e in page],
                 "count": len(items),
             }
     except apim.FilterError as exc:
@@ -223,7 +276,7 @@ def _check_backend(props: dict[str, Any]) -> Response | None:
 
 def put_backend(call: Call) -> Response:
     """PUT a backend: full replace of ``properties``; 201 created, 200 updated."""
-    app, request, service, store, key, match = call.unpack()
+    app, request, service, store, key, route = call.unpack()
     props = body_properties(request)
     if isinstance(props, Response):
         return props
@@ -234,20 +287,20 @@ def put_backend(call: Call) -> Response:
         failed = precondition(request, store.get(key), required=False)
         if failed is not None:
             return failed
-        entity, status = store_entity(app, store, key, match["id"], props)
-        return with_etag(status, entity_json(app, service, entity, match), entity)
+        entity, status = store_entity(app, store, key, route.name, props)
+        return with_etag(status, entity_json(app, service, entity, route), entity)
 
 
 def patch_backend(call: Call) -> Response:
     """PATCH a backend (``If-Match`` required): properties merge like a JSON merge patch."""
-    app, request, service, store, key, match = call.unpack()
+    app, request, service, store, key, route = call.unpack()
     props = body_properties(request)
     if isinstance(props, Response):
         return props
     with app.state.lock:
         existing = store.get(key)
         if existing is None:
-            return not_found(match)
+            return not_found(route)
         failed = precondition(request, existing, required=True)
         if failed is not None:
             return failed
@@ -257,25 +310,4 @@ def patch_backend(call: Call) -> Response:
             return invalid
         existing.properties = merged
         existing.etag = app.state.next_etag()
-        return with_etag(200, entity_json(app, service, existing, match), existing)
-
-
-def put_policy(call: Call) -> Response:
-    """PUT a policy (``xml`` or ``rawxml``; the text is stored as written)."""
-    app, request, service, store, key, match = call.unpack()
-    props = body_properties(request)
-    if isinstance(props, Response):
-        return props
-    fmt = props.get("format") or "xml"
-    if not isinstance(props.get("value"), str) or fmt not in ("xml", "rawxml"):
-        return arm_error(
-            400, "ValidationError", "A policy needs a string 'value' and format xml or rawxml."
-        )
-    with app.state.lock:
-        failed = precondition(request, store.get(key), required=False)
-        if failed is not None:
-            return failed
-        entity, status = store_entity(
-            app, store, key, "policy", {"value": props["value"], "format": fmt}
-        )
-        return with_etag(status, entity_json(app, service, entity, match), entity)
+        return with_etag(200, entity_json(app, service, existing, route), existing)

@@ -10,6 +10,10 @@ real-shaped ``CertificateNewVersionCreated`` delivery.
 replay: v1 bound, v2 imported but not applied, v3 imported *disabled* (rotation is
 level-triggered: an enabled v3 would be the newest version, so every event, v2's included, would
 be judged on v3), the root in ``DIR/trust-anchors.pem``, and the events in ``DIR/events/``.
+It also imports the inbound client certificate ``partner-caller`` (issued by the scene's CA)
+and ``pin_inbound`` pins its thumbprint with ``validate-client-certificate`` in the global and
+the ``orders`` API's policy documents (the ``env`` file names it in
+``ROTATION_INBOUND_CERTIFICATES``).
 Nothing secret is written there or printed: keys stay in Key Vault's state, events carry ids only.
 """
 
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack.pki import Issued, make_key, mint_certificate, to_pkcs12
-from devstack.stack import TRUST_ANCHORS_FILE
+from devstack.stack import INBOUND_CERTIFICATE, TRUST_ANCHORS_FILE
 
 if TYPE_CHECKING:
     from devstack.stack import Devstack
@@ -32,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CERTIFICATE",
     "EVENT_FILES",
+    "INBOUND_API",
+    "INBOUND_CERTIFICATE",
+    "INBOUND_OPERATION",
+    "INBOUND_PRODUCT",
     "OTHER_CERTIFICATE",
     "ScenePki",
     "SeededScene",
@@ -42,6 +50,7 @@ __all__ = [
     "is_empty",
     "mint_scene_pki",
     "new_version_event",
+    "pin_inbound",
     "referenced_vaults",
     "scene_backend_url",
     "seed_if_empty",
@@ -53,6 +62,7 @@ CERTIFICATE = "partner-mtls"
 OTHER_CERTIFICATE = "billing-mtls"
 OTHER_BACKEND = "billing-api"
 SEED_BACKENDS = ("orders-api", "payments-api")
+INBOUND_API, INBOUND_OPERATION, INBOUND_PRODUCT = "orders", "create-order", "partners"
 EVENTS_DIR = "events"
 EVENT_FILES = {
     "v2": "v2-new-version.json",
@@ -74,13 +84,16 @@ class ScenePki:
     other: bytes
     partner_root: Issued  # a second trust anchor of ours, which the demo's backend does not trust
     v4: bytes  # issued under ``partner_root``: valid for certrotate, refused by the backend
+    caller: bytes  # ``partner-caller``: the inbound client certificate callers present to APIM
 
 
 def mint_scene_pki(now: dt.datetime) -> ScenePki:
-    """A trusted root + intermediate issuing v1/v2/other (clientAuth), a rogue root issuing v3,
-    and a second trusted root issuing v4 (the demo's backend trusts only the first root).
+    """A trusted root + intermediate issuing v1/v2/other and the inbound ``caller`` (all
+    clientAuth), a rogue root issuing v3, and a second trusted root issuing v4 (the demo's
+    backend trusts only the first root).
 
-    v1 was issued 60 days before ``now``, v2 an hour before, each for a quarter year.
+    v1 was issued 60 days before ``now``, v2 an hour before, the caller 30 days before, each for
+    a quarter year.
     """
     root = mint_certificate(
         "certrotate Demo Root CA", ca=True, not_before=now - _YEAR, not_after=now + 10 * _YEAR
@@ -98,11 +111,11 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         not_before=now - _YEAR, not_after=now + 10 * _YEAR,
     )  # fmt: skip
 
-    def leaf(issuer: Issued, chain: list[Issued], age_days: int) -> bytes:
+    def leaf(
+        issuer: Issued, chain: list[Issued], age_days: int, name: str = "partner-gw.demo.test"
+    ) -> bytes:
         start = now - dt.timedelta(days=age_days, hours=1)
-        cert = mint_certificate(
-            "partner-gw.demo.test", issuer=issuer, not_before=start, not_after=start + _YEAR / 4
-        )
+        cert = mint_certificate(name, issuer=issuer, not_before=start, not_after=start + _YEAR / 4)
         return to_pkcs12(cert, chain)
 
     return ScenePki(
@@ -113,6 +126,7 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         other=leaf(inter, [inter, root], 10),
         partner_root=partner_root,
         v4=leaf(partner_root, [partner_root], 0),
+        caller=leaf(inter, [inter, root], 30, "partner-caller.demo.test"),
     )
 
 
@@ -156,6 +170,103 @@ def bind_scene(
             url=scene_backend_url(OTHER_BACKEND, server),
             certificate_ids=[f"{sid}/certificates/{OTHER_CERTIFICATE}"],
         )  # fmt: skip
+
+
+def _global_policy(thumbprint: str) -> str:
+    """The global policy as the portal saves it (CRLF, tabs): pins the caller, no ``<base />``."""
+    lines = [
+        "<!--",
+        "    Global policy: runs before every API's. Partner callers present a client certificate;",
+        "    validate-client-certificate pins it by thumbprint (certrotate keeps it current).",
+        "-->",
+        "<policies>",
+        "\t<inbound>",
+        (
+            '\t\t<validate-client-certificate validate-revocation="false" validate-trust="true" '
+            'validate-not-before="true" validate-not-after="true" ignore-error="false">'
+        ),
+        "\t\t\t<identities>",
+        f'\t\t\t\t<identity thumbprint="{thumbprint}" />',
+        "\t\t\t</identities>",
+        "\t\t</validate-client-certificate>",
+        '\t\t<set-header name="x-client-thumbprint" exists-action="override">',
+        '\t\t\t<value>@(context.Request.Certificate?.Thumbprint ?? "none")</value>',
+        "\t\t</set-header>",
+        "\t</inbound>",
+        "\t<backend>",
+        "\t\t<forward-request />",
+        "\t</backend>",
+        "\t<outbound />",
+        "\t<on-error />",
+        "</policies>",
+    ]
+    return "\r\n".join(lines)
+
+
+def _api_policy(thumbprint: str) -> str:
+    """The ``orders`` API's policy as a template deploys it (LF, spaces): pins the caller too,
+    with C# expressions holding ``"``, ``=>``, ``<`` and ``?:`` as written (``rawxml``)."""
+    return f"""<policies>
+    <inbound>
+        <base />
+        <!-- orders: partner callers only (also pinned at global scope) -->
+        <validate-client-certificate validate-revocation="false" validate-trust="true" validate-not-before="true" validate-not-after="true" ignore-error="false">
+            <identities>
+                <identity thumbprint="{thumbprint}" />
+            </identities>
+        </validate-client-certificate>
+        <choose>
+            <when condition="@(context.Request.Headers.GetValueOrDefault("x-priority", "normal") == "high")">
+                <set-header name="x-caller-expiry" exists-action="override">
+                    <value>@{{ var left = (context.Request.Certificate?.NotAfter ?? DateTime.MinValue) - DateTime.UtcNow; return left.TotalDays < 30 ? "soon" : context.Request.Certificate.Subject.Split(',').FirstOrDefault(p => p.StartsWith("CN=")); }}</value>
+                </set-header>
+            </when>
+        </choose>
+    </inbound>
+    <backend>
+        <base />
+    </backend>
+    <outbound>
+        <base />
+    </outbound>
+    <on-error>
+        <base />
+    </on-error>
+</policies>"""
+
+
+_PRODUCT_POLICY = """<policies>
+    <inbound>
+        <base />
+        <!-- partners product: throttling only, no certificate pins -->
+        <rate-limit calls="100" renewal-period="60" />
+    </inbound>
+    <backend>
+        <base />
+    </backend>
+    <outbound>
+        <base />
+    </outbound>
+    <on-error>
+        <base />
+    </on-error>
+</policies>"""
+
+
+def pin_inbound(stack: Devstack, thumbprint: str) -> None:
+    """In every APIM service: the ``orders`` API (with operation ``create-order``, which has no
+    policy of its own) and the ``partners`` product (a policy that pins nothing); the global
+    and the ``orders`` policies pin ``thumbprint`` with ``validate-client-certificate``.
+    """
+    for service in stack.apim_services:
+        stack.put_api(service, INBOUND_API, display_name="Orders", path="orders")
+        stack.put_operation(
+            service, INBOUND_API, INBOUND_OPERATION, method="POST", url_template="/orders"
+        )
+        stack.put_product(service, INBOUND_PRODUCT, display_name="Partners")
+        stack.put_policy(service, _global_policy(thumbprint))
+        stack.put_policy(service, _api_policy(thumbprint), api=INBOUND_API)
+        stack.put_policy(service, _PRODUCT_POLICY, product=INBOUND_PRODUCT)
 
 
 def _event_time(when: dt.datetime) -> str:
@@ -207,7 +318,7 @@ def dead_letter(event: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
 class SeededScene:
     """What ``seed_scene`` made: Key Vault versions by role, and the files it wrote."""
 
-    versions: dict[str, str]  # "v1", "v2", "v3", "billing-mtls" -> Key Vault version id
+    versions: dict[str, str]  # "v1", "v2", "v3", "billing-mtls", "partner-caller" -> version id
     trust_anchors: Path
     events: dict[str, Path]  # keys of EVENT_FILES -> path
 
@@ -242,6 +353,11 @@ def seed_scene(
     )
     versions["v2"] = stack.import_certificate(CERTIFICATE, pki.v2)
     versions["v3"] = stack.import_certificate(CERTIFICATE, pki.v3, enabled=False)
+    versions[INBOUND_CERTIFICATE] = stack.import_certificate(INBOUND_CERTIFICATE, pki.caller)
+    with stack.state.lock:
+        caller = stack.state.kv.get(INBOUND_CERTIFICATE, versions[INBOUND_CERTIFICATE])
+    assert caller is not None
+    pin_inbound(stack, caller.thumbprint)
     anchors = stack.state_dir / TRUST_ANCHORS_FILE
     anchors.write_bytes(pki.root.pem)
     return SeededScene(versions, anchors, _write_events(stack, versions, now))

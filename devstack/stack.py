@@ -5,9 +5,9 @@
                                    connection_verify=str(stack.ca_bundle),
                                    verify_challenge_resource=False)
 
-Seeding helpers (``import_certificate``, ``put_apim_certificate``, ``put_backend``) write the
-state directly (no HTTP) and compute what the HTTP paths compute, so they are fast enough for
-thousands of entities.
+Seeding helpers (``import_certificate``, ``put_apim_certificate``, ``put_backend``, ``put_api``,
+``put_operation``, ``put_product``, ``put_policy``) write the state directly (no HTTP) and
+compute what the HTTP paths compute, so they are fast enough for thousands of entities.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack import apim
+from devstack import apim, arm_policies
 from devstack.admin import AdminApi
 from devstack.arm import ArmApp
+from devstack.arm_entities import Route
 from devstack.bundles import PKCS12, parse_bundle
 from devstack.eventgrid import EventGridTopic, Subscription
 from devstack.faults import FaultInjector, RequestLog
@@ -33,13 +34,14 @@ from devstack.server import StandInServer
 from devstack.state import DevstackState, Entity
 from devstack.tls import mint_server_tls
 
-__all__ = ["TRUST_ANCHORS_FILE", "Devstack", "StackRequestLog"]
+__all__ = ["INBOUND_CERTIFICATE", "TRUST_ANCHORS_FILE", "Devstack", "StackRequestLog"]
 
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000d5ac"
 RESOURCE_GROUP = "rg-devstack"
 TENANT_ID = "00000000-0000-4000-8000-000000007e57"
 VAULT_NAME = "kv-devstack"
 TRUST_ANCHORS_FILE = "trust-anchors.pem"  # in the state dir; written by devstack.seed
+INBOUND_CERTIFICATE = "partner-caller"  # the scene's inbound client certificate (devstack.seed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,9 @@ class Devstack:
         ``ROTATION_TRUST_ANCHORS`` when the state dir holds ``trust-anchors.pem``.
         ``ROTATION_CANARY`` is ``off`` unless ``canary_mode`` says otherwise: the stand-in's
         backends have made-up URLs unless a real server (nginx, ``devstack.backend``) serves
-        them; ``ROTATION_CANARY_SERVER_CA`` is ``canary_server_ca`` when set."""
+        them; ``ROTATION_CANARY_SERVER_CA`` is ``canary_server_ca`` when set;
+        ``ROTATION_INBOUND_CERTIFICATES`` names the scene's inbound client certificate when the
+        Key Vault holds it (``devstack.seed``)."""
         env = {
             "ROTATION_CANARY": self.canary_mode,
             "ROTATION_VAULTS": self.vault_url,
@@ -218,6 +222,12 @@ class Devstack:
             env["ROTATION_TRUST_ANCHORS"] = str(anchors)
         if self.canary_server_ca is not None:
             env["ROTATION_CANARY_SERVER_CA"] = str(self.canary_server_ca)
+        with self.state.lock:
+            inbound = self.state.kv.get(INBOUND_CERTIFICATE) is not None
+        if inbound:
+            env["ROTATION_INBOUND_CERTIFICATES"] = (
+                f"{self.vault_url}/certificates/{INBOUND_CERTIFICATE}"
+            )
         return env
 
     def write_files(self, directory: Path) -> None:
@@ -308,6 +318,78 @@ class Devstack:
         with self.state.lock:
             svc = self._service(service)
             svc.backends[backend_id.lower()] = Entity(backend_id, props, self.state.next_etag())
+
+    def put_api(self, service: str, api_id: str, *, display_name: str, path: str) -> None:
+        """Create or replace an API (as its PUT would store it, provisioned).
+
+        Raises:
+            KeyError: the service does not exist.
+        """
+        props = {"displayName": display_name, "path": path, "protocols": ["https"]}
+        props |= {"isCurrent": True, "apiRevision": "1", "provisioningState": "Succeeded"}
+        with self.state.lock:
+            svc = self._service(service)
+            svc.apis[api_id.lower()] = Entity(api_id, props, self.state.next_etag())
+
+    def put_operation(
+        self, service: str, api_id: str, operation_id: str, *, method: str, url_template: str
+    ) -> None:
+        """Create or replace an operation of an existing API.
+
+        Raises:
+            KeyError: the service or the API does not exist.
+        """
+        props = {"displayName": operation_id, "method": method, "urlTemplate": url_template}
+        with self.state.lock:
+            svc = self._service(service)
+            if api_id.lower() not in svc.apis:
+                raise KeyError(f"no API {api_id!r} in {service!r}")
+            key = f"{api_id}/{operation_id}".lower()
+            svc.operations[key] = Entity(operation_id, props, self.state.next_etag())
+
+    def put_product(self, service: str, product_id: str, *, display_name: str) -> None:
+        """Create or replace a product (published).
+
+        Raises:
+            KeyError: the service does not exist.
+        """
+        props = {"displayName": display_name, "subscriptionRequired": True, "state": "published"}
+        with self.state.lock:
+            svc = self._service(service)
+            svc.products[product_id.lower()] = Entity(product_id, props, self.state.next_etag())
+
+    def put_policy(
+        self,
+        service: str,
+        value: str,
+        *,
+        api: str = "",
+        operation: str = "",
+        product: str = "",
+    ) -> None:
+        """Create or replace the policy document (``rawxml`` text, stored as written) of the
+        global scope, or of ``product``, ``api``, or ``api``'s ``operation``.
+
+        Raises:
+            KeyError: the service, or the product, API or operation, does not exist.
+            ValueError: ``value`` is not a well-formed ``<policies>`` document.
+        """
+        if not arm_policies.well_formed(value):
+            raise ValueError("not a well-formed <policies> document")
+        route = Route("policies", "policy", api=api, operation=operation, product=product)
+        with self.state.lock:
+            svc = self._service(service)
+            parents = (
+                (svc.products, product),
+                (svc.apis, api),
+                (svc.operations, f"{api}/{operation}" if operation else ""),
+            )
+            for store, key in parents:
+                if key and key.lower() not in store:
+                    raise KeyError(f"no {key!r} in {service!r}")
+            store, key = route.store_and_key(svc)
+            props = {"value": value, "format": "rawxml"}
+            store[key] = Entity("policy", props, self.state.next_etag())
 
     def _service(self, name: str) -> Any:
         svc = self.state.service(name)

@@ -1,9 +1,10 @@
 """The stand-ins' state: Key Vault certificate versions and APIM entities, persisted in SQLite.
 
-One ``DevstackState`` holds both stores behind one re-entrant lock. The working set lives in
-memory (lookups are dict accesses, O(1) per entity, so seeding thousands of backends stays fast);
-with a state directory every change is also recorded in ``DIR/state.sqlite`` (the standard
-library's ``sqlite3``). A ``Store`` and an ``Entity`` note which rows they changed, so ``save()``
+One ``DevstackState`` holds both stores (Key Vault; APIM certificates, backends, APIs and their
+operations, products, and the policy documents of every scope) behind one re-entrant lock. The
+working set lives in memory (lookups are dict accesses, O(1) per entity, so seeding thousands of
+backends stays fast); with a state directory every change is also recorded in
+``DIR/state.sqlite`` (the standard library's ``sqlite3``). A ``Store`` and an ``Entity`` note which rows they changed, so ``save()``
 writes only those rows in one transaction: a write costs O(changed data), not O(state). An
 ``--ephemeral`` state has no database and never touches disk. A ``state.json`` left by an older
 devstack is imported once (then renamed ``state.json.imported``).
@@ -41,7 +42,16 @@ __all__ = [
 
 DATABASE_FILE = "state.sqlite"
 _LEGACY_FILE = "state.json"
-_KINDS = ("certificates", "backends", "policies")
+_KINDS = (
+    "certificates",
+    "backends",
+    "policies",
+    "apis",
+    "operations",
+    "products",
+    "product_policies",
+    "operation_policies",
+)
 _VIEWS_KEPT = 8  # cached list views per store (one per distinct filter)
 
 
@@ -243,10 +253,25 @@ class Store(dict[str, Entity]):
 
 
 class ApimService:
-    """One APIM service: certificates, backends and policies keyed by lower-case id
-    (policies: ``""`` is the global policy, else the API id)."""
+    """One APIM service: its entities by kind, each a ``Store`` keyed by lower-case id.
 
-    __slots__ = ("backends", "certificates", "name", "policies")
+    ``certificates``, ``backends``, ``apis`` and ``products`` by entity id; ``operations`` by
+    ``{api}/{operation}``. Policy documents: ``policies`` holds the global one (key ``""``) and
+    the APIs' (key: the API id), ``product_policies`` the products' (the product id) and
+    ``operation_policies`` the operations' (``{api}/{operation}``).
+    """
+
+    __slots__ = (
+        "apis",
+        "backends",
+        "certificates",
+        "name",
+        "operation_policies",
+        "operations",
+        "policies",
+        "product_policies",
+        "products",
+    )
 
     def __init__(
         self,
@@ -254,18 +279,25 @@ class ApimService:
         on_change: Callable[[str, str, bool], None] = lambda _kind, _key, _removed: None,
     ) -> None:
         self.name = name
-        self.certificates = Store(lambda key, gone: on_change("certificates", key, gone))
-        self.backends = Store(lambda key, gone: on_change("backends", key, gone))
-        self.policies = Store(lambda key, gone: on_change("policies", key, gone))
+
+        def store(kind: str) -> Store:
+            return Store(lambda key, gone: on_change(kind, key, gone))
+
+        self.certificates = store("certificates")
+        self.backends = store("backends")
+        self.policies = store("policies")
+        self.apis = store("apis")
+        self.operations = store("operations")
+        self.products = store("products")
+        self.product_policies = store("product_policies")
+        self.operation_policies = store("operation_policies")
 
     def store(self, kind: str) -> Store:
-        """The store of ``kind`` (``certificates``, ``backends`` or ``policies``)."""
-        stores = {
-            "certificates": self.certificates,
-            "backends": self.backends,
-            "policies": self.policies,
-        }
-        return stores[kind]
+        """The store of ``kind`` (one of the attribute names above)."""
+        if kind not in _KINDS:
+            raise KeyError(kind)
+        store: Store = getattr(self, kind)
+        return store
 
 
 _SCHEMA = """
@@ -481,6 +513,6 @@ class DevstackState:
 
 
 DEFAULT_GLOBAL_POLICY: dict[str, Any] = {
-    "format": "xml",
+    "format": "rawxml",
     "value": "<policies><inbound /><backend><forward-request /></backend><outbound /><on-error /></policies>",
 }

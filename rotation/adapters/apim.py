@@ -23,14 +23,7 @@ the same ``If-Match``: if the first PATCH landed, the second gets a 412 and the 
 
 from __future__ import annotations
 
-import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
-
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.apimanagement import ApiManagementClient
 from azure.mgmt.apimanagement.models import (
     BackendContract,
     BackendCredentialsContract,
@@ -40,13 +33,11 @@ from azure.mgmt.apimanagement.models import (
     KeyVaultContractCreateProperties,
 )
 
+from rotation.adapters.apim_arm import ArmApimClients, etagged, listing, moved, read_for_swap
 from rotation.adapters.errors import APIM, response_lost, translating
-from rotation.domain.clouds import cloud_for_arm_endpoint
 from rotation.domain.errors import (
     CertificateNotFoundError,
-    ConfigError,
     DependencyError,
-    PreconditionFailedError,
     TransientDependencyError,
 )
 from rotation.domain.model import ApimBackend, ApimCertificate
@@ -54,83 +45,11 @@ from rotation.domain.model import ApimBackend, ApimCertificate
 __all__ = ["ArmApimGateway"]
 
 _SERVICE = APIM.name
-_SERVICE_ID = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
-    r"Microsoft\.ApiManagement/service/(?P<name>[^/]+)$",
-    re.IGNORECASE,
-)
 
 
-@contextmanager
-def _listing(operation: str, service_id: str, name: str) -> Iterator[None]:
-    """``translating`` for a list call, where a 404 means the service itself does not exist:
-    a configuration error naming the setting, not a missing certificate."""
-    try:
-        with translating(APIM, operation, name):
-            yield
-    except CertificateNotFoundError as exc:
-        raise ConfigError(
-            [
-                f"ROTATION_APIM_SERVICES: APIM service {service_id} not found ({operation}: HTTP 404)"
-            ]
-        ) from exc
-
-
-def _with_etag(_pipeline: Any, model: Any, headers: Any) -> tuple[Any, str]:
-    return model, str(headers.get("ETag") or "")
-
-
-def _etagged(operation: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
-    """Call an SDK operation with the ``cls`` hook that also returns the ``ETag`` header."""
-    result: tuple[Any, str] = operation(*args, cls=_with_etag, **kwargs)
-    return result
-
-
-class ArmApimGateway:
-    """APIM certificate entities and backends through ARM, with ETags."""
-
-    def __init__(
-        self,
-        credential: Any,
-        *,
-        base_url: str = "https://management.azure.com",
-        connection_verify: str | bool = True,
-        retry_total: int = 3,
-        retry_backoff_factor: float = 0.8,
-        read_timeout: float = 60.0,
-        credential_scope: str | None = None,
-    ) -> None:
-        """``credential_scope`` is the ARM token's scope; by default that of ``base_url``'s
-        cloud (``rotation.domain.clouds``: public, US Gov, China, or the endpoint's own origin).
-        """
-        self._credential = credential
-        self._base_url = base_url.rstrip("/")
-        scope = credential_scope or cloud_for_arm_endpoint(base_url).arm_scope
-        self._options: dict[str, Any] = {
-            "credential_scopes": [scope],
-            "connection_verify": connection_verify,
-            "retry_total": retry_total,
-            "retry_backoff_factor": retry_backoff_factor,
-            "read_timeout": read_timeout,
-        }
-        self._lock = threading.Lock()  # guards the client cache only
-        self._clients: dict[str, ApiManagementClient] = {}
-
-    def __repr__(self) -> str:
-        return f"ArmApimGateway(base_url={self._base_url!r})"
-
-    def _client(self, service_id: str) -> tuple[ApiManagementClient, str, str]:
-        match = _SERVICE_ID.match(service_id.rstrip("/"))
-        if match is None:
-            raise ValueError(f"not an APIM service ARM id: {service_id!r}")
-        with self._lock:
-            client = self._clients.get(match["sub"].lower())
-            if client is None:
-                client = ApiManagementClient(
-                    self._credential, match["sub"], base_url=self._base_url, **self._options
-                )
-                self._clients[match["sub"].lower()] = client
-        return client, match["rg"], match["name"]
+class ArmApimGateway(ArmApimClients):
+    """APIM certificate entities and backends through ARM, with ETags (settings and client
+    cache: ``ArmApimClients``)."""
 
     # --- certificates -----------------------------------------------------------------------
 
@@ -142,7 +61,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with _listing("list_certificates", service_id, name):
+        with listing("list_certificates", service_id, name):
             return [
                 _certificate_to_domain(service_id, item, "")
                 for item in client.certificate.list_by_service(rg, name)
@@ -157,7 +76,7 @@ class ArmApimGateway:
         """
         client, rg, name = self._client(service_id)
         with translating(APIM, "get_certificate", certificate_id):
-            model, etag = _etagged(client.certificate.get, rg, name, certificate_id)
+            model, etag = etagged(client.certificate.get, rg, name, certificate_id)
         return _certificate_to_domain(service_id, model, etag)
 
     def put_certificate(
@@ -183,11 +102,11 @@ class ArmApimGateway:
         if_match: str | None = None
         if expected_secret is not None:
             entity: CertificateContract
-            entity, if_match = _read_for_swap(
-                "put_certificate", certificate_id, client.certificate.get, rg, name
+            entity, if_match = read_for_swap(
+                "put_certificate", certificate_id, client.certificate.get, rg, name, certificate_id
             )
             if entity.key_vault is None or entity.key_vault.secret_identifier != expected_secret:
-                raise _moved("put_certificate", certificate_id)
+                raise moved("put_certificate", certificate_id)
         parameters = CertificateCreateOrUpdateParameters(
             key_vault=KeyVaultContractCreateProperties(
                 secret_identifier=secret_identifier, identity_client_id=identity_client_id
@@ -195,7 +114,7 @@ class ArmApimGateway:
         )
         try:
             with translating(APIM, "put_certificate", certificate_id):
-                model, new_etag = _etagged(
+                model, new_etag = etagged(
                     client.certificate.create_or_update,
                     rg,
                     name,
@@ -223,7 +142,7 @@ class ArmApimGateway:
         """
         client, rg, name = self._client(service_id)
         with translating(APIM, "refresh_certificate", certificate_id):
-            model, etag = _etagged(client.certificate.refresh_secret, rg, name, certificate_id)
+            model, etag = etagged(client.certificate.refresh_secret, rg, name, certificate_id)
         return _certificate_to_domain(service_id, model, etag)
 
     def delete_certificate(self, service_id: str, certificate_id: str, *, etag: str) -> None:
@@ -250,7 +169,7 @@ class ArmApimGateway:
             TransientDependencyError / AuthorizationError / DependencyError: see the port.
         """
         client, rg, name = self._client(service_id)
-        with _listing("list_backends", service_id, name):
+        with listing("list_backends", service_id, name):
             return [
                 _backend_to_domain(service_id, item, "")
                 for item in client.backend.list_by_service(rg, name)
@@ -276,16 +195,16 @@ class ArmApimGateway:
         """
         client, rg, name = self._client(service_id)
         backend: BackendContract
-        backend, etag = _read_for_swap(
-            "update_backend_certificates", backend_id, client.backend.get, rg, name
+        backend, etag = read_for_swap(
+            "update_backend_certificates", backend_id, client.backend.get, rg, name, backend_id
         )
         if _ids(backend.credentials) != tuple(expected_ids):
-            raise _moved("update_backend_certificates", backend_id)
+            raise moved("update_backend_certificates", backend_id)
         credentials = _replace_ids(backend.credentials, certificate_ids)
         for attempt in (1, 2):
             try:
                 with translating(APIM, "update_backend_certificates", backend_id):
-                    model, new_etag = _etagged(
+                    model, new_etag = etagged(
                         client.backend.update,
                         rg,
                         name,
@@ -320,41 +239,6 @@ def key_vault_fetch_failed(exc: BaseException | None) -> bool:
         parts += [getattr(detail, "message", None), getattr(detail, "target", None)]
     text = " ".join(p for p in parts if isinstance(p, str)).lower()
     return any(word in text for word in _KEY_VAULT_WORDS)
-
-
-def _read_for_swap(
-    operation: str, target: str, get: Callable[..., Any], rg: str, name: str
-) -> tuple[Any, str]:
-    """The read half of a compare-and-swap: GET ``target`` with its ETag (for ``If-Match``).
-
-    Raises:
-        PreconditionFailedError: the target is gone, so it no longer matches the plan.
-        DependencyError: the response carried no ETag (never write unconditionally instead).
-        TransientDependencyError / AuthorizationError: see the port.
-    """
-    try:
-        with translating(APIM, operation, target):
-            model, etag = _etagged(get, rg, name, target)
-    except CertificateNotFoundError:
-        raise _moved(operation, target, gone=True) from None
-    if not etag:
-        raise DependencyError(
-            f"apim {operation} {target!r}: the read carried no ETag",
-            service=_SERVICE,
-            operation=operation,
-        )
-    return model, etag
-
-
-def _moved(operation: str, target: str, *, gone: bool = False) -> PreconditionFailedError:
-    """The compare half failed: the target is not what the plan saw (handled like a 412)."""
-    what = "gone" if gone else "changed"
-    return PreconditionFailedError(
-        f"apim {operation} {target!r}: {what} since it was listed",
-        service=_SERVICE,
-        operation=operation,
-        status_code=412,
-    )
 
 
 def _ids(credentials: BackendCredentialsContract | None) -> tuple[str, ...]:

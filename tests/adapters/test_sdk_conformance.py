@@ -11,6 +11,7 @@ from azure.keyvault.certificates import (
 from azure.keyvault.secrets import SecretClient
 from azure.mgmt.apimanagement import ApiManagementClient
 from azure.mgmt.apimanagement.models import (
+    ApiCreateOrUpdateParameter,
     BackendContract,
     BackendCredentialsContract,
     CertificateCreateOrUpdateParameters,
@@ -127,9 +128,12 @@ class TestArmSdk:
         assert list(arm.backend.list_by_service(rg, service)) == []
 
     def test_policies_rawxml_both_scopes(self, devstack, arm):
-        """api_policy and policy round-trip rawxml text as written."""
+        """api_policy and policy round-trip rawxml text as written (the API exists first)."""
         rg, service = devstack.resource_group, devstack.apim_services[0]
         xml = "<policies><inbound><base /></inbound></policies>"
+        arm.api.begin_create_or_update(
+            rg, service, "echo", ApiCreateOrUpdateParameter(display_name="Echo", path="echo")
+        ).result()
 
         arm.api_policy.create_or_update(
             rg, service, "echo", "policy", PolicyContract(value=xml, format="rawxml")

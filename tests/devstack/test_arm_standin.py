@@ -405,6 +405,8 @@ class TestPolicies:
         """API scope: PUT 201 then 200 with If-Match; stale If-Match is 412; text as written."""
         xml = '<policies><inbound><base /><set-header name="x"><value>@(a => b)</value></set-header></inbound></policies>'
         body = {"properties": {"value": xml, "format": "rawxml"}}
+        api = {"properties": {"displayName": "Echo", "path": "echo"}}
+        assert arm("PUT", "/apis/echo", json=api).status_code == 201
 
         created = arm("PUT", "/apis/echo/policies/policy", json=body)
         updated = arm(

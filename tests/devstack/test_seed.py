@@ -7,6 +7,7 @@ minted once per session, and drives the *real* service (real adapters and SDK cl
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -19,10 +20,16 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devstack.seed import (
     CERTIFICATE,
     EVENT_FILES,
+    INBOUND_API,
+    INBOUND_CERTIFICATE,
+    INBOUND_OPERATION,
+    INBOUND_PRODUCT,
     OTHER_CERTIFICATE,
     SEED_BACKENDS,
     ScenePki,
@@ -36,9 +43,12 @@ from devstack.seed import (
     try_it,
 )
 from devstack.stack import Devstack
+from rotation.adapters.credentials import StaticTokenCredential
+from rotation.adapters.policies import ArmInboundPolicies
 from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.model import Decision, KeyVaultEvent
+from rotation.domain.policies import find_thumbprints
 from rotation.entrypoints.cli import cli
 from rotation.intake.events import iter_file_events
 
@@ -135,6 +145,46 @@ class TestScene:
                 **{backend: [CERTIFICATE] for backend in SEED_BACKENDS},
                 "billing-api": [OTHER_CERTIFICATE],
             }
+
+    def test_inbound_caller_is_pinned_at_global_and_api_scope(self, scene, devstack):
+        """partner-caller (clientAuth, issued by the scene's CA) is named in the env file and its
+        thumbprint is pinned by the global and the orders API policies of every service, read
+        through ArmInboundPolicies in rawxml; the product's policy and the operation pin nothing."""
+        caller = devstack.state.kv.get(INBOUND_CERTIFICATE, scene.versions[INBOUND_CERTIFICATE])
+        leaf = x509.load_der_x509_certificate(base64.b64decode(caller.cer))
+        env = read_env(devstack)
+        policies = ArmInboundPolicies(
+            StaticTokenCredential(devstack.token),
+            base_url=devstack.arm_endpoint,
+            connection_verify=str(devstack.ca_bundle),
+            retry_total=0,
+        )
+
+        assert env["ROTATION_INBOUND_CERTIFICATES"] == (
+            f"{devstack.vault_url}/certificates/{INBOUND_CERTIFICATE}"
+        )
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        assert "Demo Issuing CA" in leaf.issuer.rfc4514_string()
+        for service in devstack.apim_services:
+            sid = devstack.service_id(service)
+            documents = list(policies.list_policies(sid))
+            pinned = {
+                d.resource_id.removeprefix(sid): [p.thumbprint for p in find_thumbprints(d.value)]
+                for d in documents
+            }
+            assert pinned == {
+                "/policies/policy": [caller.thumbprint],
+                f"/products/{INBOUND_PRODUCT}/policies/policy": [],
+                f"/apis/{INBOUND_API}/policies/policy": [caller.thumbprint],
+            }
+            texts = {str(d.scope): d.value for d in documents}
+            assert "\r\n" in texts["global"]
+            assert "<!--" in texts["global"]
+            assert '"x-priority", "normal") == "high")' in texts["api"]
+            assert "p => p.StartsWith" in texts["api"]
+            svc = devstack.state.service(service)
+            assert f"{INBOUND_API}/{INBOUND_OPERATION}" in svc.operations
 
     def test_v2_waits_enabled_and_v3_waits_disabled(self, scene, devstack):
         """v1 < v2 < v3 by creation; v2 is enabled and unapplied, v3 (untrusted) is disabled."""
