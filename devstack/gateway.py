@@ -342,14 +342,15 @@ class PolicyScope:
             raise ValueError("a policy scope is a product or an API, not both")
 
 
-def _policy_key(scope: PolicyScope) -> str:
-    """The key of ``scope``'s policy in ``ApimService.policies`` (``""``: global, else the API)."""
-    if scope.product is not None or scope.operation is not None:
-        raise ValueError(
-            "the devstack stores global and API policies only; "
-            f"no product or operation policy for {scope!r}"
-        )
-    return (scope.api or "").lower()
+def _policy_slot(scope: PolicyScope) -> tuple[str, str]:
+    """Where ``scope``'s policy is stored in ``ApimService``: the store's kind and the key
+    (global ``""`` and APIs in ``policies``, products in ``product_policies``, operations in
+    ``operation_policies`` as ``{api}/{operation}``)."""
+    if scope.product is not None:
+        return "product_policies", scope.product.lower()
+    if scope.operation is not None:
+        return "operation_policies", f"{scope.api}/{scope.operation}".lower()
+    return "policies", (scope.api or "").lower()
 
 
 def stored_policy(stack: Devstack, scope: PolicyScope) -> str | None:
@@ -357,14 +358,13 @@ def stored_policy(stack: Devstack, scope: PolicyScope) -> str | None:
 
     Raises:
         KeyError: the stack has no APIM service of that name.
-        ValueError: a scope the devstack does not store.
     """
-    key = _policy_key(scope)
+    kind, key = _policy_slot(scope)
     with stack.state.lock:
         service = stack.state.service(scope.service)
         if service is None:
             raise KeyError(f"no APIM service {scope.service!r} in the devstack")
-        entity = service.policies.get(key)
+        entity = service.store(kind).get(key)
         return None if entity is None else str(entity.properties["value"])
 
 

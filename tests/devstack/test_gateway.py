@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 from azure.mgmt.apimanagement import ApiManagementClient
-from azure.mgmt.apimanagement.models import PolicyContract
+from azure.mgmt.apimanagement.models import (
+    ApiCreateOrUpdateParameter,
+    OperationContract,
+    PolicyContract,
+    ProductContract,
+)
 
 from devstack.gateway import (
     REFUSED,
@@ -268,6 +273,10 @@ class TestStoredPolicy:
 
     def test_an_api_policy_and_a_missing_one(self, devstack, arm, clients):
         one, _, _ = clients
+        arm.api.begin_create_or_update(
+            devstack.resource_group, SERVICE, "echo",
+            ApiCreateOrUpdateParameter(display_name="Echo", path="echo", protocols=["https"]),
+        ).result()  # fmt: skip
         arm.api_policy.create_or_update(
             devstack.resource_group,
             SERVICE,
@@ -289,21 +298,50 @@ class TestStoredPolicy:
         with Gateway(provider, devstack.tls) as gateway:
             assert call(gateway, one) == REFUSED
 
-    def test_a_broken_stored_policy_answers_500(self, devstack, arm, clients):
+    def test_a_broken_stored_policy_answers_500(self, devstack, clients):
+        """ARM refuses a malformed document, so the broken one is put in the state directly."""
         one, _, _ = clients
-        arm.policy.create_or_update(
-            devstack.resource_group,
-            SERVICE,
-            "policy",
-            PolicyContract(value="<policies><inbound>", format="rawxml"),
-        )
+        with devstack.state.lock:
+            devstack.state.service(SERVICE).policies[""].properties = {
+                "value": "<policies><inbound>",
+                "format": "rawxml",
+            }
         provider = policy_thumbprints(devstack, PolicyScope(SERVICE))
 
         with Gateway(provider, devstack.tls) as gateway:
             assert call(gateway, one) == 500
 
-    def test_an_unknown_service_and_an_unstored_scope_are_named(self, devstack):
+    def test_an_unknown_service_is_named(self, devstack):
         with pytest.raises(KeyError, match="no APIM service 'nope'"):
             stored_policy(devstack, PolicyScope("nope"))
-        with pytest.raises(ValueError, match="global and API policies only"):
-            stored_policy(devstack, PolicyScope(SERVICE, product="starter"))
+
+    def test_product_and_operation_policies_are_read(self, devstack, arm, clients):
+        """The provider reads the product and operation scopes the ARM stand-in stores."""
+        one, two, _ = clients
+        rg = devstack.resource_group
+        arm.product.create_or_update(
+            rg, SERVICE, "starter", ProductContract(display_name="Starter")
+        )
+        arm.product_policy.create_or_update(
+            rg, SERVICE, "starter", "policy",
+            PolicyContract(value=_policy(thumbprint_of(one.cert)), format="rawxml"),
+        )  # fmt: skip
+        arm.api.begin_create_or_update(
+            rg, SERVICE, "echo",
+            ApiCreateOrUpdateParameter(display_name="Echo", path="echo", protocols=["https"]),
+        ).result()  # fmt: skip
+        arm.api_operation.create_or_update(
+            rg, SERVICE, "echo", "get",
+            OperationContract(display_name="Get", method="GET", url_template="/"),
+        )  # fmt: skip
+        arm.api_operation_policy.create_or_update(
+            rg, SERVICE, "echo", "get", "policy",
+            PolicyContract(value=_policy(thumbprint_of(two.cert)), format="rawxml"),
+        )  # fmt: skip
+
+        product = policy_thumbprints(devstack, PolicyScope(SERVICE, product="Starter"))
+        operation = policy_thumbprints(devstack, PolicyScope(SERVICE, api="echo", operation="GET"))
+
+        assert product() == (thumbprint_of(one.cert),)
+        assert operation() == (thumbprint_of(two.cert),)
+        assert stored_policy(devstack, PolicyScope(SERVICE, product="other")) is None
