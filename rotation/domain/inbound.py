@@ -276,7 +276,9 @@ def _plan_document(
         }
         for anchor in sorted(anchors, key=_order, reverse=True):  # newest first: see docstring
             value = add_thumbprint(value, anchor.thumbprint_sha1 or "", new)
-    just_added = (new,) if new and new not in before and value != document.value else ()
+    # A block that learns the candidate starts its overlap now, in the whole document (as the
+    # trail keys "added at" per document): conservative, never early.
+    just_added = (new,) if value != document.value else ()
     notes: list[str] = []
     doomed: list[str] = []
     after_blocks = _blocks(value, index)
