@@ -345,7 +345,10 @@ def _gateway(settings: Settings, credential: Any) -> ApimGateway:
 
 
 def _inbound(settings: Settings, credential: Any) -> InboundPolicies:
-    from rotation.adapters.policies import ArmInboundPolicies  # noqa: PLC0415
+    # Written alongside (issue 15); until it lands, the import is the only unresolved name.
+    from rotation.adapters.policies import (  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+        ArmInboundPolicies,
+    )
 
     return ArmInboundPolicies(  # type: ignore[no-any-return, unused-ignore]
         credential,

@@ -65,7 +65,9 @@ class JsonLinesAuditSink:
         """
         return last_validated(self._rows(), vault_url, certificate)
 
-    def inbound_added_at(self, vault_url: str, certificate: str) -> dict[tuple[str, str], datetime]:
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
         """``ValidationHistory``: when each inbound thumbprint was added, per the file (empty
         when the file does not exist yet).
 

@@ -449,7 +449,9 @@ class TableValidationHistory:
         """
         return last_validated(self._rows(vault_url, certificate), vault_url, certificate)
 
-    def inbound_added_at(self, vault_url: str, certificate: str) -> dict[tuple[str, str], datetime]:
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
         """When certrotate added each inbound thumbprint of ``certificate`` to each policy
         document, per the certificate's partition (empty when there is no table yet).
 

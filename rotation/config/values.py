@@ -55,6 +55,8 @@ _APIM_ID = re.compile(
     re.IGNORECASE,
 )
 _CERTIFICATE_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_CERTIFICATE_PATH = re.compile(r"^/certificates/([^/]+)/?$", re.IGNORECASE)
+_VERSIONED_PATH = re.compile(r"^/certificates/[^/]+/[^/]+/?$", re.IGNORECASE)
 _NCRONTAB_FIELDS = 6
 _NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -364,15 +366,15 @@ def _certificate_url(item: str) -> tuple[str, str]:
         raise ValueError(f"{item!r} must be an https Key Vault URL")
     if parts.query or parts.fragment or parts.username:
         raise ValueError(f"{item!r} must have no query, fragment or credentials")
-    segments = parts.path.strip("/").split("/")
-    if len(segments) == 3 and segments[0].lower() == "certificates":
+    if _VERSIONED_PATH.match(parts.path):
         raise ValueError(
             f"{item!r} names a version: give the versionless URL "
             "https://{vault}/certificates/{name} (callers present every new version)"
         )
-    if len(segments) != 2 or segments[0].lower() != "certificates":
+    path = _CERTIFICATE_PATH.match(parts.path)
+    if path is None:
         raise ValueError(f"{item!r} is not https://{{vault}}/certificates/{{name}}")
-    if not _CERTIFICATE_NAME.match(segments[1]):
+    if not _CERTIFICATE_NAME.match(path.group(1)):
         raise ValueError(f"{item!r}: a certificate name is 1-127 letters, digits and dashes")
     vault = f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
-    return vault, segments[1]
+    return vault, path.group(1)

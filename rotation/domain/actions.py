@@ -166,7 +166,7 @@ def _under(edit: EditPolicy) -> bool:
     return edit.resource_id.lower().startswith(edit.service_id.rstrip("/").lower() + "/")
 
 
-Action = (
+_Reference = (
     PinEntity
     | CreateEntity
     | MoveBackend
@@ -175,8 +175,8 @@ Action = (
     | Superseded
     | RefreshEntity
     | PinBack
-    | EditPolicy
-)
+)  # outbound: what a certificate entity or a backend references
+Action = _Reference | EditPolicy
 
 _CHANGE_RESULT: dict[type, TargetResult] = {
     PinEntity: TargetResult.UPDATED,
@@ -215,7 +215,12 @@ def describe(
     ``planned``, to the verb ``plan`` prints)."""
     if isinstance(action, EditPolicy):
         return _describe_policy(action, result, planned=planned)
-    result = result or (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
+    default = (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
+    return _describe_reference(action, result or default)
+
+
+def _describe_reference(action: _Reference, result: TargetResult) -> AuditTarget:
+    """The target of an outbound action (a certificate entity or a backend)."""
     svc = _service_name(action.service_id)
     if isinstance(action, RefreshEntity):
         return AuditTarget(

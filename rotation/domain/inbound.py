@@ -133,7 +133,7 @@ def _when(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
@@ -288,9 +288,12 @@ def _plan_document(
             retirable(
                 old,
                 [index[t] for t in pins if _order(index[t]) > _order(old)],
-                resource_id=document.resource_id, now=now, overlap=overlap, added=added,
+                resource_id=document.resource_id,
+                now=now,
+                overlap=overlap,
+                added=added,
                 just_added=just_added,
-            )  # fmt: skip
+            )
             for pins in after_blocks.values()
             if thumbprint in pins
         ]

@@ -112,22 +112,7 @@ class InboundRollout:
         for attempt in range(1, self.ctx.max_attempts + 1):
             final = attempt >= self.ctx.max_attempts
             plan = self._plan(inbound, candidate)
-            settled = settle(plan, certificate=self.name)
-            if settled is not None:
-                out.decision, out.message = settled
-                for edit in plan.edits:
-                    out.record(edit)
-                return
-            if plan.adds and not validate(self.ctx, out, self.versions()):
-                for edit in plan.edits:  # nothing changes: the changes are marked, not made
-                    out.record(edit, TargetResult(out.decision) if edit.changes else None)
-                return
-            out.decision = Decision.APPLIED
-            if plan.notes:
-                out.message = "; ".join(plan.notes)
-            if not write:
-                for edit in plan.edits:
-                    out.record(edit, TargetResult.SKIPPED_DRY_RUN if edit.changes else None)
+            if not self._admitted(plan, write=write):
                 return
             try:
                 self._apply(inbound, plan, final=final)
@@ -137,6 +122,29 @@ class InboundRollout:
                 self._listing = None  # someone else wrote: re-read and re-plan
             else:
                 return
+
+    def _admitted(self, plan: InboundPlan, *, write: bool) -> bool:
+        """Decide on ``plan`` before any write: False when the rollout stops here (nothing to
+        change, the candidate not admitted, or a dry run), with every target recorded."""
+        out = self.outcome
+        settled = settle(plan, certificate=self.name)
+        if settled is not None:
+            out.decision, out.message = settled
+            for edit in plan.edits:
+                out.record(edit)
+            return False
+        if plan.adds and not validate(self.ctx, out, self.versions()):
+            for edit in plan.edits:  # nothing changes: the changes are marked, not made
+                out.record(edit, TargetResult(out.decision) if edit.changes else None)
+            return False
+        out.decision = Decision.APPLIED
+        if plan.notes:
+            out.message = "; ".join(plan.notes)
+        if not write:
+            for edit in plan.edits:
+                out.record(edit, TargetResult.SKIPPED_DRY_RUN if edit.changes else None)
+            return False
+        return True
 
     def _plan(self, inbound: InboundPolicies, candidate: CertificateVersion) -> InboundPlan:
         """List (unless given) and plan; reads the trail once, when a document pins a version."""

@@ -82,7 +82,9 @@ class MemoryAuditSink:
         """``ValidationHistory``: the last validated version on record (``follow``)."""
         return last_validated((r.as_dict() for r in self.records), vault_url, certificate)
 
-    def inbound_added_at(self, vault_url: str, certificate: str) -> dict[tuple[str, str], datetime]:
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
         """``ValidationHistory``: when each inbound thumbprint was added, on record."""
         return added_at((r.as_dict() for r in self.records), vault_url, certificate)
 

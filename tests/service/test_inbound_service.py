@@ -228,7 +228,8 @@ def test_without_a_durable_trail_only_expiry_retires_and_the_record_says_why(inb
     inb.world.clock.advance(days=8)
     (record,) = service.reconcile(trigger=TIMER)
     assert record.decision is Decision.ALREADY_CURRENT
-    assert record.message is not None and "no durable audit trail" in record.message
+    assert record.message is not None
+    assert "no durable audit trail" in record.message
     assert all(inb.t1 in inb.policies.value(rid) for rid in pinned_docs(inb))
 
     assert inb.v1.expires is not None
@@ -291,14 +292,14 @@ def test_plan_shows_the_policy_targets_and_writes_nothing(inb: Inbound):
     assert plan.decision is Decision.APPLIED
     assert inb.policies.writes == []
     assert inb.world.audit.records == []
-    body = plan.as_dict()
-    assert {(t["kind"], t["name"], t["result"]) for t in body["targets"]} == {  # type: ignore[union-attr]
+    targets = [t.as_dict() for t in plan.targets]
+    assert {(t["kind"], t["name"], t["result"]) for t in targets} == {
         ("policy", "global", "update"),
         ("policy", "products/gold", "update"),
         ("policy", "apis/echo", "update"),
         ("policy", "apis/echo/operations/get", "update"),
     }
-    target = body["targets"][0]  # type: ignore[index]
+    target = targets[0]
     assert target["added"] == [inb.t2]
     assert target["scope"] == "global"
 
@@ -324,7 +325,8 @@ def test_one_inbound_failure_does_not_stop_the_sweep(inb: Inbound):
         ("missing", Decision.FAILED),
         (CALLER, Decision.APPLIED),
     ]
-    assert records[0].error is not None and "CertificateNotFoundError" in records[0].error
+    assert records[0].error is not None
+    assert "CertificateNotFoundError" in records[0].error
     assert all(inb.t2 in inb.policies.value(rid) for rid in pinned_docs(inb))
 
 
@@ -375,5 +377,6 @@ def test_a_lost_trail_read_is_not_a_guess(inb: Inbound):
     (record,) = service.reconcile(trigger=TIMER)
 
     assert record.decision is Decision.ALREADY_CURRENT
-    assert record.message is not None and "does not say certrotate added" in record.message
+    assert record.message is not None
+    assert "does not say certrotate added" in record.message
     assert all(inb.t1 in inb.policies.value(rid) for rid in pinned_docs(inb))

@@ -35,7 +35,9 @@ SVC = "/subscriptions/1/resourceGroups/rg/providers/Microsoft.ApiManagement/serv
 T1, T2, T3, OTHER = "A1" * 20, "B2" * 20, "C3" * 20, "D4" * 20
 
 
-def version(label: str, thumbprint: str, *, created_days_ago: int, expires: datetime | None = None):
+def version(
+    label: str, thumbprint: str, *, created_days_ago: int, expires: datetime | None = None
+):
     return CertificateVersion(
         vault_url=VAULT, name="caller", version=label, enabled=True,
         created=NOW - timedelta(days=created_days_ago), thumbprint_sha1=thumbprint,
@@ -126,7 +128,9 @@ class TestRetire:
         assert edit is not None
         assert edit.removed == (T1,)
         assert edit.after == (T2,)
-        assert edit.value == document.value.replace(f'        <identity thumbprint="{T1}" />\n', "")
+        assert edit.value == document.value.replace(
+            f'        <identity thumbprint="{T1}" />\n', ""
+        )
 
     def test_an_expired_old_certificate_goes_before_the_overlap(self):
         expired = version("v1", T1, created_days_ago=60, expires=NOW)
@@ -148,13 +152,15 @@ class TestRetire:
     def test_unknown_added_at_keeps_the_old_identity_and_says_why(self):
         document = doc(block(T1, T2))
         edit, notes = plan(document, added={})
-        assert edit is not None and not edit.changes
+        assert edit is not None
+        assert not edit.changes
         assert len(notes) == 1
         assert "does not say certrotate added v2" in notes[0]
 
     def test_no_trail_at_all_keeps_it_and_says_so(self):
         edit, notes = plan(doc(block(T1, T2)), added=None)
-        assert edit is not None and not edit.changes
+        assert edit is not None
+        assert not edit.changes
         assert "no durable audit trail" in notes[0]
 
     def test_an_identity_added_by_this_edit_starts_its_overlap_now(self):
@@ -180,14 +186,16 @@ class TestRetire:
         document = doc(block(T1, T2))
         elsewhere = {(f"{SVC}/apis/echo/policies/policy".lower(), T2): NOW - timedelta(days=30)}
         edit, notes = plan(document, added=elsewhere)
-        assert edit is not None and not edit.changes
+        assert edit is not None
+        assert not edit.changes
         assert notes
 
     def test_retirable_never_without_a_newer_pinned_version(self):
         expired = version("v1", T1, created_days_ago=60, expires=NOW - timedelta(days=1))
-        assert retirable(
-            expired, [], resource_id="x", now=NOW, overlap=WEEK, added={}
-        ) == (False, None)
+        assert retirable(expired, [], resource_id="x", now=NOW, overlap=WEEK, added={}) == (
+            False,
+            None,
+        )
 
     def test_several_old_versions_go_together_leaving_the_newest(self):
         document = doc(block(T1, T2, T3))
@@ -206,7 +214,8 @@ class TestSettleAndPlan:
         )
         decision, message = settle(planned, certificate="caller") or (None, None)
         assert decision is Decision.IGNORED
-        assert message is not None and "caller" in message
+        assert message is not None
+        assert "caller" in message
 
     def test_nothing_to_change_is_already_current(self):
         planned = plan_inbound([doc(block(T2))], (V1, V2), V2, now=NOW, overlap=WEEK, added={})
@@ -223,7 +232,9 @@ class TestSettleAndPlan:
             doc(block(T1), PolicyScope.GLOBAL),
             doc(block(T1), PolicyScope.PRODUCT, f"{SVC}/products/gold/policies/policy"),
             doc(block(T1), PolicyScope.API, f"{SVC}/apis/echo/policies/policy"),
-            doc(block(T1), PolicyScope.OPERATION, f"{SVC}/apis/echo/operations/get/policies/policy"),
+            doc(
+                block(T1), PolicyScope.OPERATION, f"{SVC}/apis/echo/operations/get/policies/policy"
+            ),
             doc(block(OTHER), PolicyScope.API, f"{SVC}/apis/other/policies/policy"),
         ]
         planned = plan_inbound(documents, (V1, V2), V2, now=NOW, overlap=WEEK, added={})
@@ -239,7 +250,7 @@ class TestAddedAt:
     def rec(self, *targets: AuditTarget, **kw) -> dict[str, object]:
         fields = {"event": "rotation.applied", "decision": Decision.APPLIED, "vault": VAULT,
                   "certificate": "caller", "trigger": Trigger.CLI, "targets": targets, **kw}  # fmt: skip
-        return AuditRecord(**fields).as_dict()  # type: ignore[arg-type]
+        return AuditRecord(**fields).as_dict()
 
     def target(self, rid: str, *, added=(T2,), at=NOW, result=TargetResult.UPDATED) -> AuditTarget:
         return AuditTarget(
@@ -253,7 +264,9 @@ class TestAddedAt:
             self.rec(self.target(rid, at=NOW - timedelta(days=9))),
             self.rec(self.target(rid.upper(), at=NOW - timedelta(days=2))),
         ]
-        assert added_at(records, VAULT + "/", "CALLER") == {(rid.lower(), T2): NOW - timedelta(days=2)}
+        assert added_at(records, VAULT + "/", "CALLER") == {
+            (rid.lower(), T2): NOW - timedelta(days=2)
+        }
 
     def test_dry_runs_other_certificates_and_unwritten_targets_do_not_count(self):
         rid = f"{SVC}/policies/policy"

@@ -26,10 +26,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def problems(env: dict[str, str]) -> list[str]:
+def problems(env: dict[str, str]) -> tuple[str, ...]:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
-    return caught.value.problems
+    return tuple(caught.value.problems)
 
 
 def test_defaults_none_and_seven_days(env):
