@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -380,3 +381,33 @@ def test_a_lost_trail_read_is_not_a_guess(inb: Inbound):
     assert record.message is not None
     assert "does not say certrotate added" in record.message
     assert all(inb.t1 in inb.policies.value(rid) for rid in pinned_docs(inb))
+
+
+def test_bootstrap_wires_the_inbound_path_with_the_real_validator(
+    inb: Inbound, tmp_path: Path
+) -> None:
+    from rotation import bootstrap  # noqa: PLC0415
+    from rotation.config import Settings  # noqa: PLC0415
+
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(inb.world.pki.intermediate.pem)
+    settings = Settings.from_env({
+        "ROTATION_VAULTS": VAULT,
+        "ROTATION_APIM_SERVICES": f"{SVC_A},{SVC_B}",
+        "ROTATION_TRUST_ANCHORS": str(anchors),
+        "ROTATION_DEVSTACK_TOKEN": "not-a-real-token",
+        "ROTATION_INBOUND_CERTIFICATES": f"{VAULT}/certificates/{CALLER}",
+        "ROTATION_INBOUND_OVERLAP_DAYS": "3",
+    })  # fmt: skip
+
+    service = bootstrap.build_service(
+        settings, clock=inb.world.clock, source=inb.world.source, gateway=inb.world.gateway,
+        audit=inb.world.audit, inbound=inb.policies,
+    )  # fmt: skip
+    record = service.handle(make_event(V2, name=CALLER), trigger=EG)
+
+    assert record.decision is Decision.APPLIED, record.findings
+    assert service.is_inbound(VAULT, CALLER.upper())
+    assert service._context.inbound_overlap == timedelta(days=3)
+    assert service._context.history is inb.world.audit
+    assert len(inb.policies.writes) == 4

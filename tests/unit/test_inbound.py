@@ -288,3 +288,27 @@ class TestAddedAt:
         policy = self.target(f"{SVC}/policies/policy").as_dict()
         assert policy["added"] == [T2]
         assert policy["at"] == "2026-03-01T12:00:00Z"
+
+
+def test_the_json_lines_trail_answers_added_at(tmp_path):
+    from rotation.adapters.auditlog import JsonLinesAuditSink  # noqa: PLC0415
+
+    sink = JsonLinesAuditSink(tmp_path / "audit.jsonl")
+    assert sink.inbound_added_at(VAULT, "caller") == {}
+    rid = f"{SVC}/products/gold/policies/policy"
+    target = AuditTarget(
+        service="apim-one", kind=TargetKind.POLICY, name="products/gold", from_=T1,
+        to=f"{T1},{T2}", result=TargetResult.UPDATED, scope="product", resource_id=rid,
+        added=(T2,), at=NOW,
+    )  # fmt: skip
+    sink.write(
+        AuditRecord(
+            event="rotation.applied",
+            decision=Decision.APPLIED,
+            trigger=Trigger.EVENTGRID,
+            vault=VAULT,
+            certificate="caller",
+            targets=(target,),
+        )  # fmt: skip
+    )
+    assert sink.inbound_added_at(VAULT, "caller") == {(rid.lower(), T2): NOW}
