@@ -309,6 +309,6 @@ def test_the_json_lines_trail_answers_added_at(tmp_path):
             vault=VAULT,
             certificate="caller",
             targets=(target,),
-        )  # fmt: skip
+        )
     )
     assert sink.inbound_added_at(VAULT, "caller") == {(rid.lower(), T2): NOW}
