@@ -225,8 +225,9 @@ class TestAuditCommand:
             **RECORD.as_dict(),
             "targets": [
                 {**target, "kind": "certificate", "result": "updated"},
-                {**target, "kind": "policy", "result": "updated"},
+                {**target, "kind": "gateway", "result": "updated"},
                 {**target, "kind": "backend", "result": "rolled_back"},
+                {**target, "kind": "policy", "result": "updated"},
             ],
         }
         path = tmp_path / "vocabulary.jsonl"
@@ -235,9 +236,10 @@ class TestAuditCommand:
         result = run("audit", "--file", str(path))
 
         assert result.exit_code == 1
-        assert "targets[1].kind is not one of certificate, backend" in result.stderr
+        assert "targets[1].kind is not one of certificate, backend, policy" in result.stderr
         assert "targets[2].result is not a documented target result" in result.stderr
         assert "targets[0]" not in result.stderr
+        assert "targets[3]" not in result.stderr  # a policy target (inbound identities)
 
     def test_secret_material_fails_verification_and_is_not_printed(self, tmp_path):
         """A record holding a secret exits 1, and the secret is not echoed."""

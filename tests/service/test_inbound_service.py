@@ -369,6 +369,19 @@ def test_no_record_or_log_holds_secret_material(inb: Inbound, capsys: pytest.Cap
     assert "<policies" not in dumped  # documents are not on record either
 
 
+def test_every_record_passes_certrotate_audit_verification(inb: Inbound):
+    from rotation.entrypoints.cli.audit import verify_record  # noqa: PLC0415
+
+    service = inb.service()
+    service.handle(make_event(V2, name=CALLER), trigger=EG)
+    inb.world.clock.advance(days=8)
+    service.reconcile(trigger=TIMER)
+
+    records = [json.loads(json.dumps(r.as_dict())) for r in inb.world.audit.records]
+    assert len(records) == 10  # 4 targets + canonical, twice
+    assert [p for r in records for p in verify_record(r)] == []
+
+
 def test_a_lost_trail_read_is_not_a_guess(inb: Inbound):
     service = inb.service()
     service.handle(make_event(V2, name=CALLER), trigger=EG)
