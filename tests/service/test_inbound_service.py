@@ -424,3 +424,24 @@ def test_bootstrap_wires_the_inbound_path_with_the_real_validator(
     assert service._context.inbound_overlap == timedelta(days=3)
     assert service._context.history is inb.world.audit
     assert len(inb.policies.writes) == 4
+
+
+def test_a_dry_run_plans_and_records_but_writes_nothing(inb: Inbound):
+    record = inb.service(dry_run=True).handle(make_event(V2, name=CALLER), trigger=EG)
+
+    assert record.event == "rotation.planned"
+    assert record.dry_run
+    assert inb.policies.calls["put_policy"] == 0
+    assert {str(t.result) for t in record.targets} == {"skipped_dry_run"}
+    assert {t.added for t in record.targets} == {(inb.t2,)}
+    assert all(t.at is None for t in record.targets)  # nothing was written: no "added at"
+
+
+def test_a_replay_batch_sends_inbound_events_down_the_inbound_path(inb: Inbound):
+    batch = inb.service().batch()
+
+    first = batch.handle(make_event(V2, name=CALLER), trigger=EG)
+    again = batch.handle(make_event(V2, name=CALLER, event_id="evt-2"), trigger=EG)
+
+    assert (first.decision, again.decision) == (Decision.APPLIED, Decision.ALREADY_CURRENT)
+    assert len(inb.policies.writes) == 4
