@@ -305,7 +305,7 @@ class RotationService:
         assert inbound is not None  # noqa: S101 - checked in __init__
         try:
             listing: PolicyListing | None = list_policies(inbound, self._context.apim_services)
-        except Exception as exc:  # noqa: BLE001 - the rollouts list again, one by one
+        except Exception as exc:  # noqa: BLE001 - recorded; the next sweep lists again
             error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
             failures.append(error)
             record = AuditRecord(
