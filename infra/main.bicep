@@ -23,8 +23,15 @@ param apimServiceResourceIds array
 @description('Principal ids of the APIM services\' own managed identities. Each gets Key Vault Secrets User on every vault, which APIM needs to resolve Key Vault-referenced certificates. Leave empty when that is already granted.')
 param apimPrincipalIds array = []
 
-@description('Give each APIM service\'s certrotate role read/write on policies too (service, API and operation level). Off: certrotate only moves certificate entities and backends today; turn it on only if you adopt policies that pin thumbprints inline.')
+@description('Give each APIM service\'s certrotate role read/write on policies too (service, API and operation level). Needed with inboundCertificateUrls (inbound identities pinned in validate-client-certificate policies).')
 param apimPolicyAccess bool = false
+
+@description('ROTATION_INBOUND_CERTIFICATES: versionless Key Vault certificate URLs (https://{vault}/certificates/{name}) whose versions callers present; their thumbprints are kept current in validate-client-certificate policies (set apimPolicyAccess too).')
+param inboundCertificateUrls array = []
+
+@minValue(1)
+@description('ROTATION_INBOUND_OVERLAP_DAYS: days an old inbound identity stays pinned next to its renewal.')
+param inboundOverlapDays int = 7
 
 @description('Also assign Key Vault Secrets User on each vault. Key Vault Certificate User already lets certrotate read a certificate\'s backing secret; keep this on if your vaults predate that role definition or you want the explicit grant.')
 param assignSecretsUser bool = true
@@ -172,6 +179,8 @@ module functionApp 'modules/functionapp.bicep' = {
       ROTATION_REVOCATION: revocation
       ROTATION_MIN_VALID_DAYS: string(minValidDays)
       ROTATION_NEAR_EXPIRY_DAYS: string(alertDays)
+      ROTATION_INBOUND_CERTIFICATES: join(inboundCertificateUrls, ',')
+      ROTATION_INBOUND_OVERLAP_DAYS: string(inboundOverlapDays)
       ROTATION_RECONCILE_SCHEDULE: reconcileSchedule
       ROTATION_AUDIT_TABLE: auditTableName
       ROTATION_AUDIT_ANCHORS: containers.auditAnchors

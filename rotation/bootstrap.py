@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # imported lazily at run time: cold start, and no SDK import 
         CertificateSource,
         Clock,
         EventHandler,
+        InboundPolicies,
         RotationLock,
         Telemetry,
         ValidationHistory,
@@ -102,9 +103,12 @@ def build_service(
     canary: BackendCanary | None = None,
     history: ValidationHistory | None = None,
     telemetry: Telemetry | None = None,
+    inbound: InboundPolicies | None = None,
 ) -> RotationService:
     """A ``RotationService`` for ``settings``; any collaborator given is used as is
-    (``lock=NullLock()`` turns the lock off whatever the settings say).
+    (``lock=NullLock()`` turns the lock off whatever the settings say). ``inbound`` reads and
+    writes the policy documents of ``ROTATION_INBOUND_CERTIFICATES`` (default: ARM, built only
+    when inbound certificates are configured).
 
     Raises:
         ConfigError: the trust-anchor bundle cannot be read or parsed.
@@ -113,7 +117,8 @@ def build_service(
     from rotation.ports import ValidationHistory  # noqa: PLC0415
     from rotation.service import RotationService  # noqa: PLC0415
 
-    if source is None or gateway is None:
+    wants_inbound = bool(settings.inbound_certificates) and inbound is None
+    if source is None or gateway is None or wants_inbound:
         credential = credential or _credential(settings)
     sink = audit or build_audit_sink(settings)
     history = history or build_history(settings)
@@ -140,6 +145,9 @@ def build_service(
         canary=canary or build_canary(settings),
         canary_mode=settings.canary,
         history=history,
+        inbound=inbound or (_inbound(settings, credential) if wants_inbound else None),
+        inbound_certificates=settings.inbound_certificates,
+        inbound_overlap_days=settings.inbound_overlap_days,
     )
 
 
@@ -328,6 +336,21 @@ def _gateway(settings: Settings, credential: Any) -> ApimGateway:
     from rotation.adapters.apim import ArmApimGateway  # noqa: PLC0415
 
     return ArmApimGateway(
+        credential,
+        base_url=settings.arm_endpoint,
+        credential_scope=settings.cloud.arm_scope,
+        connection_verify=_verify(settings),
+        retry_total=settings.http_retries,
+    )
+
+
+def _inbound(settings: Settings, credential: Any) -> InboundPolicies:
+    # Written alongside (issue 15); until it lands, the import is the only unresolved name.
+    from rotation.adapters.policies import (  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+        ArmInboundPolicies,
+    )
+
+    return ArmInboundPolicies(  # type: ignore[no-any-return, unused-ignore]
         credential,
         base_url=settings.arm_endpoint,
         credential_scope=settings.cloud.arm_scope,

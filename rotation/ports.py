@@ -7,7 +7,7 @@ fakes with observable state live in ``rotation.testing``. Methods follow the Azu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -212,11 +212,25 @@ class BackendCanary(Protocol):
 
 @runtime_checkable
 class ValidationHistory(Protocol):
-    """What the durable audit trail says certrotate validated (the ``follow`` strategy)."""
+    """What the durable audit trail says certrotate did: the versions it validated (the
+    ``follow`` strategy), and when it added inbound identities (the inbound overlap)."""
 
     def last_validated(self, vault_url: str, certificate: str) -> str | None:
         """The newest version certrotate validated and saw presented (``rotation.applied``, or
         a validated ``already_current``), or None when the trail does not say.
+
+        Raises:
+            DependencyError: the trail could not be read.
+        """
+        ...
+
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> Mapping[tuple[str, str], datetime] | None:
+        """When certrotate added each thumbprint of ``certificate`` to each policy document:
+        (policy resource id lower case, thumbprint upper case) -> the time of the write
+        (``rotation.domain.inbound.added_at``). None when this trail cannot be read back (the
+        overlap cannot be measured: only expiry retires an old identity).
 
         Raises:
             DependencyError: the trail could not be read.

@@ -5,8 +5,10 @@ sweep) and ``plan`` (what a rotation would do now, no writes). Each certificate 
 a ``rotation.rollout.Rollout``; this module decides what to run, and turns each outcome into
 one canonical audit record plus one ``rotation.target`` record per target. ``batch`` gives the
 ``EventHandler`` a replay uses: the same ``handle``, but consecutive events of one certificate
-share its APIM listing while nothing changed it (``ListingCache``). See ``docs/rotation.md``
-for the semantics.
+share its APIM listing while nothing changed it (``ListingCache``). A certificate named in
+``ROTATION_INBOUND_CERTIFICATES`` is an inbound identity: ``handle``, ``reconcile`` and ``plan``
+converge the policy documents that pin it (``rotation.rollout.inbound.InboundRollout``), and
+only those. See ``docs/rotation.md`` for the semantics.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from rotation.ports import (
     BackendCanary,
     CertificateSource,
     Clock,
+    InboundPolicies,
     NullLock,
     NullTelemetry,
     RotationLock,
@@ -51,6 +54,7 @@ from rotation.ports import (
     Validator,
 )
 from rotation.rollout import Inventory, ListingCache, Outcome, Rollout, RolloutContext
+from rotation.rollout.inbound import InboundRollout, PolicyListing, list_policies
 from rotation.rollout.record import error_text, outcome_records
 from rotation.rollout.status import survey
 
@@ -86,6 +90,9 @@ class RotationService:
         canary_mode: CanaryMode = CanaryMode.OFF,
         history: ValidationHistory | None = None,
         telemetry: Telemetry | None = None,
+        inbound: InboundPolicies | None = None,
+        inbound_certificates: Sequence[tuple[str, str]] = (),
+        inbound_overlap_days: int = 7,
     ) -> None:
         """``correlation`` returns the id for the next invocation's records (default: uuid4;
         bootstrap passes the id the entrypoint bound to the log context). ``lock`` serialises
@@ -93,13 +100,21 @@ class RotationService:
         backends before a write under ``canary_mode`` (None or ``off``: never). ``history`` is
         the durable trail ``follow`` asks for the last validated version (None: unknown).
         ``telemetry`` gets every run's decision and duration and what each binding presents
-        after it.
+        after it. ``inbound_certificates`` are the (vault URL, certificate name) pairs whose
+        versions callers present (``ROTATION_INBOUND_CERTIFICATES``): their events go to the
+        inbound path only, over the policy documents ``inbound`` reads and writes; an old
+        identity stays ``inbound_overlap_days`` after certrotate added the newer one.
 
         Raises:
-            ValueError: a knob is out of range (bootstrap passes validated settings).
+            ValueError: a knob is out of range, or inbound certificates without ``inbound``
+                (bootstrap passes validated settings).
         """
         if retain_previous < 1 or max_attempts < 1 or near_expiry_days < 1:
             raise ValueError("retain_previous, max_attempts and near_expiry_days must be >= 1")
+        if inbound_overlap_days < 1:
+            raise ValueError("inbound_overlap_days must be >= 1")
+        if inbound_certificates and inbound is None:
+            raise ValueError("inbound certificates are configured but no InboundPolicies given")
         self._audit = audit
         self._correlation = correlation or (lambda: uuid.uuid4().hex)
         self._clock = clock
@@ -115,8 +130,17 @@ class RotationService:
             apim_services=tuple(apim_services), strategy=strategy, retain_previous=retain_previous,
             max_attempts=max_attempts, clock_skew=clock_skew, pin_identity=pin_identity,
             canary=canary if canary_mode is not CanaryMode.OFF else None, canary_mode=canary_mode,
-            history=history,
+            history=history, inbound=inbound,
+            inbound_overlap=timedelta(days=inbound_overlap_days),
         )  # fmt: skip
+        self._inbound: dict[tuple[str | None, str], tuple[str, str]] = {
+            (vault_key(v), n.lower()): (v.rstrip("/"), n) for v, n in inbound_certificates
+        }
+
+    def is_inbound(self, vault_url: str, certificate: str) -> bool:
+        """``certificate`` in ``vault_url`` is an inbound identity (handled by the inbound path
+        only)."""
+        return (vault_key(vault_url), certificate.lower()) in self._inbound
 
     # --- EventHandler ------------------------------------------------------------------------
 
@@ -158,7 +182,11 @@ class RotationService:
             outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
         else:
             vault = self._vaults[vault_key(event.vault_url)]
-            if listings is None:
+            if self.is_inbound(vault, event.object_name):
+                outcome = self._converge(
+                    InboundRollout(self._context, vault, event.object_name, event=event)
+                )
+            elif listings is None:
                 rollout = Rollout(self._context, vault, event.object_name, event=event)
                 outcome = self._converge(rollout)
             else:
@@ -193,6 +221,8 @@ class RotationService:
         inventory = self._inventory(trigger, correlation, records, failures)
         entities = [c for certs, _ in inventory.values() for c in certs]
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
+            if self.is_inbound(vault, name):
+                continue  # the inbound sweep below handles it
             started = time.perf_counter()
             rollout = Rollout(self._context, vault, name, inventory=inventory)
             try:
@@ -211,6 +241,7 @@ class RotationService:
             if alert is not None:
                 self._audit.write(alert)
                 records.append(alert)
+        self._sweep_inbound(trigger, correlation, records, failures)
         if any(f.retryable for f in failures):
             raise BackendUpdateError(
                 f"reconcile: {len(failures)} certificate(s) or service(s) failed",
@@ -232,7 +263,11 @@ class RotationService:
                 candidate=None, previous_version=None, actions=(),
                 message=f"vault {vault_url} is not in ROTATION_VAULTS",
             )  # fmt: skip
-        rollout = Rollout(self._context, vault, certificate_name)
+        rollout: Rollout | InboundRollout
+        if self.is_inbound(vault, certificate_name):
+            rollout = InboundRollout(self._context, vault, certificate_name)
+        else:
+            rollout = Rollout(self._context, vault, certificate_name)
         out = rollout.run(write=False)
         if out.error is not None:
             raise out.error
@@ -255,7 +290,53 @@ class RotationService:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _converge(self, rollout: Rollout) -> Outcome:
+    def _sweep_inbound(
+        self,
+        trigger: Trigger,
+        correlation: str,
+        records: list[AuditRecord],
+        failures: list[RotationError],
+    ) -> None:
+        """Converge every inbound certificate (adds missed versions, retires old identities)
+        from one listing of every service's policy documents; one failure does not stop it."""
+        if not self._inbound:
+            return
+        inbound = self._context.inbound
+        assert inbound is not None  # noqa: S101 - checked in __init__
+        try:
+            listing: PolicyListing | None = list_policies(inbound, self._context.apim_services)
+        except Exception as exc:  # noqa: BLE001 - recorded; the next sweep lists again
+            error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
+            failures.append(error)
+            record = AuditRecord(
+                event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
+                correlation_id=correlation, error=error_text(error), strategy=self._strategy,
+                message="could not list the APIM policy documents",
+            )  # fmt: skip
+            self._audit.write(record)
+            records.append(record)
+            return
+        for vault, name in self._inbound.values():
+            if vault_key(vault) not in self._vaults:
+                continue  # settings check it; a service built by hand may not
+            started = time.perf_counter()
+            rollout = InboundRollout(self._context, vault, name, listing=listing)
+            try:
+                outcome = self._converge(rollout)
+            except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
+                outcome = rollout.outcome
+                outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
+            records.append(
+                self._record(
+                    outcome, event=None, trigger=trigger, started=started, correlation=correlation
+                )
+            )
+            if outcome.error is not None:
+                failures.append(outcome.error)
+            # What a run wrote is not in the listing it planned from: the next one lists afresh.
+            listing = None if outcome.wrote else rollout.listing
+
+    def _converge(self, rollout: Rollout | InboundRollout) -> Outcome:
         """Run ``rollout``; a writing run holds the certificate's lock (dry runs take none).
 
         A lock that cannot be taken fails the run like any dependency: decision ``failed`` with

@@ -8,6 +8,8 @@ one failing sink starve the others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -78,6 +80,17 @@ class CompositeAuditSink:
             reader = getattr(sink, "last_validated", None)
             if callable(reader):
                 found: str | None = reader(vault_url, certificate)
+                return found
+        return None
+
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> Mapping[tuple[str, str], datetime] | None:
+        """``ValidationHistory``: the first sink that can be read back answers; None if none."""
+        for sink in self.sinks:
+            reader = getattr(sink, "inbound_added_at", None)
+            if callable(reader):
+                found: Mapping[tuple[str, str], datetime] | None = reader(vault_url, certificate)
                 return found
         return None
 

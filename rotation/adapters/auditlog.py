@@ -9,12 +9,13 @@ from the sink's clock) as the durable table stores it, so ``certrotate audit --s
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rotation.adapters.clock import SystemClock
 from rotation.domain.errors import DependencyError
 from rotation.domain.follow import last_validated
+from rotation.domain.inbound import added_at
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
 
@@ -62,15 +63,29 @@ class JsonLinesAuditSink:
         Raises:
             DependencyError: the file exists but cannot be read.
         """
+        return last_validated(self._rows(), vault_url, certificate)
+
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
+        """``ValidationHistory``: when each inbound thumbprint was added, per the file (empty
+        when the file does not exist yet).
+
+        Raises:
+            DependencyError: the file exists but cannot be read.
+        """
+        return added_at(self._rows(), vault_url, certificate)
+
+    def _rows(self) -> list[dict[str, object]]:
+        """Every record in the file (none when it does not exist yet)."""
         if not self.path.exists():
-            return None
+            return []
         try:
             with self.path.open(encoding="utf-8") as handle:
-                rows = [json.loads(line) for line in handle if line.strip()]
+                return [json.loads(line) for line in handle if line.strip()]
         except (OSError, ValueError) as exc:
             raise DependencyError(
                 f"cannot read audit log {self.path}: {type(exc).__name__}",
                 service="auditlog",
                 operation="read",
             ) from exc
-        return last_validated(rows, vault_url, certificate)

@@ -43,6 +43,7 @@ from rotation.adapters.storage import StorageConnection, table_client
 from rotation.domain.chain import GENESIS, Link, link_hash
 from rotation.domain.errors import DependencyError, RotationError, TransientDependencyError
 from rotation.domain.follow import last_validated
+from rotation.domain.inbound import added_at
 from rotation.domain.model import AuditRecord
 from rotation.ports import Clock
 
@@ -446,15 +447,29 @@ class TableValidationHistory:
         Raises:
             DependencyError (or a subclass): the table cannot be read.
         """
+        return last_validated(self._rows(vault_url, certificate), vault_url, certificate)
+
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
+        """When certrotate added each inbound thumbprint of ``certificate`` to each policy
+        document, per the certificate's partition (empty when there is no table yet).
+
+        Raises:
+            DependencyError (or a subclass): the table cannot be read.
+        """
+        return added_at(self._rows(vault_url, certificate), vault_url, certificate)
+
+    def _rows(self, vault_url: str, certificate: str) -> list[dict[str, object]]:
+        """The records of the certificate's partition, in time order (none without a table)."""
         try:
             pages = self._client.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": _partition(vault_url, certificate)}
             )
-            rows = [_to_record(dict(e)) for e in pages if e.get("RowKey") != HEAD_ROW]
+            return [_to_record(dict(e)) for e in pages if e.get("RowKey") != HEAD_ROW]
         except ResourceNotFoundError:
-            return None
+            return []
         except AzureError as exc:
             raise translate(
                 exc, service=AUDIT_TABLE, operation="query", name=str(self._client.table_name)
             ) from exc
-        return last_validated(rows, vault_url, certificate)

@@ -125,6 +125,8 @@ class Settings:
     canary_server_ca_path: Path | None = None
     canary_server_ca: tuple[x509.Certificate, ...] = field(default=(), repr=False)
     trust_anchors_pem: bytes | None = field(default=None, repr=False)
+    inbound_certificates: tuple[tuple[str, str], ...] = ()  # (vault URL, certificate name)
+    inbound_overlap_days: int = 7
 
     def trust_anchor_pem(self) -> bytes:
         """The trust-anchor bundle's PEM (inline, or read from ``trust_anchors``).
@@ -213,6 +215,10 @@ class Settings:
             canary_timeout_seconds=canary.timeout_seconds,
             canary_server_ca_path=canary.server_ca_path,
             canary_server_ca=canary.server_ca,
+            inbound_certificates=r.get(
+                "ROTATION_INBOUND_CERTIFICATES", (), parse.inbound_certificates(vaults)
+            ),
+            inbound_overlap_days=r.get("ROTATION_INBOUND_OVERLAP_DAYS", 7, parse.int_at_least(1)),
         )
         if r.problems:
             raise ConfigError(r.problems)

@@ -31,6 +31,7 @@ __all__ = [
     "csv_items",
     "existing_file",
     "https_url",
+    "inbound_certificates",
     "int_at_least",
     "lock_wait",
     "log_level",
@@ -53,6 +54,9 @@ _APIM_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ApiManagement/service/[^/]+$",
     re.IGNORECASE,
 )
+_CERTIFICATE_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_CERTIFICATE_PATH = re.compile(r"^/certificates/([^/]+)/?$", re.IGNORECASE)
+_VERSIONED_PATH = re.compile(r"^/certificates/[^/]+/[^/]+/?$", re.IGNORECASE)
 _NCRONTAB_FIELDS = 6
 _NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -329,3 +333,48 @@ def lock_wait(raw: str) -> float:
     if value >= _EVENT_GRID_TIMEOUT_SECONDS:
         raise ValueError(f"{raw!r} must be below Event Grid's 30 s delivery timeout")
     return value
+
+
+def inbound_certificates(vaults: tuple[str, ...]) -> Callable[[str], tuple[tuple[str, str], ...]]:
+    """A parser of comma-separated versionless Key Vault certificate URLs
+    (``https://{vault}/certificates/{name}``) whose vaults are among ``vaults`` (normalised
+    ``ROTATION_VAULTS``); returns (vault URL, name) pairs, duplicates dropped."""
+    allowed = set(vaults)
+
+    def convert(raw: str) -> tuple[tuple[str, str], ...]:
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        for item in csv_items(raw):
+            vault, name = _certificate_url(item)
+            if vault not in allowed:
+                raise ValueError(f"{item!r}: vault {vault} is not in ROTATION_VAULTS")
+            found.setdefault((vault, name.lower()), (vault, name))
+        if not found:
+            raise ValueError("lists no certificate URL")
+        return tuple(found.values())
+
+    return convert
+
+
+def _certificate_url(item: str) -> tuple[str, str]:
+    """(vault URL, name) of ``https://{vault}/certificates/{name}``."""
+    try:
+        parts = urlsplit(item)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{item!r} is not a URL") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError(f"{item!r} must be an https Key Vault URL")
+    if parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{item!r} must have no query, fragment or credentials")
+    if _VERSIONED_PATH.match(parts.path):
+        raise ValueError(
+            f"{item!r} names a version: give the versionless URL "
+            "https://{vault}/certificates/{name} (callers present every new version)"
+        )
+    path = _CERTIFICATE_PATH.match(parts.path)
+    if path is None:
+        raise ValueError(f"{item!r} is not https://{{vault}}/certificates/{{name}}")
+    if not _CERTIFICATE_NAME.match(path.group(1)):
+        raise ValueError(f"{item!r}: a certificate name is 1-127 letters, digits and dashes")
+    vault = f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
+    return vault, path.group(1)

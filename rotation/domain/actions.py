@@ -5,7 +5,7 @@ Plain frozen values: ``RotationService`` applies them in order, and ``plan``/dry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rotation.domain.model import (
     AuditTarget,
@@ -19,6 +19,7 @@ __all__ = [
     "Action",
     "AlreadyCurrent",
     "CreateEntity",
+    "EditPolicy",
     "MoveBackend",
     "PinBack",
     "PinEntity",
@@ -126,7 +127,46 @@ class Superseded:
     candidate: str
 
 
-Action = (
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditPolicy:
+    """Inbound identities: one conditional write of one policy document
+    (``rotation.domain.inbound``), or, with nothing ``added`` or ``removed``, a document that
+    already pins what it should.
+
+    ``before``/``after`` are the certificate's thumbprints the document pins before and after
+    the edit; ``expected_value`` is the document as the plan read it (the compare-and-swap's
+    expectation) and ``value`` the document to write. Both are excluded from ``repr``.
+    """
+
+    service_id: str
+    scope: str  # a PolicyScope value
+    resource_id: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    expected_value: str = field(default="", repr=False)
+    value: str = field(default="", repr=False)
+
+    @property
+    def changes(self) -> bool:
+        """The edit writes the document."""
+        return bool(self.added or self.removed)
+
+    @property
+    def name(self) -> str:
+        """The policy's path below its service: ``global``, ``products/{p}``, ``apis/{a}``,
+        ``apis/{a}/operations/{o}``."""
+        tail = self.resource_id[len(self.service_id) :] if _under(self) else self.resource_id
+        tail = tail.strip("/").removesuffix("policies/policy").strip("/")
+        return tail or "global"
+
+
+def _under(edit: EditPolicy) -> bool:
+    return edit.resource_id.lower().startswith(edit.service_id.rstrip("/").lower() + "/")
+
+
+_Reference = (
     PinEntity
     | CreateEntity
     | MoveBackend
@@ -135,7 +175,8 @@ Action = (
     | Superseded
     | RefreshEntity
     | PinBack
-)
+)  # outbound: what a certificate entity or a backend references
+Action = _Reference | EditPolicy
 
 _CHANGE_RESULT: dict[type, TargetResult] = {
     PinEntity: TargetResult.UPDATED,
@@ -172,7 +213,14 @@ def describe(
 ) -> AuditTarget:
     """The audit target of an action; ``result`` defaults to what applying it records (or,
     ``planned``, to the verb ``plan`` prints)."""
-    result = result or (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
+    if isinstance(action, EditPolicy):
+        return _describe_policy(action, result, planned=planned)
+    default = (_PLANNED_RESULT if planned else _CHANGE_RESULT)[type(action)]
+    return _describe_reference(action, result or default)
+
+
+def _describe_reference(action: _Reference, result: TargetResult) -> AuditTarget:
+    """The target of an outbound action (a certificate entity or a backend)."""
     svc = _service_name(action.service_id)
     if isinstance(action, RefreshEntity):
         return AuditTarget(
@@ -203,6 +251,22 @@ def describe(
     return AuditTarget(
         service=svc, kind=action.kind, name=action.name, from_=action.in_use, to=action.candidate,
         result=result,
+    )  # fmt: skip
+
+
+def _describe_policy(
+    action: EditPolicy, result: TargetResult | None, *, planned: bool
+) -> AuditTarget:
+    if result is None:
+        if not action.changes:
+            result = TargetResult.ALREADY_CURRENT
+        else:
+            result = TargetResult.UPDATE if planned else TargetResult.UPDATED
+    return AuditTarget(
+        service=_service_name(action.service_id), kind=TargetKind.POLICY, name=action.name,
+        from_=",".join(action.before) or None, to=",".join(action.after) or None, result=result,
+        scope=action.scope, resource_id=action.resource_id, added=action.added,
+        removed=action.removed,
     )  # fmt: skip
 
 

@@ -322,18 +322,32 @@ class ValidationReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditTarget:
-    """One APIM target a rotation considered: a certificate entity or a backend."""
+    """One APIM target a rotation considered: a certificate entity, a backend, or a policy
+    document (inbound identities).
+
+    A ``policy`` target also carries its ``scope``, the policy's ARM ``resource_id``, the
+    thumbprints ``added`` and ``removed`` (upper case) and ``at``, when the write was made
+    (None when nothing was written); ``from_``/``to`` are then the certificate's thumbprints the
+    document pinned before and after, comma-separated. These fields are emitted for policy
+    targets only, so certificate and backend targets serialise exactly as before.
+    """
 
     service: str  # APIM service name
     kind: TargetKind
-    name: str  # entity id or backend id
+    name: str  # entity id, backend id, or the policy's path below the service ("global", ...)
     from_: str | None  # what it referenced before (secret id or certificate entity id)
     to: str | None  # what it references now / would reference
     result: TargetResult
+    scope: str | None = None  # policy: global, product, api, operation
+    resource_id: str | None = None  # policy: the policy's full ARM id
+    added: tuple[str, ...] = ()  # policy: thumbprints added
+    removed: tuple[str, ...] = ()  # policy: thumbprints removed
+    at: datetime | None = None  # policy: when the write was made
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record."""
-        return {
+        """JSON-ready dict; ``from_`` is spelled ``from`` as in the audit record. Policy
+        targets add ``scope``, ``resource_id``, ``added``, ``removed`` and ``at``."""
+        out: dict[str, object] = {
             "service": self.service,
             "kind": str(self.kind),
             "name": self.name,
@@ -341,6 +355,13 @@ class AuditTarget:
             "to": self.to,
             "result": str(self.result),
         }
+        if self.kind is TargetKind.POLICY:
+            out["scope"] = self.scope
+            out["resource_id"] = self.resource_id
+            out["added"] = list(self.added)
+            out["removed"] = list(self.removed)
+            out["at"] = self.at.isoformat().replace("+00:00", "Z") if self.at else None
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,8 +7,8 @@ importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from rotation.domain.actions import Action, describe
 from rotation.domain.bindings import Binding
@@ -30,6 +30,7 @@ from rotation.ports import (
     BackendCanary,
     CertificateSource,
     Clock,
+    InboundPolicies,
     ValidationHistory,
     Validator,
 )
@@ -60,7 +61,9 @@ class RolloutContext:
     pin_identity: bool
     canary: BackendCanary | None = None  # None: ROTATION_CANARY=off
     canary_mode: CanaryMode = CanaryMode.OFF
-    history: ValidationHistory | None = None  # follow: where "last validated" comes from
+    history: ValidationHistory | None = None  # follow and inbound: what the trail says
+    inbound: InboundPolicies | None = None  # policy documents (inbound identities)
+    inbound_overlap: timedelta = timedelta(days=7)  # ROTATION_INBOUND_OVERLAP_DAYS
 
 
 @dataclass(kw_only=True)
@@ -86,9 +89,14 @@ class Outcome:
     verdicts: dict[tuple[str, ...], CanaryVerdict] = field(default_factory=dict)
     baselines: dict[str, SecretMaterial | None] = field(default_factory=dict, repr=False)
 
-    def record(self, action: Action, result: TargetResult | None = None) -> None:
-        """Record the target ``action`` touches (``result`` overrides its default wording)."""
+    def record(
+        self, action: Action, result: TargetResult | None = None, *, at: datetime | None = None
+    ) -> None:
+        """Record the target ``action`` touches (``result`` overrides its default wording;
+        ``at``: when a policy document was written)."""
         target = describe(action, result)
+        if at is not None:
+            target = replace(target, at=at)
         key = (target.service.lower(), str(target.kind), target.name.lower())
         earlier = self.targets.get(key)
         if earlier is not None and earlier.result.changed and target.result in _KEEP_OVER:

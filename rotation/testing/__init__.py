@@ -11,6 +11,9 @@
 - ``MemoryLock``: a threading ``RotationLock`` per certificate; ``held``, ``acquisitions``,
   ``contended`` (set when a ``hold`` finds the lock taken) and ``fail`` (raise on ``hold``).
 - ``FakeValidator``: parses the bundle for its leaf and returns the findings you configured.
+- ``FakeInboundPolicies``: APIM policy documents per service (``add_policy``, ``policy_id``) with
+  ETags that change on every write and the adapter's compare-and-swap; ``writes`` logs the
+  writes, ``calls`` counts, ``race_once`` makes the next write lose a race (412), ``fail``.
 
 Nothing here imports ``devstack``: callers pass bytes and ``cryptography`` objects.
 """
@@ -22,14 +25,18 @@ from rotation.testing._certs import summarize_certificate
 from rotation.testing._clock import FrozenClock
 from rotation.testing._keyvault import FakeCertificateSource
 from rotation.testing._memory import MemoryAuditSink, MemoryLock
+from rotation.testing._policies import FakeInboundPolicies, PolicyWrite, policy_id
 from rotation.testing._validator import FakeValidator
 
 __all__ = [
     "FakeApimGateway",
     "FakeCertificateSource",
+    "FakeInboundPolicies",
     "FakeValidator",
     "FrozenClock",
     "MemoryAuditSink",
     "MemoryLock",
+    "PolicyWrite",
+    "policy_id",
     "summarize_certificate",
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from rotation.domain.errors import (
     RotationError,
     TransientDependencyError,
 )
 from rotation.domain.follow import last_validated
+from rotation.domain.inbound import added_at
 from rotation.domain.model import (
     AuditRecord,
 )
@@ -79,6 +81,12 @@ class MemoryAuditSink:
     def last_validated(self, vault_url: str, certificate: str) -> str | None:
         """``ValidationHistory``: the last validated version on record (``follow``)."""
         return last_validated((r.as_dict() for r in self.records), vault_url, certificate)
+
+    def inbound_added_at(
+        self, vault_url: str, certificate: str
+    ) -> dict[tuple[str, str], datetime]:
+        """``ValidationHistory``: when each inbound thumbprint was added, on record."""
+        return added_at((r.as_dict() for r in self.records), vault_url, certificate)
 
     @property
     def events(self) -> list[str]:

@@ -158,6 +158,25 @@ class TestTableValidationHistory:
         assert history.last_validated(vault, "partner-mtls") == "v2"
         assert history.last_validated(vault, "other") == "v9"
 
+    def test_inbound_added_at_reads_the_policy_targets_back(self, table):
+        """The inbound overlap asks the trail when a thumbprint was added to a document: a
+        policy target's ``added`` and ``at`` survive the table and the chain verification."""
+        sink = TableAuditSink(table, clock=FrozenClock(AT))
+        history = TableValidationHistory(table)
+        vault = "https://kv-rotation-demo.vault.azure.net"
+        rid = "/subscriptions/1/resourceGroups/rg/providers/Microsoft.ApiManagement/service/a/policies/policy"
+        policy = AuditTarget(
+            service="a", kind=TargetKind.POLICY, name="global", from_="A1" * 20,
+            to=f"{'A1' * 20},{'B2' * 20}", result=TargetResult.UPDATED, scope="global",
+            resource_id=rid, added=("B2" * 20,), at=AT,
+        )  # fmt: skip
+        assert history.inbound_added_at(vault, "caller") == {}
+
+        sink.write(replace(_record("caller"), targets=(policy,)))
+
+        assert history.inbound_added_at(vault, "caller") == {(rid.lower(), "B2" * 20): AT}
+        assert history.inbound_added_at(vault, "partner-mtls") == {}
+
     def test_a_missing_table_is_no_history(self, azurite):
         history = TableValidationHistory.from_connection_string(
             azurite.connection_string, f"missing{uuid.uuid4().hex[:8]}"

@@ -227,6 +227,7 @@ class TestAuditCommand:
                 {**target, "kind": "certificate", "result": "updated"},
                 {**target, "kind": "gateway", "result": "updated"},
                 {**target, "kind": "backend", "result": "rolled_back"},
+                {**target, "kind": "policy", "result": "updated"},
             ],
         }
         path = tmp_path / "vocabulary.jsonl"
@@ -238,6 +239,7 @@ class TestAuditCommand:
         assert "targets[1].kind is not one of certificate, backend, policy" in result.stderr
         assert "targets[2].result is not a documented target result" in result.stderr
         assert "targets[0]" not in result.stderr
+        assert "targets[3]" not in result.stderr  # a policy target (inbound identities)
 
     def test_secret_material_fails_verification_and_is_not_printed(self, tmp_path):
         """A record holding a secret exits 1, and the secret is not echoed."""

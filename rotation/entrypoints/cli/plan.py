@@ -25,6 +25,8 @@ from rotation.entrypoints.cli.wiring import (
 
 __all__ = ["plan"]
 
+_SHA1_HEX = 40  # a policy target's from/to: comma-separated SHA-1 thumbprints
+
 _WOULD = {  # what the plan says, conditionally: nothing has happened
     Decision.APPLIED: "a rotation would apply it (decision applied)",
     Decision.ALREADY_CURRENT: "every binding already presents it (decision already_current)",
@@ -97,9 +99,12 @@ def _print_plan(body: dict[str, Any]) -> None:
 
 
 def _tail(reference: str | None) -> str:
-    """A short form of a secret URL (its version, or ``(versionless)``) or an entity id."""
+    """A short form of a secret URL (its version, or ``(versionless)``), an entity id, or a
+    policy target's thumbprints (the first 12 digits of each)."""
     if not reference:
         return "-"
+    if "/" not in reference and all(len(t) == _SHA1_HEX for t in reference.split(",")):
+        return ",".join(t[:12] for t in reference.split(","))
     parts = reference.rstrip("/").split("/")
     if "secrets" in parts[:-1]:
         return "(versionless)" if parts[-2] == "secrets" else parts[-1][:12]
