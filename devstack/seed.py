@@ -85,6 +85,8 @@ class ScenePki:
     partner_root: Issued  # a second trust anchor of ours, which the demo's backend does not trust
     v4: bytes  # issued under ``partner_root``: valid for certrotate, refused by the backend
     caller: bytes  # ``partner-caller``: the inbound client certificate callers present to APIM
+    caller_renewal: bytes  # its renewal (issued an hour ago), as Key Vault would import it
+    callers: tuple[Issued, Issued]  # the caller's certificate and its renewal, with their keys
 
 
 def mint_scene_pki(now: dt.datetime) -> ScenePki:
@@ -92,8 +94,8 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
     clientAuth), a rogue root issuing v3, and a second trusted root issuing v4 (the demo's
     backend trusts only the first root).
 
-    v1 was issued 60 days before ``now``, v2 an hour before, the caller 30 days before, each for
-    a quarter year.
+    v1 was issued 60 days before ``now``, v2 an hour before, the caller 30 days before (its
+    renewal an hour before), each for a quarter year.
     """
     root = mint_certificate(
         "certrotate Demo Root CA", ca=True, not_before=now - _YEAR, not_after=now + 10 * _YEAR
@@ -118,6 +120,13 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         cert = mint_certificate(name, issuer=issuer, not_before=start, not_after=start + _YEAR / 4)
         return to_pkcs12(cert, chain)
 
+    def client(age_days: int) -> Issued:
+        start = now - dt.timedelta(days=age_days, hours=1)
+        return mint_certificate(
+            "partner-caller.demo.test", issuer=inter, not_before=start, not_after=start + _YEAR / 4
+        )
+
+    callers = (client(30), client(0))
     return ScenePki(
         root=root,
         v1=leaf(inter, [inter, root], 60),
@@ -126,7 +135,9 @@ def mint_scene_pki(now: dt.datetime) -> ScenePki:
         other=leaf(inter, [inter, root], 10),
         partner_root=partner_root,
         v4=leaf(partner_root, [partner_root], 0),
-        caller=leaf(inter, [inter, root], 30, "partner-caller.demo.test"),
+        caller=to_pkcs12(callers[0], [inter, root]),
+        caller_renewal=to_pkcs12(callers[1], [inter, root]),
+        callers=callers,
     )
 
 

@@ -11,6 +11,12 @@ real-shaped Event Grid events follow, each parsed by ``rotation.intake.events``:
 4. a v3 from an issuer nobody trusts     -> ``rejected`` (with its finding codes)
 5. (nginx available) a v4 that chains to a trusted anchor the backend does not trust
                                           -> ``rejected`` by the canary (``canary.refused``)
+6. the inbound half: ``partner-caller``, the client certificate callers present to APIM, is
+   pinned by ``validate-client-certificate`` in the global and the ``orders`` API policies; its
+   renewal arrives                        -> ``applied`` (its thumbprint is added next to the
+   old one: callers with either certificate get in, checked at the gateway stand-in)
+7. eight days later the reconcile sweep   -> ``applied`` (the overlap has passed: the old
+   thumbprint is removed, a caller presenting it is refused)
 
 When the Debian ``nginx`` is installed, the backends are served by a real nginx on loopback that
 requires a client certificate from the demo root (``devstack.nginx``), and the canary runs in
@@ -37,28 +43,35 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from devstack.gateway import Gateway, call, policy_thumbprints, stored_policy, thumbprint_of
+from devstack.gateway import PolicyScope as GatewayScope
 from devstack.nginx import Nginx, NginxError, start_nginx
 from devstack.seed import (
     CERTIFICATE,
+    INBOUND_API,
     OTHER_CERTIFICATE,
     ScenePki,
     bind_scene,
     mint_scene_pki,
     new_version_event,
+    pin_inbound,
 )
-from devstack.stack import Devstack
+from devstack.stack import INBOUND_CERTIFICATE, Devstack
 from devstack.tls import mint_server_tls
 from rotation.adapters.auditlog import JsonLinesAuditSink
 from rotation.bootstrap import build_service
 from rotation.config import Settings
 from rotation.domain.errors import RotationError
-from rotation.domain.model import Decision, KeyVaultEvent, Trigger
+from rotation.domain.model import AuditRecord, Decision, KeyVaultEvent, Trigger
+from rotation.domain.policies import find_thumbprints
 from rotation.intake.events import parse_payload
 from rotation.service import RotationService
 
 __all__ = ["CERTIFICATE", "DemoStep", "run_demo"]
 
 _BACKENDS = ("orders-api", "payments-api", "inventory-api")
+_OVERLAP = dt.timedelta(days=7)  # ROTATION_INBOUND_OVERLAP_DAYS's default
+_ADMITTED = 200
 # (service, backend) -> (entity, version, thumbprint)
 Snapshot = dict[tuple[str, str], tuple[str, str, str]]
 
@@ -127,6 +140,18 @@ def _table(title: str, view: Snapshot, before: Snapshot | None = None) -> Table:
     return table
 
 
+class _DemoClock:
+    """The service's clock: the real time plus however far the story has jumped ahead."""
+
+    def __init__(self, now: Callable[[], dt.datetime]) -> None:
+        self._now = now
+        self.ahead = dt.timedelta(0)
+
+    def now(self) -> dt.datetime:
+        """Now, as the story tells it."""
+        return self._now() + self.ahead
+
+
 @dataclass(slots=True)
 class _Run:
     """State shared by the steps of one demo run."""
@@ -137,7 +162,7 @@ class _Run:
     versions: dict[str, str]
     pki: ScenePki
     console: Console
-    now: Callable[[], dt.datetime]
+    clock: _DemoClock
     sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     canary: bool = False  # the backends are a real nginx and the canary enforces
 
@@ -150,7 +175,7 @@ class _Run:
     def payload(self, key: str) -> list[dict[str, Any]]:
         """The delivery for version ``key``; asking twice redelivers the very same event."""
         if key not in self.sent:
-            self.sent[key] = [new_version_event(self.stack, self.version(key), self.now())]
+            self.sent[key] = [new_version_event(self.stack, self.version(key), self.clock.now())]
         return self.sent[key]
 
     def snapshot(self) -> Snapshot:
@@ -207,6 +232,118 @@ def _play(run: _Run, step: DemoStep) -> bool:
     return ok
 
 
+# --- the inbound half -------------------------------------------------------------------------
+
+
+def _scopes(stack: Devstack) -> list[tuple[str, GatewayScope]]:
+    """The policy documents the scene pins the caller in: global and the ``orders`` API's."""
+    return [
+        (label, scope)
+        for service in stack.apim_services
+        for label, scope in (
+            (f"{service} global", GatewayScope(service)),
+            (f"{service} api {INBOUND_API}", GatewayScope(service, api=INBOUND_API)),
+        )
+    ]
+
+
+def _identities(title: str, run: _Run) -> Table:
+    """One row per policy document pinning the caller: the thumbprints it pins, marked by
+    which certificate they belong to."""
+    names = {
+        thumbprint_of(issued.cert): label
+        for issued, label in zip(run.pki.callers, ("current", "renewed"), strict=True)
+    }
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in ("policy document", "pinned thumbprints (SHA-1)"):
+        table.add_column(column, no_wrap=True)
+    for label, scope in _scopes(run.stack):
+        pinned = [p.thumbprint for p in find_thumbprints(stored_policy(run.stack, scope) or "")]
+        shown = ", ".join(f"{t[:8]}… ({names.get(t, 'other')})" for t in pinned)
+        table.add_row(label, shown or "-")
+    return table
+
+
+def _at_gateway(run: _Run, gateway: Gateway, when: str) -> tuple[int, int]:
+    """What the gateway answers a caller presenting the current and the renewed certificate."""
+    current, renewed = run.pki.callers
+    answers = (call(gateway, current), call(gateway, renewed))
+    run.console.print(
+        f"  {when}, the gateway answers: current certificate {answers[0]}, renewed "
+        f"certificate {answers[1]}",
+        markup=False,
+    )
+    return answers
+
+
+def _verdict(run: _Run, ok: bool, decision: Decision, expected: Decision) -> bool:
+    mark = "[green]✓[/]" if ok else "[bold red]✗[/]"
+    run.console.print(f"{mark} decision: [bold]{decision}[/] (expected {expected})")
+    return ok
+
+
+def _inbound(run: _Run) -> list[bool]:
+    """Chapters 6 and 7: the caller's renewal is added next to the old identity, and after the
+    overlap the reconcile sweep retires the old one; a gateway stand-in enforcing the first
+    service's global policy shows what a caller sees."""
+    console, stack = run.console, run.stack
+    first = _scopes(stack)[0][1]
+    with Gateway(policy_thumbprints(stack, first), stack.tls) as gateway:
+        console.rule("6. A partner caller's certificate is renewed", align="left")
+        console.print(
+            f"Callers present {INBOUND_CERTIFICATE}; validate-client-certificate pins its "
+            "thumbprint. Key Vault created the renewal.",
+            markup=False,
+        )
+        before = _at_gateway(run, gateway, "Before")
+        version = stack.import_certificate(INBOUND_CERTIFICATE, run.pki.caller_renewal)
+        payload = [
+            new_version_event(stack, version, run.clock.now(), certificate=INBOUND_CERTIFICATE)
+        ]
+        decision, _, error = _handle(run, payload)
+        if error:
+            console.print(f"  error: {error}", markup=False)
+        during = _at_gateway(run, gateway, "After")
+        console.print(_identities("After: both identities pinned (the overlap)", run))
+        added = _verdict(
+            run,
+            decision is Decision.APPLIED
+            and before[0] == _ADMITTED
+            and before[1] != _ADMITTED
+            and during == (_ADMITTED, _ADMITTED),
+            decision,
+            Decision.APPLIED,
+        )
+
+        console.rule("7. Eight days later: the reconcile sweep", align="left")
+        run.clock.ahead += _OVERLAP + dt.timedelta(days=1)
+        console.print(
+            f"The {_OVERLAP.days}-day overlap has passed since the renewal was added.",
+            markup=False,
+        )
+        record = _sweep(run)
+        after = _at_gateway(run, gateway, "After")
+        console.print(_identities("After: the old identity is retired", run))
+        swept = record.decision if record else Decision.FAILED
+        retired = _verdict(
+            run,
+            swept is Decision.APPLIED and after[0] != _ADMITTED and after[1] == _ADMITTED,
+            swept,
+            Decision.APPLIED,
+        )
+    return [added, retired]
+
+
+def _sweep(run: _Run) -> AuditRecord | None:
+    """Run the reconcile sweep; the inbound certificate's record (None when it failed)."""
+    try:
+        records = run.service.reconcile(trigger=Trigger.CLI)
+    except RotationError as exc:
+        run.console.print(f"  error: {type(exc).__name__}: {exc}", markup=False)
+        return None
+    return next((r for r in records if r.certificate == INBOUND_CERTIFICATE), None)
+
+
 def _system_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -250,7 +387,9 @@ def _stage(
         versions = {
             "v1": stack.import_certificate(CERTIFICATE, pki.v1),
             OTHER_CERTIFICATE: stack.import_certificate(OTHER_CERTIFICATE, pki.other),
+            INBOUND_CERTIFICATE: stack.import_certificate(INBOUND_CERTIFICATE, pki.caller),
         }
+        pin_inbound(stack, thumbprint_of(pki.callers[0].cert))
         bind_scene(
             stack,
             {CERTIFICATE: versions["v1"], OTHER_CERTIFICATE: versions[OTHER_CERTIFICATE]},
@@ -262,8 +401,9 @@ def _stage(
             stack.canary_mode = "enforce"
             extra["ROTATION_CANARY_SERVER_CA"] = str(Path(tmp) / "nginx-tls" / "ca.pem")
         settings = Settings.from_env(stack.env() | extra)
-        service = build_service(settings, audit=JsonLinesAuditSink(audit_log))
-        run = _Run(stack, service, settings.vaults, versions, pki, console, now)
+        clock = _DemoClock(now)
+        service = build_service(settings, audit=JsonLinesAuditSink(audit_log), clock=clock)
+        run = _Run(stack, service, settings.vaults, versions, pki, console, clock)
         run.canary = nginx is not None
         backends = f"nginx on localhost:{nginx.port}, canary enforce" if nginx else "made up"
         console.print(
@@ -273,6 +413,7 @@ def _stage(
             markup=False,
         )
         console.print(_table("Before: what each backend presents", run.snapshot()))
+        console.print(_identities("Before: the caller identities the policies pin", run))
         yield run
 
 
@@ -295,6 +436,7 @@ def run_demo(
     with _stage(console, strategy, audit_log, now) as run:
         steps = (*STEPS, CANARY_STEP) if run.canary else STEPS
         results.extend(_play(run, step) for step in steps)
+        results.extend(_inbound(run))
     events = [json.loads(line)["event"] for line in audit_log.read_text("utf-8").splitlines()]
     targets = events.count("rotation.target")
     console.rule()

@@ -563,7 +563,7 @@ class TestPlan:
 
 # --- demo -----------------------------------------------------------------------------------------
 
-_DECISIONS = ["applied", "already_current", "superseded", "rejected", "rejected"]
+_DECISIONS = ["applied", "already_current", "superseded", "rejected", "rejected", "applied"]
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{120,}")
 
 
@@ -611,20 +611,23 @@ class TestDemo:
         assert result.exit_code == 0, result.output
         assert "nginx could not start" in result.stdout
         assert "skipping the canary scene" in result.stdout
-        assert "All 4 decisions as expected" in result.stdout
+        assert "All 6 decisions as expected" in result.stdout
         assert "canary." not in result.stdout
 
     def test_tells_the_four_decisions_in_order_and_exits_0(self, demo_run):
-        """The demo shows applied, already_current, superseded, rejected, in that order."""
+        """The demo shows applied, already_current, superseded, rejected (twice), then the
+        inbound chapters' applied, in that order."""
         result, _, _ = demo_run
 
-        positions = [result.stdout.find(f"decision: {d}") for d in _DECISIONS]
+        positions, at = [], 0
+        for decision in _DECISIONS:  # each one after the one before
+            at = result.stdout.find(f"decision: {decision}", at + 1)
+            positions.append(at)
         assert result.exit_code == 0, result.output
         assert -1 not in positions
-        assert positions == sorted(positions)
         assert "chain.untrusted" in result.stdout
         assert "canary.refused" in result.stdout  # chapter 5: nginx refuses v4
-        assert "All 5 decisions as expected" in result.stdout
+        assert "All 7 decisions as expected" in result.stdout
 
     def test_audit_log_has_one_record_per_decision_with_section_5_fields(self, demo_run):
         """The JSON Lines log holds one canonical record per step, each with every audit field."""
@@ -632,13 +635,21 @@ class TestDemo:
 
         records = [json.loads(line) for line in log.read_text().splitlines()]
         canonical = [r for r in records if r["event"] != "rotation.target"]
-        assert [r["decision"] for r in canonical] == _DECISIONS
+        assert [r["decision"] for r in canonical[: len(_DECISIONS)]] == _DECISIONS
         assert all(set(AUDIT_FIELDS) <= r.keys() for r in records)
         assert canonical[3]["findings"] == ["chain.untrusted"]
         # The devstack publishes no CRL: every validation also warns revocation.unavailable.
         assert canonical[4]["findings"] == ["revocation.unavailable", "canary.refused"]
         assert "canary.passed" in canonical[0]["findings"]  # v2 is trusted by the backend
         assert str(log) in demo_run[0].stdout
+        # Chapters 6 and 7: the caller's renewal added at every pinning policy, then (the sweep)
+        # the old identity removed from each.
+        caller = [r for r in canonical if r["certificate"] == "partner-caller"]
+        assert [r["decision"] for r in caller] == ["applied", "applied"]
+        added, retired = ([t for t in r["targets"] if t["kind"] == "policy"] for r in caller)
+        assert len(added) == len(retired) == 4  # global and the orders API, in two services
+        assert all(t["added"] and not t["removed"] for t in added)
+        assert all(t["removed"] == [added[0]["from"]] and not t["added"] for t in retired)
 
     def test_no_secret_reaches_screen_or_log(self, demo_run):
         """No private key, devstack token or PFX body appears in the output or the audit log."""
