@@ -11,6 +11,8 @@ event writes nothing.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from devstack.gateway import Gateway, PolicyScope, call, policy_thumbprints, stored_policy
@@ -111,8 +113,8 @@ class Inbound:
     def canonical(self) -> list[AuditRecord]:
         return [r for r in self.world.audit.records if r.event != "rotation.target"]
 
-    def reconcile(self, **advance: float) -> None:
-        self.world.clock.advance(**advance)
+    def reconcile(self, *, days: int) -> None:
+        self.world.clock.advance(timedelta(days=days))
         self.service.reconcile(trigger=Trigger.TIMER)
 
 
