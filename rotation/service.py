@@ -223,20 +223,8 @@ class RotationService:
         for vault, name in bound_certificates(list(self._vaults.values()), entities):
             if self.is_inbound(vault, name):
                 continue  # the inbound sweep below handles it
-            started = time.perf_counter()
             rollout = Rollout(self._context, vault, name, inventory=inventory)
-            try:
-                outcome = self._converge(rollout)
-            except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
-                outcome = rollout.outcome
-                outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
-            records.append(
-                self._record(
-                    outcome, event=None, trigger=trigger, started=started, correlation=correlation
-                )
-            )
-            if outcome.error is not None:
-                failures.append(outcome.error)
+            outcome = self._sweep_one(rollout, trigger, correlation, records, failures)
             alert = self._expiry_alert(outcome, trigger=trigger, correlation=correlation)
             if alert is not None:
                 self._audit.write(alert)
@@ -319,22 +307,35 @@ class RotationService:
         for vault, name in self._inbound.values():
             if vault_key(vault) not in self._vaults:
                 continue  # settings check it; a service built by hand may not
-            started = time.perf_counter()
             rollout = InboundRollout(self._context, vault, name, listing=listing)
-            try:
-                outcome = self._converge(rollout)
-            except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
-                outcome = rollout.outcome
-                outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
-            records.append(
-                self._record(
-                    outcome, event=None, trigger=trigger, started=started, correlation=correlation
-                )
-            )
-            if outcome.error is not None:
-                failures.append(outcome.error)
+            outcome = self._sweep_one(rollout, trigger, correlation, records, failures)
             # What a run wrote is not in the listing it planned from: the next one lists afresh.
             listing = None if outcome.wrote else rollout.listing
+
+    def _sweep_one(
+        self,
+        rollout: Rollout | InboundRollout,
+        trigger: Trigger,
+        correlation: str,
+        records: list[AuditRecord],
+        failures: list[RotationError],
+    ) -> Outcome:
+        """One certificate of a sweep: converge it and record the outcome; an unexpected
+        exception ends only this run (recorded ``failed``)."""
+        started = time.perf_counter()
+        try:
+            outcome = self._converge(rollout)
+        except Exception as exc:  # noqa: BLE001 - a bug for one certificate ends only its run
+            outcome = rollout.outcome
+            outcome.decision, outcome.error = Decision.FAILED, UnexpectedError.wrap(exc)
+        records.append(
+            self._record(
+                outcome, event=None, trigger=trigger, started=started, correlation=correlation
+            )
+        )
+        if outcome.error is not None:
+            failures.append(outcome.error)
+        return outcome
 
     def _converge(self, rollout: Rollout | InboundRollout) -> Outcome:
         """Run ``rollout``; a writing run holds the certificate's lock (dry runs take none).

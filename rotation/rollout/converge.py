@@ -17,10 +17,9 @@ from __future__ import annotations
 from rotation.domain.actions import AlreadyCurrent, RetireEntity, Superseded
 from rotation.domain.bindings import Binding
 from rotation.domain.decisions import settle
-from rotation.domain.errors import PreconditionFailedError, RotationError
+from rotation.domain.errors import PreconditionFailedError
 from rotation.domain.follow import needs_validation, pin_back
 from rotation.domain.model import (
-    CertificateVersion,
     Decision,
     KeyVaultEvent,
     Strategy,
@@ -30,7 +29,7 @@ from rotation.domain.planning import needs_change
 from rotation.rollout.apply import apply_actions, write_action
 from rotation.rollout.canary import run_canary
 from rotation.rollout.resolve import bindings_in, list_inventory, plan
-from rotation.rollout.state import Inventory, Outcome, RolloutContext
+from rotation.rollout.state import Inventory, RolloutBase, RolloutContext
 from rotation.rollout.validate import validate
 
 __all__ = ["Rollout"]
@@ -38,7 +37,7 @@ __all__ = ["Rollout"]
 _UNREAD = object()  # the trail's last validated version has not been asked for yet
 
 
-class Rollout:
+class Rollout(RolloutBase):
     """Converge one certificate's APIM bindings onto its newest valid version."""
 
     def __init__(
@@ -55,40 +54,17 @@ class Rollout:
         replay's shared listing); a compare-and-swap that refuses a plan drops it and re-lists.
         ``borrowed``: ``inventory`` is a listing an earlier rollout made (a replay's shared
         one), so a plan refused on it is one more attempt, not one of ``max_attempts``."""
-        self.ctx = context
-        self.vault_url = vault_url
-        self.name = certificate_name
-        self.event = event
+        super().__init__(context, vault_url, certificate_name, event)
         self._inventory = inventory
         self._extra_attempts = 1 if borrowed and inventory is not None else 0
-        self._versions: tuple[CertificateVersion, ...] | None = None
         self._final = True
         self._validated: object = _UNREAD
         self.replanned = False  # a compare-and-swap refused a plan: the listing was re-read
-        self.outcome = Outcome(vault=vault_url, certificate=certificate_name)
 
     @property
     def inventory(self) -> Inventory | None:
         """The APIM listing the rollout planned from last (None: it never got that far)."""
         return self._inventory
-
-    def run(self, *, write: bool) -> Outcome:
-        """Converge (``write``) or only plan and validate (dry run / preview). Never raises a
-        ``RotationError``: it lands in ``Outcome.error`` with decision ``failed``."""
-        try:
-            self._converge(write=write)
-        except RotationError as exc:
-            self.outcome.decision = Decision.FAILED
-            self.outcome.error = exc
-        return self.outcome
-
-    def versions(self) -> tuple[CertificateVersion, ...]:
-        """The certificate's versions, listed once per rollout."""
-        if self._versions is None:
-            self._versions = tuple(
-                self.ctx.source.list_certificate_versions(self.vault_url, self.name)
-            )
-        return self._versions
 
     def _converge(self, *, write: bool) -> None:
         out = self.outcome

@@ -34,7 +34,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.planning import choose_candidate
 from rotation.ports import InboundPolicies
-from rotation.rollout.state import Outcome, RolloutContext
+from rotation.rollout.state import RolloutBase, RolloutContext
 from rotation.rollout.validate import validate
 
 __all__ = ["InboundRollout", "PolicyListing", "list_policies"]
@@ -50,7 +50,7 @@ def list_policies(inbound: InboundPolicies, services: tuple[str, ...]) -> Policy
     return {service: tuple(inbound.list_policies(service)) for service in services}
 
 
-class InboundRollout:
+class InboundRollout(RolloutBase):
     """Converge one certificate's inbound identities onto its newest valid version."""
 
     def __init__(
@@ -64,37 +64,14 @@ class InboundRollout:
     ) -> None:
         """``listing``: policy documents to plan from instead of listing (the reconcile sweep
         lists once for every inbound certificate); a refused compare-and-swap re-lists."""
-        self.ctx = context
-        self.vault_url = vault_url
-        self.name = certificate_name
-        self.event = event
+        super().__init__(context, vault_url, certificate_name, event)
         self._listing = listing
-        self._versions: tuple[CertificateVersion, ...] | None = None
         self._added: object = _UNREAD
-        self.outcome = Outcome(vault=vault_url, certificate=certificate_name)
 
     @property
     def listing(self) -> PolicyListing | None:
         """The policy documents the rollout planned from last (None: it never listed)."""
         return self._listing
-
-    def run(self, *, write: bool) -> Outcome:
-        """Converge (``write``) or only plan and validate (dry run, ``plan``). Never raises a
-        ``RotationError``: it lands in ``Outcome.error`` with decision ``failed``."""
-        try:
-            self._converge(write=write)
-        except RotationError as exc:
-            self.outcome.decision = Decision.FAILED
-            self.outcome.error = exc
-        return self.outcome
-
-    def versions(self) -> tuple[CertificateVersion, ...]:
-        """The certificate's versions, listed once per rollout."""
-        if self._versions is None:
-            self._versions = tuple(
-                self.ctx.source.list_certificate_versions(self.vault_url, self.name)
-            )
-        return self._versions
 
     def _converge(self, *, write: bool) -> None:
         out = self.outcome

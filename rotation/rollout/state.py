@@ -20,6 +20,7 @@ from rotation.domain.model import (
     AuditTarget,
     CertificateVersion,
     Decision,
+    KeyVaultEvent,
     SecretMaterial,
     Strategy,
     TargetResult,
@@ -35,7 +36,7 @@ from rotation.ports import (
     Validator,
 )
 
-__all__ = ["Inventory", "Outcome", "RolloutContext"]
+__all__ = ["Inventory", "Outcome", "RolloutBase", "RolloutContext"]
 
 Inventory = dict[str, tuple[tuple[ApimCertificate, ...], tuple[ApimBackend, ...]]]
 """APIM listings per service id: every certificate entity, and the backends where bound."""
@@ -112,3 +113,44 @@ class Outcome:
     def wrote(self) -> bool:
         """Some target was written to APIM (or a write was tried and failed)."""
         return any(t.result.wrote for t in self.targets.values())
+
+
+class RolloutBase:
+    """What every rollout of one certificate shares: its context, names and event, the outcome
+    it fills in, ``run`` (a ``RotationError`` lands in the outcome) and the version list (read
+    once). Subclasses implement ``_converge``."""
+
+    def __init__(
+        self,
+        context: RolloutContext,
+        vault_url: str,
+        certificate_name: str,
+        event: KeyVaultEvent | None,
+    ) -> None:
+        self.ctx = context
+        self.vault_url = vault_url
+        self.name = certificate_name
+        self.event = event
+        self._versions: tuple[CertificateVersion, ...] | None = None
+        self.outcome = Outcome(vault=vault_url, certificate=certificate_name)
+
+    def run(self, *, write: bool) -> Outcome:
+        """Converge (``write``) or only plan and validate (dry run, ``plan``). Never raises a
+        ``RotationError``: it lands in ``Outcome.error`` with decision ``failed``."""
+        try:
+            self._converge(write=write)
+        except RotationError as exc:
+            self.outcome.decision = Decision.FAILED
+            self.outcome.error = exc
+        return self.outcome
+
+    def versions(self) -> tuple[CertificateVersion, ...]:
+        """The certificate's versions, listed once per rollout."""
+        if self._versions is None:
+            self._versions = tuple(
+                self.ctx.source.list_certificate_versions(self.vault_url, self.name)
+            )
+        return self._versions
+
+    def _converge(self, *, write: bool) -> None:
+        raise NotImplementedError
