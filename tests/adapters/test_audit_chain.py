@@ -434,6 +434,29 @@ class TestSweepAnchoring:
         stored = AnchorLog.from_connection_string(azurite.connection_string, container).read()
         assert stored == {PARTITION: {2: frozenset({rows(table)[-1]["hash"]})}}
 
+    def test_the_cli_sweep_anchors_too(self, azurite, table, container, tmp_path, devstack):
+        """`certrotate reconcile` anchors like the timer: one line on stderr, the heads stored."""
+        write(table, 2)
+
+        result = reconcile_cli(devstack, tmp_path, azurite, table, container)
+
+        assert result.exit_code == 0, result.output
+        assert f"anchored 1 audit chain head(s) in {container}" in result.stderr
+        stored = AnchorLog.from_connection_string(azurite.connection_string, container).read()
+        assert stored == {PARTITION: {2: frozenset({rows(table)[-1]["hash"]})}}
+
+    def test_a_failed_cli_anchoring_is_a_warning_not_a_failure(
+        self, azurite, table, tmp_path, devstack
+    ):
+        """A missing anchor container: one warning line (no connection string), exit 0."""
+        write(table, 1)
+
+        result = reconcile_cli(devstack, tmp_path, azurite, table, "absent-box")
+
+        assert result.exit_code == 0, result.output
+        assert "warning: the audit chains were not anchored: DependencyError" in result.stderr
+        assert "AccountKey" not in result.output
+
     def test_no_container_no_anchoring(self, tmp_path):
         chosen = settings(tmp_path, "UseDevelopmentStorage=true", "audit", "")
 
@@ -462,3 +485,15 @@ class TestSweepAnchoring:
         assert fields["error"] == "DependencyError"
         assert "does not exist" in str(fields["message"])
         assert "AccountKey" not in str(fields)
+
+
+def reconcile_cli(devstack, tmp_path, azurite, table, container: str):
+    """`certrotate reconcile` against the (empty) devstack with the audit table and anchors."""
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(mint_certificate("anchor test root", ca=True).pem)
+    env = {
+        **devstack.env(), "ROTATION_TRUST_ANCHORS": str(roots), "ROTATION_CANARY": "off",
+        "ROTATION_AUDIT_TABLE": table.table_name, "ROTATION_AUDIT_CONNECTION": azurite.connection_string,
+        "ROTATION_AUDIT_ANCHORS": container,
+    }  # fmt: skip
+    return CliRunner(env=env).invoke(cli, ["reconcile"])

@@ -20,6 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from rotation.config import Settings
 from rotation.domain.errors import RotationError
 from rotation.domain.model import AuditRecord, Decision, TargetResult, Trigger
 from rotation.entrypoints.cli.wiring import (
@@ -67,7 +68,7 @@ class _Sweep:
 @click.pass_context
 def reconcile(ctx: click.Context, dry_run: bool, as_json: bool, verbose: bool) -> None:
     """Run the reconcile sweep now: converge every certificate an APIM entity references in a
-    configured vault (catches missed events) and record near-expiry alerts.
+    configured vault (catches missed events) and record near-expiry alerts; with ROTATION_AUDIT_ANCHORS set, anchor the audit chains.
 
     The same sweep as the Functions app's `reconcile` timer, with the same settings. Prints one
     row per record of the sweep (certificate, version, record, decision, findings, targets
@@ -98,8 +99,31 @@ def reconcile(ctx: click.Context, dry_run: bool, as_json: bool, verbose: bool) -
     (err if as_json else Console(highlight=False)).print(_summary(records), markup=False)
     if error is not None:
         err.print(f"reconcile failed: {error}", markup=False)
+    _anchor(ctx, settings, err)
     failed = error is not None or any(r.decision is Decision.FAILED for r in records)
     ctx.exit(code if failed else 0)
+
+
+def _anchor(ctx: click.Context, settings: Settings, err: Console) -> None:
+    """Anchor every audit chain head, as the timer's sweep does (``ROTATION_AUDIT_ANCHORS``
+    with the audit table; nothing otherwise). A failure is one line on stderr and never the
+    exit status: the next sweep anchors again."""
+    from rotation import bootstrap  # noqa: PLC0415 - the storage SDK only when anchoring
+    from rotation.entrypoints.cli.wiring import Wiring  # noqa: PLC0415
+
+    wiring = ctx.find_object(Wiring) or Wiring()
+    try:
+        anchoring = bootstrap.build_anchoring(
+            settings, storage_credential=wiring.storage_credential
+        )
+        if anchoring is None:
+            return
+        count = anchoring()
+    except Exception as exc:  # noqa: BLE001 - anchoring must not fail the sweep
+        reason = redact(f"{type(exc).__name__}: {exc}")
+        err.print(f"warning: the audit chains were not anchored: {reason}", markup=False)
+        return
+    err.print(f"anchored {count} audit chain head(s) in {settings.audit_anchors}", markup=False)
 
 
 def _report_problems(records: Sequence[AuditRecord], err: Console) -> None:
