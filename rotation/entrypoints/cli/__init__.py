@@ -10,14 +10,16 @@ found a problem (rejected, malformed, failed), 2 usage.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
+from collections.abc import Iterator
 
 import click
 
 from rotation import __version__
 
-__all__ = ["COMMANDS", "LazyGroup", "cli", "main", "owns_process"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main", "owns_process", "startup"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module in this package, the command's short help, shown by `certrotate --help`)
@@ -77,7 +79,8 @@ class LazyGroup(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        module = importlib.import_module(f"{__name__}.{entry[0]}")
+        with startup():
+            module = importlib.import_module(f"{__name__}.{entry[0]}")
         command = getattr(module, cmd_name)
         if not isinstance(command, click.Command):  # pragma: no cover - a wrong table entry
             raise TypeError(f"{module.__name__}.{cmd_name} is not a click command")
@@ -117,8 +120,27 @@ class _Process:
 def owns_process() -> bool:
     """Whether the command runs in a ``certrotate`` process of its own (``main``), rather than
     inside a caller's (a test's ``CliRunner``): only then may it tune the process-wide garbage
-    collector (``wiring.wire``)."""
+    collector (``startup``)."""
     return _Process.owned
+
+
+@contextlib.contextmanager
+def startup() -> Iterator[None]:
+    """A start-up step of a ``certrotate`` process of its own (``owns_process``): importing the
+    command's module, and ``wiring.wire`` importing the SDKs and building the clients. No garbage
+    collection runs inside (the step allocates tens of thousands of objects that live until
+    exit, next to no garbage; the collections they would trigger cost about 70 ms of a replay
+    on a small VM), and what it allocated is frozen after it (``gc.freeze``), so the run's own
+    collections skip it. Inside a caller's process (tests) the collector is left alone."""
+    if not (_Process.owned and gc.isenabled()):
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def main() -> None:

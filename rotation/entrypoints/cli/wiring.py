@@ -10,12 +10,10 @@ object (``CliRunner().invoke(cli, args, obj=Wiring(...))``) instead of patching 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar, cast
 
@@ -211,7 +209,9 @@ def wire(
     Without ``verbose`` the Azure SDK's credential diagnostics (``DefaultAzureCredential``'s
     multi-line report) stay off stderr: the command reports a failed credential in one line.
     """
-    with _startup():
+    from rotation.entrypoints.cli import startup  # noqa: PLC0415 - the package, loaded
+
+    with startup():
         from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
         from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
         from rotation.config import Settings  # noqa: PLC0415
@@ -236,26 +236,6 @@ def wire(
             return settings, build_service(settings, audit=audit), audit
         except (ConfigError, DependencyError) as exc:
             raise click.UsageError(str(exc)) from exc
-
-
-@contextlib.contextmanager
-def _startup() -> Iterator[None]:
-    """Wiring in a ``certrotate`` process of its own (``owns_process``): no garbage collection
-    while the SDKs are imported and the clients built (tens of thousands of objects that live
-    until exit, next to no garbage; the collections they would trigger cost about 60 ms of a
-    replay on a small VM), then ``gc.freeze`` them, so the run's own collections skip them.
-    Inside a caller's process (tests) the collector is left alone."""
-    from rotation.entrypoints.cli import owns_process  # noqa: PLC0415 - the package, loaded
-
-    if not (owns_process() and gc.isenabled()):
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def storage_connection(
