@@ -19,7 +19,9 @@ and after:
 - duplicate: ``pin`` the entity pages; ``blue-green`` entity and backend pages.
 
 Wall time is the process's (start to exit), in-process time the canonical audit record's
-``duration_ms`` (the handling of the event, clients built lazily inside it), peak RSS from
+``duration_ms`` (the handling of the event, clients built lazily inside it; read from the
+records ``--audit-log FILE`` appends, since the audit lines reach stderr only with
+``--verbose``), peak RSS from
 ``wait4`` (through a small launcher: Linux starts a child's peak RSS at its parent's). The baseline is ``bench/minimal_pin.py`` (read the secret, list the entities, PUT
 the bound one; its in-process time is after its imports), run in its own process interleaved
 with the ``pin`` runs of the same size; both strategies' ratios are against it. Medians.
