@@ -19,7 +19,9 @@ and after:
 - duplicate: ``pin`` the entity pages; ``blue-green`` entity and backend pages.
 
 Wall time is the process's (start to exit), in-process time the canonical audit record's
-``duration_ms`` (the handling of the event, clients built lazily inside it), peak RSS from
+``duration_ms`` (the handling of the event, clients built lazily inside it; read from the
+records ``--audit-log FILE`` appends, since the audit lines reach stderr only with
+``--verbose``), peak RSS from
 ``wait4`` (through a small launcher: Linux starts a child's peak RSS at its parent's). The baseline is ``bench/minimal_pin.py`` (read the secret, list the entities, PUT
 the bound one; its in-process time is after its imports), run in its own process interleaved
 with the ``pin`` runs of the same size; both strategies' ratios are against it. Medians.
@@ -112,14 +114,14 @@ def base_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
-def canonical_ms(err: str) -> float:
-    """``duration_ms`` of the canonical audit record (structlog JSON lines on stderr)."""
-    for line in err.splitlines():
-        if line.startswith("{") and '"audit": true' in line:
-            record = json.loads(line)
-            if record.get("event") != "rotation.target":
-                return float(record["duration_ms"])
-    raise RuntimeError("no canonical audit record on stderr")
+def canonical_ms(audit_log: Path) -> float:
+    """``duration_ms`` of the canonical audit record in ``audit_log`` (``replay --audit-log``:
+    one JSON object per record; the audit JSON lines reach stderr only with ``--verbose``)."""
+    for line in audit_log.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("duration_ms") is not None and record.get("event") != "rotation.target":
+            return float(record["duration_ms"])
+    raise RuntimeError(f"no canonical audit record in {audit_log}")
 
 
 def snapshot(scene: ScaleScene) -> Snapshot:
@@ -183,22 +185,27 @@ class Bench:
         extra = {"ROTATION_STRATEGY": strategy, "ROTATION_RETAIN_PREVIOUS": "1"}
         return {**base_env(), **self.scene.env(**extra), "ROTATION_LOCK": "off"}
 
-    def replay(self, path: Path, strategy: str, expect: str) -> Proc:
-        proc = run([*certrotate(), "replay", "--json", str(path)], self.env(strategy))
+    def replay(self, path: Path, strategy: str, expect: str) -> tuple[Proc, float]:
+        """One ``certrotate replay --json`` of ``path``, and its in-process milliseconds from the
+        canonical audit record (``--audit-log``: a few appended lines, no table sink)."""
+        audit_log = self.tmp / "audit.jsonl"
+        audit_log.write_text("", encoding="utf-8")
+        argv = [*certrotate(), "replay", "--json", "--audit-log", str(audit_log), str(path)]
+        proc = run(argv, self.env(strategy))
         decision = json.loads(proc.out.splitlines()[-1])["decision"] if proc.out else None
         if proc.status != 0 or decision != expect:
             raise RuntimeError(f"replay: {decision} (expected {expect}): {proc.err[-2000:]}")
-        return proc
+        return proc, canonical_ms(audit_log)
 
     def rotation(self, strategy: str, row: Row | None) -> None:
         path = self.event_file(self.scene.new_version())
         before = snapshot(self.scene)
         self.log.clear()
-        proc = self.replay(path, strategy, "applied")
+        proc, inproc = self.replay(path, strategy, "applied")
         after = snapshot(self.scene)
         arm = self.log.arm.entries()
         self.log.clear()
-        dup = self.replay(path, strategy, "already_current")
+        dup, _ = self.replay(path, strategy, "already_current")
         if row is None:
             return
         row.requests.append(len(arm))
@@ -206,7 +213,7 @@ class Bench:
         row.bound.append(bounds(strategy, before, after))
         row.dup_requests.append(len(self.log.arm.entries()))
         row.wall.append(proc.wall)
-        row.inproc.append(canonical_ms(proc.err))
+        row.inproc.append(inproc)
         row.dup_wall.append(dup.wall)
         row.rss.append(proc.rss_kib)
 

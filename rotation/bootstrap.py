@@ -1,7 +1,7 @@
 """Composition root: the one place SDK clients, credentials and the service are built.
 
 Entrypoints call ``get_handler()``; tests replace it with ``monkeypatch`` or call
-``build_service(settings, ...)`` with explicit settings and fakes. Nothing here runs at import
+``build_service(settings, ...)`` (or ``build_handler``) with explicit settings and fakes. Nothing here runs at import
 time (the adapters and their SDKs are imported inside the builders), so a wrong setting can never
 stop the Functions host from indexing the app, and ``--help`` stays fast.
 
@@ -32,7 +32,11 @@ Wiring (``build_service``):
   (``rotation.adapters.telemetry.configure_telemetry``; docs/operations.md);
 - ``RotationService`` with every knob mapped from the settings, ``SystemClock``
   (``rotation.adapters.clock``), and the correlation id the entrypoint bound with
-  ``rotation.logconfig.bind_correlation``.
+  ``rotation.logconfig.bind_correlation``;
+- the Functions app's handler (``get_handler``, one per worker process): that service behind
+  ``RotationService.batch`` (``build_handler``), so invocations share a certificate's APIM
+  listing for ``ROTATION_LISTING_CACHE_SECONDS`` (default 30; 0: the service itself, listing
+  afresh for every event).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ __all__ = [
     "build_anchoring",
     "build_audit_sink",
     "build_canary",
+    "build_handler",
     "build_history",
     "build_lock",
     "build_service",
@@ -80,14 +85,30 @@ __all__ = [
 
 @functools.cache
 def get_handler() -> EventHandler:
-    """The rotation service wired to real adapters from the settings (built once, lazily).
+    """The Functions app's handler, wired to real adapters from the settings (built once per
+    worker process, lazily: ``build_handler``).
 
     Raises:
         ConfigError: the settings are invalid (every problem listed).
     """
     from rotation.config import Settings, read_environment  # noqa: PLC0415 - lazy by design
 
-    return build_service(Settings.from_env(read_environment()))
+    return build_handler(Settings.from_env(read_environment()))
+
+
+def build_handler(settings: Settings, **collaborators: Any) -> EventHandler:
+    """The ``EventHandler`` of a long-lived worker: ``build_service(settings, **collaborators)``
+    behind ``RotationService.batch`` with ``max_age_seconds=settings.listing_cache_seconds``
+    (``ROTATION_LISTING_CACHE_SECONDS``), so invocations for one certificate within that age
+    share its APIM listing, as a replay's events do; the service itself when it is 0.
+
+    Raises:
+        ConfigError: as ``build_service``.
+    """
+    service = build_service(settings, **collaborators)
+    if settings.listing_cache_seconds == 0:
+        return service
+    return service.batch(max_age_seconds=settings.listing_cache_seconds)
 
 
 def build_service(

@@ -17,11 +17,14 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 
 from rotation.domain.errors import DependencyError, TransientDependencyError
+
+if TYPE_CHECKING:  # httpx is imported on the first download: most validations fetch no CRL
+    import httpx
 
 __all__ = ["HttpCrlFetcher"]
 
@@ -85,10 +88,14 @@ class HttpCrlFetcher:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
+            import httpx  # noqa: PLC0415 - on first use
+
             self._client = httpx.Client(follow_redirects=True, max_redirects=3)
         return self._client
 
     def _download(self, url: str) -> bytes:
+        import httpx  # noqa: PLC0415 - on first use
+
         self.fetches += 1
         deadline = time.monotonic() + self.timeout
         try:
@@ -115,7 +122,7 @@ class HttpCrlFetcher:
 
 
 def _check_status(url: str, status: int) -> None:
-    if status == httpx.codes.OK:
+    if status == 200:  # noqa: PLR2004 - HTTP OK
         return
     error = TransientDependencyError if status == 429 or status >= 500 else DependencyError  # noqa: PLR2004
     raise error(

@@ -120,6 +120,7 @@ class Settings:
     lock_connection: StorageConnection | None = field(default=None, repr=False)
     lock_container: str = "certrotate-locks"
     lock_wait_seconds: float = 20.0
+    listing_cache_seconds: float = 30.0
     canary: CanaryMode = CanaryMode.WARN
     canary_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     canary_server_ca_path: Path | None = None
@@ -211,6 +212,9 @@ class Settings:
                 "ROTATION_LOCK_CONTAINER", "certrotate-locks", parse.container_name
             ),
             lock_wait_seconds=r.get("ROTATION_LOCK_WAIT_SECONDS", 20.0, parse.lock_wait),
+            listing_cache_seconds=r.get(
+                "ROTATION_LISTING_CACHE_SECONDS", 30.0, parse.non_negative_float
+            ),
             canary=canary.mode,
             canary_timeout_seconds=canary.timeout_seconds,
             canary_server_ca_path=canary.server_ca_path,

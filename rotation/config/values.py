@@ -36,6 +36,7 @@ __all__ = [
     "lock_wait",
     "log_level",
     "ncrontab",
+    "non_negative_float",
     "normalize_vault_url",
     "positive_float",
     "strategy",
@@ -152,6 +153,17 @@ def positive_float(raw: str) -> float:
         raise ValueError(f"{raw!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise ValueError(f"{raw!r} must be a finite number > 0")
+    return value
+
+
+def non_negative_float(raw: str) -> float:
+    """A finite number greater than or equal to zero."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{raw!r} must be a finite number >= 0")
     return value
 
 

@@ -1,12 +1,13 @@
 """``ListingCache``: APIM listings kept per certificate between the events of one replay.
 
-``RotationService.batch`` hands a replay an ``EventHandler`` whose events plan from the listing
-the previous run of the same certificate ended with (see ``docs/rotation.md``, "Replays: shared
-APIM listings").
+``RotationService.batch`` hands a replay (and the Functions app's worker, ``bootstrap.get_handler``)
+an ``EventHandler`` whose events plan from the listing the previous run of the same certificate
+ended with (see ``docs/rotation.md``, "Replays: shared APIM listings").
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ class ListingCache:
     Sharing is safe for the same reason reconcile's single listing is: every write is the
     gateway's compare-and-swap against what the plan saw, so a plan made from a listing that
     someone else has since made stale is refused, and the rollout re-lists and re-plans.
+    Safe to share between threads (a Functions worker runs invocations concurrently): a
+    listing is never changed once kept, and a run on another thread is someone else.
     """
 
     def __init__(self, clock: Clock, *, max_age: timedelta, max_certificates: int) -> None:
@@ -50,23 +53,27 @@ class ListingCache:
         self._max_age = max_age
         self._max = max_certificates
         self._kept: OrderedDict[tuple[str, str], _Listing] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._kept)
+        with self._lock:
+            return len(self._kept)
 
     def take(self, vault_url: str, certificate: str) -> _Listing | None:
         """The kept listing of ``certificate`` if it is still young enough, else None (an
         expired one is dropped)."""
         key = _listing_key(vault_url, certificate)
-        kept = self._kept.get(key)
-        if kept is None:
-            return None
-        age = self._clock.now() - kept.listed_at
-        if age < timedelta(0) or age >= self._max_age:
-            del self._kept[key]
-            return None
-        self._kept.move_to_end(key)
-        return kept
+        now = self._clock.now()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None:
+                return None
+            age = now - kept.listed_at
+            if age < timedelta(0) or age >= self._max_age:
+                del self._kept[key]
+                return None
+            self._kept.move_to_end(key)
+            return kept
 
     def settle(self, rollout: Rollout, *, listed_at: datetime) -> None:
         """After ``rollout`` ran: keep the listing it ended with, or drop the certificate's.
@@ -77,17 +84,19 @@ class ListingCache:
         key = _listing_key(rollout.vault_url, rollout.name)
         out = rollout.outcome
         inventory = rollout.inventory
-        if out.error is not None or rollout.replanned or out.wrote or inventory is None:
-            self._kept.pop(key, None)
-            return
-        self._kept[key] = _Listing(inventory, listed_at)
-        self._kept.move_to_end(key)
-        while len(self._kept) > self._max:
-            self._kept.popitem(last=False)
+        with self._lock:
+            if out.error is not None or rollout.replanned or out.wrote or inventory is None:
+                self._kept.pop(key, None)
+                return
+            self._kept[key] = _Listing(inventory, listed_at)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self._max:
+                self._kept.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every kept listing."""
-        self._kept.clear()
+        with self._lock:
+            self._kept.clear()
 
 
 def _listing_key(vault_url: str, certificate: str) -> tuple[str, str]:

@@ -3,8 +3,8 @@
 The same mixed replay (duplicates, a late event, a second certificate, a malformed line, an
 untrusted version imported mid-replay, then a good one) runs through ``run_replay`` on two
 identical devstack scenes: once handing each event to ``RotationService.handle`` (fresh APIM
-listings per event, as the Functions trigger does) and once to ``RotationService.batch()`` (what
-``certrotate replay`` uses). Every JSON line (decision, findings, targets, errors), the decision
+listings per event, as the Functions trigger does with ``ROTATION_LISTING_CACHE_SECONDS=0``) and
+once to ``RotationService.batch()`` (what ``certrotate replay`` uses). Every JSON line (decision, findings, targets, errors), the decision
 counts (hence the exit code), the APIM writes and end state must be the same; the ARM list
 requests are counted from the stand-in's request log.
 """

@@ -14,7 +14,7 @@ from rotation.domain.errors import ConfigError
 from rotation.domain.model import Decision, Strategy, Trigger
 from rotation.domain.validation import PolicyValidator
 from rotation.ports import EventHandler
-from rotation.service import RotationService
+from rotation.service import BatchHandler, RotationService
 from tests.service.conftest import CERT, SVC_A, SVC_B, V1, V2, VAULT, Pki, World, make_event
 
 
@@ -97,6 +97,30 @@ class TestGetHandler:
 
         assert first is second
         assert isinstance(first, EventHandler)
+
+    @pytest.mark.parametrize(
+        ("value", "kind"), [(None, BatchHandler), ("12.5", BatchHandler), ("0", RotationService)]
+    )
+    def test_a_worker_keeps_listings_unless_the_age_is_zero(
+        self,
+        env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        value: str | None,
+        kind: type,
+    ) -> None:
+        """ROTATION_LISTING_CACHE_SECONDS (default 30): the service behind ``batch``; 0: the
+        service itself (tests/e2e/test_functions_listings.py counts the listings)."""
+        for key, val in env.items():
+            monkeypatch.setenv(key, val)
+        if value is not None:
+            monkeypatch.setenv("ROTATION_LISTING_CACHE_SECONDS", value)
+        bootstrap.get_handler.cache_clear()
+        try:
+            handler = bootstrap.get_handler()
+        finally:
+            bootstrap.get_handler.cache_clear()
+
+        assert type(handler) is kind
 
     def test_invalid_settings_raise_config_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A missing setting is a ConfigError naming it, not a traceback from deep inside."""

@@ -297,6 +297,21 @@ class TestLockSettings:
         with pytest.raises(ConfigError, match="ROTATION_LOCK_WAIT_SECONDS"):
             Settings.from_env(env)
 
+    @pytest.mark.parametrize(("raw", "seconds"), [(None, 30.0), ("0", 0.0), ("2.5", 2.5)])
+    def test_listing_cache_seconds(self, env, raw, seconds):
+        """How long a Functions worker keeps a listing: 30 s unless set; 0 turns it off."""
+        if raw is not None:
+            env["ROTATION_LISTING_CACHE_SECONDS"] = raw
+
+        assert Settings.from_env(env).listing_cache_seconds == seconds
+
+    @pytest.mark.parametrize("raw", ["-1", "nan", "inf", "soon"])
+    def test_listing_cache_seconds_must_be_a_finite_number_at_least_zero(self, env, raw):
+        env["ROTATION_LISTING_CACHE_SECONDS"] = raw
+
+        with pytest.raises(ConfigError, match="ROTATION_LISTING_CACHE_SECONDS"):
+            Settings.from_env(env)
+
     def test_lock_connection_is_not_in_repr_or_errors(self, env):
         """The lock connection string is a secret: never in repr, never quoted in a problem."""
         env |= {

@@ -60,7 +60,7 @@ __all__ = ["replay"]
     "--listing-max-age", type=click.FloatRange(min=0), default=30.0, show_default=True,
     metavar="SECONDS",
     help="How long consecutive events of one certificate may reuse its APIM listing (0: list "
-    "afresh for every event, like the Functions trigger).",
+    "afresh for every event; the Functions app's ROTATION_LISTING_CACHE_SECONDS).",
 )  # fmt: skip
 @to_topic_options
 @click.option(

@@ -209,30 +209,33 @@ def wire(
     Without ``verbose`` the Azure SDK's credential diagnostics (``DefaultAzureCredential``'s
     multi-line report) stay off stderr: the command reports a failed credential in one line.
     """
-    from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
-    from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
-    from rotation.config import Settings  # noqa: PLC0415
-    from rotation.logconfig import configure_logging  # noqa: PLC0415
+    from rotation.entrypoints.cli import startup  # noqa: PLC0415 - the package, loaded
 
-    wiring = ctx.find_object(Wiring) or Wiring()
-    ctx.call_on_close(bootstrap.flush_telemetry)
-    _credential_diagnostics(verbose=verbose)
-    build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
-    build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
-    try:
-        settings = Settings.from_env(command_environment())
-        if dry_run:
-            settings = dataclasses.replace(settings, dry_run=True)
-        configure_logging(
-            json=True if as_json else None, level=settings.log_level, stream=stderr_stream(),
-            audit_lines=audit_lines,
-        )  # fmt: skip
-        audit = build_sink(settings)
-        if tap is not None:
-            audit = CompositeAuditSink(audit, tap)
-        return settings, build_service(settings, audit=audit), audit
-    except (ConfigError, DependencyError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    with startup():
+        from rotation import bootstrap  # noqa: PLC0415 - keeps `certrotate --help` fast
+        from rotation.adapters.audit import CompositeAuditSink  # noqa: PLC0415
+        from rotation.config import Settings  # noqa: PLC0415
+        from rotation.logconfig import configure_logging  # noqa: PLC0415
+
+        wiring = ctx.find_object(Wiring) or Wiring()
+        ctx.call_on_close(bootstrap.flush_telemetry)
+        _credential_diagnostics(verbose=verbose)
+        build_sink = wiring.build_audit_sink or bootstrap.build_audit_sink
+        build_service: Callable[..., Any] = wiring.build_service or bootstrap.build_service
+        try:
+            settings = Settings.from_env(command_environment())
+            if dry_run:
+                settings = dataclasses.replace(settings, dry_run=True)
+            configure_logging(
+                json=True if as_json else None, level=settings.log_level,
+                stream=stderr_stream(), audit_lines=audit_lines,
+            )  # fmt: skip
+            audit = build_sink(settings)
+            if tap is not None:
+                audit = CompositeAuditSink(audit, tap)
+            return settings, build_service(settings, audit=audit), audit
+        except (ConfigError, DependencyError) as exc:
+            raise click.UsageError(str(exc)) from exc
 
 
 def storage_connection(
