@@ -157,8 +157,8 @@ class TestOtlpExport:
             tuple(sorted(a.items())): int(p.as_int)
             for a, p in receiver.points("certrotate.rotations")
         }
-        assert rotations == {
-            (("decision", "already_current"), ("strategy", "pin"), ("trigger", "cli")): 2
+        assert rotations == {  # partner-mtls, billing-mtls and the inbound partner-caller
+            (("decision", "already_current"), ("strategy", "pin"), ("trigger", "cli")): 3
         }
         by_entity = {
             (a["service"], a["entity"]): p.as_double

@@ -45,7 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "reconcile",
         (
             "Run the reconcile sweep now: converge every certificate an APIM entity references in "
-            "a configured vault (catches missed events) and record near-expiry alerts."
+            "a configured vault (catches missed events) and record near-expiry alerts; with "
+            "ROTATION_AUDIT_ANCHORS set, anchor the audit chains."
         ),
     ),
     "replay": (
