@@ -18,9 +18,7 @@ from rotation.domain.inbound import PolicyDocument, PolicyScope
 
 __all__ = ["DEFAULT_GLOBAL_POLICY", "FakeInboundPolicies", "PolicyWrite", "policy_id"]
 
-DEFAULT_GLOBAL_POLICY = (
-    "<policies><inbound /><backend><forward-request /></backend><outbound /><on-error /></policies>"
-)
+DEFAULT_GLOBAL_POLICY = "<policies><inbound /><backend><forward-request /></backend><outbound /><on-error /></policies>"
 """The global policy a new APIM service has (``add_service``)."""
 
 _PATHS = {
@@ -121,12 +119,8 @@ class FakeInboundPolicies:
         self._check("list_policies")
         documents = self._documents.get(service_id.lower())
         if documents is None:
-            raise ConfigError(
-                [
-                    f"ROTATION_APIM_SERVICES: APIM service {service_id} not found "
-                    "(list_policies: HTTP 404)"
-                ]
-            )
+            problem = f"ROTATION_APIM_SERVICES: APIM service {service_id} not found"
+            raise ConfigError([f"{problem} (list_policies: HTTP 404)"])
         return [_under(d, service_id) for d in documents.values()]
 
     def put_policy(
@@ -160,9 +154,7 @@ class FakeInboundPolicies:
         written = replace(current, value=value, etag=self._next_etag())
         self._store(written)
         self.writes.append(PolicyWrite(current.resource_id, current.value, value))
-        return replace(
-            written, service_id=document.service_id, resource_id=document.resource_id
-        )
+        return replace(written, service_id=document.service_id, resource_id=document.resource_id)
 
     # --- helpers ------------------------------------------------------------------------------
 

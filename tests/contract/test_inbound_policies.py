@@ -270,9 +270,7 @@ class TestPutPolicy:
             _document(THUMB_A, "orders")
         )
 
-    def test_a_document_addressed_in_another_case_is_the_same_document(
-        self, inbound: PolicyWorld
-    ):
+    def test_a_document_addressed_in_another_case_is_the_same_document(self, inbound: PolicyWorld):
         """Ids are case-insensitive: the listed document with its service, API and operation
         upper-cased is written (the ``policies/policy`` tail as ARM spells it: the adapter
         checks that part case-sensitively)."""
