@@ -11,9 +11,11 @@
 - ``MemoryLock``: a threading ``RotationLock`` per certificate; ``held``, ``acquisitions``,
   ``contended`` (set when a ``hold`` finds the lock taken) and ``fail`` (raise on ``hold``).
 - ``FakeValidator``: parses the bundle for its leaf and returns the findings you configured.
-- ``FakeInboundPolicies``: APIM policy documents per service (``add_policy``, ``policy_id``) with
-  ETags that change on every write and the adapter's compare-and-swap; ``writes`` logs the
-  writes, ``calls`` counts, ``race_once`` makes the next write lose a race (412), ``fail``.
+- ``FakeInboundPolicies``: APIM policy documents per service (``add_service`` with the default
+  global policy, ``add_policy``, ``delete_policy``, ``policy_id``) with ETags that change on every
+  write and the adapter's compare-and-swap; ``writes`` logs the writes, ``calls`` counts,
+  ``race_once`` makes the next write lose a race (412), ``fail``; listing an unknown service is a
+  ``ConfigError``, as with the adapter.
 
 Nothing here imports ``devstack``: callers pass bytes and ``cryptography`` objects.
 """
