@@ -77,7 +77,7 @@ class _Scoped:
 def _parents(scope: PolicyScope, tail: list[str]) -> tuple[str, ...] | None:
     """The parent ids in a policy id's path below the service, or None if it is not ``scope``'s
     (``policies/policy``, ``products/{p}/…``, ``apis/{a}/…``, ``apis/{a}/operations/{o}/…``)."""
-    if tail[-2:] != ["policies", _POLICY]:
+    if [part.lower() for part in tail[-2:]] != ["policies", _POLICY]:
         return None
     head = tail[:-2]
     shapes = {

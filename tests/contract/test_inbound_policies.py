@@ -271,16 +271,14 @@ class TestPutPolicy:
         )
 
     def test_a_document_addressed_in_another_case_is_the_same_document(self, inbound: PolicyWorld):
-        """Ids are case-insensitive: the listed document with its service, API and operation
-        upper-cased is written (the ``policies/policy`` tail as ARM spells it: the adapter
-        checks that part case-sensitively)."""
+        """Ids are case-insensitive: the listed document with its whole id upper-cased is
+        written."""
         where = _where(inbound, PolicyScope.OPERATION)
         listed = _seeded(inbound, where, _document(THUMB_A, "create"))
-        tail = "/policies/policy"
         shouted = PolicyDocument(
             service_id=listed.service_id.upper(),
             scope=listed.scope,
-            resource_id=listed.resource_id.removesuffix(tail).upper() + tail,
+            resource_id=listed.resource_id.upper(),
             value=listed.value,
         )
 
