@@ -23,7 +23,7 @@ from rotation.domain.actions import RotationPlan
 from rotation.domain.canary import CanaryMode
 from rotation.domain.decisions import expiry_alert, ignore_reason
 from rotation.domain.errors import BackendUpdateError, CertificateNotFoundError, RotationError
-from rotation.domain.expiry import AlertMemo, binding_expirations
+from rotation.domain.expiry import AlertMemo, binding_expirations, callers_use
 from rotation.domain.model import (
     ApimBackend,
     ApimCertificate,
@@ -59,7 +59,7 @@ from rotation.rollout.record import error_text, outcome_records
 from rotation.rollout.status import survey
 
 if TYPE_CHECKING:
-    from rotation.domain.status import BindingStatus
+    from rotation.domain.status import StatusRow
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService", "UnexpectedError"]
 
@@ -267,14 +267,19 @@ class RotationService:
             message=out.message,
         )  # fmt: skip
 
-    def status(self, *, alert_days: int) -> tuple[BindingStatus, ...]:
-        """Every binding's health now (``certrotate status``): reads only, nothing recorded.
+    def status(self, *, alert_days: int) -> tuple[StatusRow, ...]:
+        """Every binding's health now, then every inbound identity's (``certrotate status``):
+        reads only, nothing recorded.
 
         Raises:
-            RotationError: an APIM or Key Vault read failed.
+            RotationError: an APIM or Key Vault read failed, or a policy document that pins an
+                inbound certificate cannot be parsed.
         """
         vaults = list(self._vaults.values())
-        return survey(self._context, vaults, now=self._clock.now(), alert_days=alert_days)
+        return survey(
+            self._context, vaults, now=self._clock.now(), alert_days=alert_days,
+            inbound=tuple(self._inbound.values()),
+        )  # fmt: skip
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -286,7 +291,8 @@ class RotationService:
         failures: list[RotationError],
     ) -> None:
         """Converge every inbound certificate (adds missed versions, retires old identities)
-        from one listing of every service's policy documents; one failure does not stop it."""
+        from one listing of every service's policy documents, and record near-expiry alerts
+        for what callers can present after it; one failure does not stop it."""
         if not self._inbound:
             return
         inbound = self._context.inbound
@@ -309,6 +315,12 @@ class RotationService:
                 continue  # settings check it; a service built by hand may not
             rollout = InboundRollout(self._context, vault, name, listing=listing)
             outcome = self._sweep_one(rollout, trigger, correlation, records, failures)
+            alert = self._expiry_alert(
+                outcome, trigger=trigger, correlation=correlation, inbound=True
+            )
+            if alert is not None:
+                self._audit.write(alert)
+                records.append(alert)
             # What a run wrote is not in the listing it planned from: the next one lists afresh.
             listing = None if outcome.wrote else rollout.listing
 
@@ -426,17 +438,22 @@ class RotationService:
         return record
 
     def _expiry_alert(
-        self, outcome: Outcome, *, trigger: Trigger, correlation: str
+        self, outcome: Outcome, *, trigger: Trigger, correlation: str, inbound: bool = False
     ) -> AuditRecord | None:
         """A ``certificate.near_expiry`` (or ``.expired``) record when what the bindings present
         after this run expires within ``near_expiry_days`` (``domain.decisions.expiry_alert``),
-        once per certificate (and version) per UTC day of this service (``AlertMemo``)."""
+        once per certificate (and version) per UTC day of this service (``AlertMemo``).
+        ``inbound``: what the bindings present is the newest version each policy document pins
+        after the run (``domain.expiry.callers_use``)."""
         now = self._clock.now()
+        in_use = (
+            callers_use(outcome.targets.values(), outcome.in_use) if inbound else outcome.in_use
+        )
         alert = expiry_alert(
-            decision=outcome.decision, candidate=outcome.candidate, in_use=outcome.in_use,
+            decision=outcome.decision, candidate=outcome.candidate, in_use=in_use,
             vault=outcome.vault, certificate=outcome.certificate, now=now,
             near_expiry=self._near_expiry, strategy=self._strategy, dry_run=self._dry_run,
-            trigger=trigger, correlation_id=correlation,
+            trigger=trigger, correlation_id=correlation, inbound=inbound,
         )  # fmt: skip
         if alert is None or not self._alerted.due(
             outcome.vault, outcome.certificate, alert.version or "", now

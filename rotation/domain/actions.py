@@ -28,6 +28,7 @@ __all__ = [
     "RotationPlan",
     "Superseded",
     "describe",
+    "policy_name",
 ]
 
 
@@ -157,13 +158,16 @@ class EditPolicy:
     def name(self) -> str:
         """The policy's path below its service: ``global``, ``products/{p}``, ``apis/{a}``,
         ``apis/{a}/operations/{o}``."""
-        tail = self.resource_id[len(self.service_id) :] if _under(self) else self.resource_id
-        tail = tail.strip("/").removesuffix("policies/policy").strip("/")
-        return tail or "global"
+        return policy_name(self.service_id, self.resource_id)
 
 
-def _under(edit: EditPolicy) -> bool:
-    return edit.resource_id.lower().startswith(edit.service_id.rstrip("/").lower() + "/")
+def policy_name(service_id: str, resource_id: str) -> str:
+    """A policy's path below its service (``resource_id`` its full ARM id): ``global``,
+    ``products/{p}``, ``apis/{a}``, ``apis/{a}/operations/{o}``."""
+    under = resource_id.lower().startswith(service_id.rstrip("/").lower() + "/")
+    tail = resource_id[len(service_id.rstrip("/")) :] if under else resource_id
+    tail = tail.strip("/").removesuffix("policies/policy").strip("/")
+    return tail or "global"
 
 
 _Reference = (

@@ -206,10 +206,15 @@ def expiry_alert(
     dry_run: bool,
     trigger: Trigger,
     correlation_id: str,
+    inbound: bool = False,
 ) -> AuditRecord | None:
     """A ``certificate.near_expiry`` (or ``certificate.expired``) record when what the bindings
     present after a reconcile run (the candidate if it was applied, else the versions in use)
-    expires within ``near_expiry``, with ``days_left``; None otherwise."""
+    expires within ``near_expiry``, with ``days_left``; None otherwise.
+
+    ``inbound``: the certificate is an inbound identity; ``in_use`` are then the newest versions
+    the policy documents pin after the run (``rotation.domain.expiry.callers_use``), and the
+    message says so."""
     applied = decision is Decision.APPLIED and not dry_run
     shown = (candidate,) if applied and candidate else tuple(in_use)
     expiring = [v for v in shown if v.expires is not None and v.expires <= now + near_expiry]
@@ -219,6 +224,7 @@ def expiry_alert(
     assert soonest.expires is not None  # noqa: S101 - filtered above
     expired = soonest.expires <= now
     newer = "" if decision is Decision.ALREADY_CURRENT else f" (this run: {decision})"
+    what, where = ("pinned for callers", "pinned") if inbound else ("in use", "bound")
     return AuditRecord(
         event="certificate.expired" if expired else "certificate.near_expiry",
         decision=decision, trigger=trigger, vault=vault, certificate=certificate,
@@ -226,8 +232,8 @@ def expiry_alert(
         not_before=soonest.not_before, not_after=soonest.expires,
         days_left=days_left(soonest.expires, now), strategy=strategy,
         dry_run=dry_run, correlation_id=correlation_id,
-        message=f"version {soonest.version} in use {'expired' if expired else 'expires'} at "
-        f"{soonest.expires.isoformat()}; no newer valid version is bound{newer}",
+        message=f"version {soonest.version} {what} {'expired' if expired else 'expires'} at "
+        f"{soonest.expires.isoformat()}; no newer valid version is {where}{newer}",
     )  # fmt: skip
 
 

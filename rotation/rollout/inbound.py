@@ -19,6 +19,7 @@ from datetime import datetime
 
 from rotation.domain.actions import EditPolicy
 from rotation.domain.errors import ConfigError, PreconditionFailedError, RotationError
+from rotation.domain.expiry import pinned_versions
 from rotation.domain.inbound import (
     InboundPlan,
     PolicyDocument,
@@ -34,7 +35,7 @@ from rotation.domain.model import (
 )
 from rotation.domain.planning import choose_candidate
 from rotation.ports import InboundPolicies
-from rotation.rollout.state import RolloutBase, RolloutContext
+from rotation.rollout.state import Outcome, RolloutBase, RolloutContext
 from rotation.rollout.validate import validate
 
 __all__ = ["InboundRollout", "PolicyListing", "list_policies"]
@@ -67,6 +68,15 @@ class InboundRollout(RolloutBase):
         super().__init__(context, vault_url, certificate_name, event)
         self._listing = listing
         self._added: object = _UNREAD
+
+    def run(self, *, write: bool) -> Outcome:
+        """As ``RolloutBase.run``; then ``Outcome.in_use`` holds the versions the policy
+        documents pin after the run (``expiry.pinned_versions``; while planning and validating
+        it held those pinned before), which the expiry alert and the expiration gauge read."""
+        out = super().run(write=write)
+        if self._versions is not None:
+            out.in_use = pinned_versions(out.targets.values(), self._versions)
+        return out
 
     @property
     def listing(self) -> PolicyListing | None:

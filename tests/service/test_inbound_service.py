@@ -216,8 +216,9 @@ def test_reconcile_retires_the_old_identity_after_the_overlap_never_the_last(inb
     assert {t.added for t in record.targets} == {()}
 
     inb.world.clock.advance(days=365)  # v2 expired as well: still the last identity, it stays
-    (record,) = service.reconcile(trigger=TIMER)
+    record, alert = service.reconcile(trigger=TIMER)
     assert record.decision is Decision.ALREADY_CURRENT
+    assert (alert.event, alert.version) == ("certificate.expired", V2)  # and it says so
     for rid in pinned_docs(inb):
         assert inb.t2 in inb.policies.value(rid)
 

@@ -1,10 +1,12 @@
 """`certrotate status`: one row per APIM binding: what it presents, until when, and whether it
-is in sync with Key Vault (``RotationService.status``; decided by ``rotation.domain.status``).
+is in sync with Key Vault; then one row per inbound identity (a policy document pinning a
+thumbprint of a version of an inbound certificate) (``RotationService.status``; decided by
+``rotation.domain.status``).
 
 Reads only. When the durable audit trail is configured (``ROTATION_AUDIT_TABLE``), each row also
-shows the last decision recorded for its certificate. Exit codes: 0 every binding is in sync and
-none expires within ``ROTATION_ALERT_DAYS``; 1 some binding needs attention (or the status could
-not be read); 2 usage or configuration error.
+shows the last decision recorded for its certificate. Exit codes: 0 every row is healthy; 1 some
+binding or inbound identity needs attention (or the status could not be read); 2 usage or
+configuration error.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from rotation.domain.errors import ConfigError, RotationError
-from rotation.domain.status import BindingStatus, needs_attention, with_last_decisions
+from rotation.domain.status import (
+    BindingStatus,
+    IdentityStatus,
+    StatusRow,
+    needs_attention,
+    with_last_decisions,
+)
 from rotation.entrypoints.cli.wiring import (
     failure_exit_code,
     settings_option,
@@ -36,21 +44,30 @@ _TARGET = "rotation.target"
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per binding per line.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per binding or identity per line."
+)
 @verbose_option
 @settings_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, verbose: bool) -> None:
-    """Show every APIM binding's certificate: version in use, expiry, and whether it is in sync.
+    """Show every APIM binding's certificate and every inbound identity: version, expiry, in sync.
 
     One row per APIM certificate entity that names a certificate in a configured vault: service,
     entity, backends, certificate, version in use, thumbprint, not_after, days left, the newest
     enabled Key Vault version, in sync (yes/no) and, with ROTATION_AUDIT_TABLE set, the last
-    decision on record for the certificate. Writes nothing.
+    decision on record for the certificate. Then, for ROTATION_INBOUND_CERTIFICATES, a table
+    "inbound identities": one row per policy document and thumbprint it pins of a version of an
+    inbound certificate: service, scope, policy, certificate, version, thumbprint, not_after,
+    days left, newest, in sync (the document pins the newest enabled version), last decision.
+    With --json every row carries "kind": "certificate" (a binding) or "policy" (an inbound
+    identity). Writes nothing.
 
     Exit status: 0 when every binding is in sync and none expires within ROTATION_ALERT_DAYS
-    days; 1 when a binding is out of sync or expiring, or the status could not be read; 2 on a
-    usage or configuration error (a mistyped APIM service id, a missing or refused credential).
+    days, and every policy document pins the newest enabled version of its inbound certificate
+    and the newest identity it pins does not expire within them; 1 when something needs
+    attention, or the status could not be read; 2 on a usage or configuration error (a mistyped
+    APIM service id, a missing or refused credential).
     """
     settings, service, _ = wire(ctx, dry_run=True, as_json=as_json, verbose=verbose)
     try:
@@ -69,27 +86,37 @@ def status(ctx: click.Context, as_json: bool, verbose: bool) -> None:
     except RotationError as exc:  # a refused or missing credential: exit 2
         click.echo(f"cannot read the status: {type(exc).__name__}: {exc}", err=True)
         ctx.exit(failure_exit_code(exc))
+    _report(rows, as_json=as_json, alert_days=settings.alert_days)
+    ctx.exit(1 if needs_attention(rows) else 0)
+
+
+def _report(rows: Sequence[StatusRow], *, as_json: bool, alert_days: int) -> None:
+    """Print the rows (tables, or one JSON object per line) and what needs attention on stderr."""
+    bindings = [r for r in rows if isinstance(r, BindingStatus)]
+    identities = [r for r in rows if isinstance(r, IdentityStatus)]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.as_dict(), separators=(",", ":")))
     else:
-        wide_console().print(_table(rows, alert_days=settings.alert_days))
-    attention = needs_attention(rows)
+        console = wide_console()
+        if bindings or not identities:
+            console.print(_table(bindings, alert_days=alert_days))
+        if identities:
+            console.print(_identities_table(identities, alert_days=alert_days))
     err = Console(stderr=True, highlight=False)
-    if not rows:
+    if not bindings:
         err.print("no APIM certificate entity names a certificate in ROTATION_VAULTS")
-    elif attention:
-        bad = sum(not r.healthy for r in rows)
-        err.print(
-            f"{bad} of {len(rows)} binding(s) out of sync or expiring within "
-            f"{settings.alert_days} days",
-            markup=False,
-        )
-    ctx.exit(1 if attention else 0)
+    for what, group in (("binding(s)", bindings), ("inbound identity(ies)", identities)):
+        bad = sum(not r.healthy for r in group)
+        if bad:
+            err.print(
+                f"{bad} of {len(group)} {what} out of sync or expiring within {alert_days} days",
+                markup=False,
+            )
 
 
 def _last_decisions(
-    connection: StorageConnection, table: str, rows: Sequence[BindingStatus], *, verify: str | bool
+    connection: StorageConnection, table: str, rows: Sequence[StatusRow], *, verify: str | bool
 ) -> dict[tuple[str, str], str]:
     """The decision of the newest canonical record per (vault, certificate) in the trail.
 
@@ -129,6 +156,25 @@ def _table(rows: Sequence[BindingStatus], *, alert_days: int) -> Table:
             r.thumbprint or "-",
             r.not_after.strftime("%Y-%m-%d %H:%M:%SZ") if r.not_after else "-",
             "-" if r.days_left is None else str(r.days_left) + (" !" if r.expiring else ""),
+            (r.newest or "-")[:8], "yes" if r.in_sync else "NO", r.last_decision or "-",
+        )  # fmt: skip
+    return table
+
+
+def _identities_table(rows: Sequence[IdentityStatus], *, alert_days: int) -> Table:
+    table = Table(title=f"inbound identities (alert within {alert_days} days)")
+    for name in (
+        "service", "scope", "policy", "certificate", "version", "thumbprint", "not_after",
+        "days left", "newest", "in sync", "last decision",
+    ):  # fmt: skip
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        days = "-" if r.days_left is None else str(r.days_left)
+        if r.expiring:
+            days += " !" if r.current else " (older)"
+        table.add_row(
+            r.service, r.scope, r.resource, r.certificate, r.version[:8], r.thumbprint,
+            r.not_after.strftime("%Y-%m-%d %H:%M:%SZ") if r.not_after else "-", days,
             (r.newest or "-")[:8], "yes" if r.in_sync else "NO", r.last_decision or "-",
         )  # fmt: skip
     return table
