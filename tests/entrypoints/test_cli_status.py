@@ -1,4 +1,5 @@
-"""`certrotate status` against the devstack scene (real adapters), with an injected clock."""
+"""`certrotate status` against the devstack scene (real adapters), with an injected clock: the
+outbound bindings, and the scene's inbound caller certificate pinned in policy documents."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from devstack.gateway import thumbprint_of
 from devstack.seed import (
     CERTIFICATE,
+    INBOUND_API,
+    INBOUND_CERTIFICATE,
+    INBOUND_PRODUCT,
     OTHER_CERTIFICATE,
     ScenePki,
     SeededScene,
@@ -53,7 +58,7 @@ def _not_after(bundle: bytes) -> datetime:
     return leaf.not_valid_after_utc
 
 
-def _status(devstack: Devstack, clock: FrozenClock, *args: str, **extra: str) -> Result:
+def _status(devstack: Devstack, clock: FrozenClock, *args: str, **extra: str | None) -> Result:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ROTATION_")}
     env |= devstack.env() | extra
 
@@ -63,9 +68,19 @@ def _status(devstack: Devstack, clock: FrozenClock, *args: str, **extra: str) ->
     return CliRunner(env=env).invoke(cli, ["status", *args], obj=Wiring(build_service=build))
 
 
-def _rows(result: Result) -> dict[tuple[str, str], dict[str, Any]]:
+def _json(result: Result, kind: str) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {(r["service"], r["entity"]): r for r in rows}
+    return [r for r in rows if r["kind"] == kind]
+
+
+def _rows(result: Result) -> dict[tuple[str, str], dict[str, Any]]:
+    """The outbound bindings by (service, entity)."""
+    return {(r["service"], r["entity"]): r for r in _json(result, "certificate")}
+
+
+def _identities(result: Result) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The inbound identities by (service, policy, version)."""
+    return {(r["service"], r["resource"], r["version"]): r for r in _json(result, "policy")}
 
 
 def _pin(devstack: Devstack, version: str) -> None:
@@ -125,9 +140,10 @@ class TestStatus:
         under 10."""
         _pin(devstack, scene.versions["v2"])
         clock.advance(days=62)
+        outbound = {"ROTATION_INBOUND_CERTIFICATES": None}  # the caller has expired by then
 
-        default = _status(devstack, clock, "--json")
-        lenient = _status(devstack, clock, "--json", ROTATION_ALERT_DAYS="10")
+        default = _status(devstack, clock, "--json", **outbound)
+        lenient = _status(devstack, clock, "--json", ROTATION_ALERT_DAYS="10", **outbound)
 
         expected = days_left(_not_after(scene_pki.v2), MINTED + timedelta(days=62))
         rows = _rows(default)
@@ -188,3 +204,86 @@ class TestStatus:
         rows = _rows(result)
         assert {r["last_decision"] for k, r in rows.items() if k[1] == CERTIFICATE} == {"rejected"}
         assert {r["last_decision"] for k, r in rows.items() if k[1] == OTHER_CERTIFICATE} == {None}
+
+
+class TestInboundStatus:
+    def test_the_scenes_caller_is_pinned_in_sync_in_every_service(
+        self, devstack, scene, scene_pki, clock
+    ):
+        """The scene pins partner-caller in the global and the orders policies of each
+        service: one row per document, its one version in sync and far from expiry (exit 0
+        once partner-mtls is on v2)."""
+        _pin(devstack, scene.versions["v2"])
+
+        result = _status(devstack, clock, "--json")
+
+        assert result.exit_code == 0, result.output
+        caller = scene.versions[INBOUND_CERTIFICATE]
+        rows = _identities(result)
+        assert set(rows) == {
+            (svc, policy, caller)
+            for svc in devstack.apim_services
+            for policy in ("global", f"apis/{INBOUND_API}")
+        }
+        leaf = scene_pki.callers[0].cert
+        for (_, policy, _), row in rows.items():
+            assert row["scope"] == ("global" if policy == "global" else "api")
+            assert row["resource_id"].endswith(
+                f"{'' if policy == 'global' else policy + '/'}policies/policy"
+            )
+            assert row["certificate"] == INBOUND_CERTIFICATE
+            assert row["thumbprint"] == thumbprint_of(leaf)
+            assert row["not_after"] == leaf.not_valid_after_utc.isoformat().replace("+00:00", "Z")
+            assert row["days_left"] == days_left(leaf.not_valid_after_utc, MINTED) == 61
+            assert (row["newest"], row["in_sync"], row["current"]) == (caller, True, True)
+            assert (row["expiring"], row["healthy"]) == (False, True)
+
+    def test_a_renewal_not_pinned_everywhere_needs_attention(
+        self, devstack, scene, scene_pki, clock
+    ):
+        """The caller's renewal is in Key Vault; the partners product pins both (put by hand),
+        the global and orders policies only the old one: those are out of sync (exit 1), the
+        product's rows are in sync with the renewal as its current identity."""
+        _pin(devstack, scene.versions["v2"])
+        renewal = devstack.import_certificate(INBOUND_CERTIFICATE, scene_pki.caller_renewal)
+        old, new = (thumbprint_of(c.cert) for c in scene_pki.callers)
+        for svc in devstack.apim_services:
+            devstack.put_policy(
+                svc, _PRODUCT_POLICY.format(old=old, new=new), product=INBOUND_PRODUCT
+            )
+
+        result = _status(devstack, clock, "--json")
+        table = _status(devstack, clock)
+
+        assert result.exit_code == 1, result.output
+        caller = scene.versions[INBOUND_CERTIFICATE]
+        rows = _identities(result)
+        product = f"products/{INBOUND_PRODUCT}"
+        for svc in devstack.apim_services:
+            for policy in ("global", f"apis/{INBOUND_API}"):
+                row = rows[(svc, policy, caller)]
+                assert (row["newest"], row["in_sync"], row["healthy"]) == (renewal, False, False)
+                assert (svc, policy, renewal) not in rows
+            pinned = rows[(svc, product, caller)], rows[(svc, product, renewal)]
+            assert [r["scope"] for r in pinned] == ["product", "product"]
+            assert [r["in_sync"] for r in pinned] == [True, True]
+            assert [r["current"] for r in pinned] == [False, True]
+            assert [r["thumbprint"] for r in pinned] == [old, new]
+            assert all(r["healthy"] for r in pinned)
+        assert "4 of 8 inbound identity(ies) out of sync" in result.stderr
+        assert table.exit_code == 1
+        assert "inbound identities" in table.stdout
+        assert "products/partners" in table.stdout
+
+
+_PRODUCT_POLICY = """<policies>
+    <inbound>
+        <base />
+        <validate-client-certificate validate-trust="true">
+            <identities>
+                <identity thumbprint="{old}" />
+                <identity thumbprint="{new}" />
+            </identities>
+        </validate-client-certificate>
+    </inbound>
+</policies>"""
