@@ -4,11 +4,12 @@ and the expiration gauge per policy document."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
-from rotation.domain.model import Decision, Finding, FindingCode, Severity, Trigger
+from rotation.domain.model import AuditRecord, Decision, Finding, FindingCode, Severity, Trigger
 from rotation.domain.status import BindingStatus, IdentityStatus, needs_attention
 from tests.service.conftest import CERT, SVC_A, V1, V2, VAULT, World, make_event
 from tests.service.test_inbound_service import CALLER, Inbound
@@ -43,7 +44,7 @@ def _reject_v2(inb: Inbound) -> None:
     inb.world.validator.findings[inb.t2] = (bad,)
 
 
-def _alerts(records) -> list:
+def _alerts(records: Sequence[AuditRecord]) -> list[AuditRecord]:
     return [r for r in records if r.event in ALERTS]
 
 
@@ -171,7 +172,8 @@ class TestAlerts:
     def test_an_expired_caller_certificate_is_certificate_expired(self, inb: Inbound):
         _reject_v2(inb)
         service = inb.service()
-        inb.world.clock.at = inb.v1.expires + timedelta(hours=1)  # type: ignore[operator]
+        assert inb.v1.expires is not None
+        inb.world.clock.at = inb.v1.expires + timedelta(hours=1)
 
         alerts = _alerts(service.reconcile(trigger=TIMER))
 
