@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from devstack.seed import (
     CERTIFICATE,
     EVENT_FILES,
+    INBOUND_API,
     ScenePki,
     SeededScene,
     mint_scene_pki,
@@ -165,9 +166,16 @@ class TestOtlpExport:
             for a, p in receiver.points("certrotate.certificate.expiration")
         }
         other = _not_after(scene_pki.other)
+        caller = scene_pki.callers[0].cert.not_valid_after_utc.timestamp()
         assert by_entity == {
             **{(svc, CERTIFICATE): pytest.approx(v2_not_after) for svc in devstack.apim_services},
             **{(svc, "billing-mtls"): pytest.approx(other) for svc in devstack.apim_services},
+            # The inbound caller: one series per policy document pinning it.
+            **{
+                (svc, policy): pytest.approx(caller)
+                for svc in devstack.apim_services
+                for policy in ("policies/policy", f"apis/{INBOUND_API}/policies/policy")
+            },
         }
 
     def test_without_an_endpoint_nothing_is_exported(self, devstack, scene, receiver):

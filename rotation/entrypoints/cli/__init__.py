@@ -55,7 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": (
         "status",
-        "Show every APIM binding's certificate: version in use, expiry, and whether it is in sync.",
+        (
+            "Show every APIM binding's certificate and every inbound identity: version, expiry, "
+            "in sync."
+        ),
     ),
     "validate": (
         "validate",
