@@ -279,6 +279,26 @@ class TestAddedAt:
         ]
         assert added_at(records, VAULT, "caller") == {}
 
+    def test_malformed_trail_entries_are_skipped_not_trusted(self):
+        """A tampered or foreign trail (targets not objects, naive or unreadable times, ids or
+        thumbprint lists of the wrong type) adds nothing and raises nothing."""
+        rid = f"{SVC}/policies/policy"
+        good = self.rec(self.target(rid))
+        policy = dict(good["targets"][0])  # type: ignore[index]
+        broken = [
+            {**good, "targets": ["not an object", 7, None]},
+            {**good, "targets": "not a list"},
+            {**good, "targets": [{**policy, "at": "2026-03-01T12:00:00"}]},  # naive
+            {**good, "targets": [{**policy, "at": "yesterday"}]},
+            {**good, "targets": [{**policy, "at": 1772366400}]},
+            {**good, "targets": [{**policy, "resource_id": 42}]},
+            {**good, "targets": [{**policy, "added": "D2" * 20}]},
+            {**good, "targets": [{**policy, "added": [None, 5]}]},
+        ]
+        assert added_at(broken, VAULT, "caller") == {}
+        aware = {**good, "targets": [{**policy, "at": NOW}]}
+        assert added_at([*broken, aware], VAULT, "caller") == {(rid.lower(), T2): NOW}
+
     def test_outbound_targets_serialise_as_before(self):
         outbound = AuditTarget(
             service="s", kind=TargetKind.CERTIFICATE, name="n", from_="a", to="b",
