@@ -122,6 +122,11 @@ class ArmInboundPolicies(ArmApimClients):
         self._concurrency = concurrency
         self._spare: dict[str, list[ApiManagementClient]] = {}  # guarded by self._lock
 
+    @property
+    def concurrency(self) -> int:
+        """The most reads ``list_policies`` has in flight at once."""
+        return self._concurrency
+
     def list_policies(self, service_id: str) -> list[PolicyDocument]:
         """Every policy document of the service, each read in ``rawxml`` with its ETag: global,
         then each product's, then each API's followed by its operations'.
