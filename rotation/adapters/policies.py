@@ -8,8 +8,11 @@ text of ``GET …/policies/policy?format=rawxml`` and a write is ``PolicyContrac
 Cost of ``list_policies``, per service with P products, A APIs and O operations: the product
 and API lists (one request per page of 100), one operation list per API (per page), and one
 ``GET ?format=rawxml`` per scope, so 1 + P + A + O GETs plus ⌈P/100⌉ + ⌈A/100⌉ + A (or more)
-list pages; sequential (10 products, 150 APIs, 600 operations: 914 requests, about 2 s against
-the devstack). A scope without a policy costs its one GET, a 404. The
+list pages (10 products, 150 APIs, 600 operations: 914 requests). The product list comes first,
+then the reads and the API list run ``concurrency`` at a time (``ROTATION_ARM_CONCURRENCY``,
+default 8), each operation list queueing its operations' reads; the documents,
+their order and the error raised are those of reading one after another (``bench/bench_inbound.py``
+measures it). A scope without a policy costs its one GET, a 404. The
 ``policy.list_by_*`` calls would not save a request: they return values in ``xml`` format only
 (no ``format`` parameter), so a document found that way still needs its ``rawxml`` GET, and an
 empty scope costs the list request just as it costs the 404. The service's existence is checked
@@ -131,9 +134,9 @@ class ArmInboundPolicies(ArmApimClients):
         """Every policy document of the service, each read in ``rawxml`` with its ETag: global,
         then each product's, then each API's followed by its operations'.
 
-        The product list comes first (it checks that the service exists), then the reads run
-        ``concurrency`` at a time while the calling thread lists the APIs; an API's operation
-        list, once read, queues its operations' reads. The result and its errors are those of
+        The product list comes first (it checks that the service exists), then the reads and
+        the API list run ``concurrency`` at a time; an API's operation list, once read, queues
+        its operations' reads. The result and its errors are those of
         the reads one after another: documents in listing order, and the first failure in
         that order is raised (reads after a known failure are skipped, queued ones cancelled,
         and the worker threads are gone when this returns or raises).
@@ -155,11 +158,9 @@ class ArmInboundPolicies(ArmApimClients):
                 reads.submit((0, 1 + i), scope.reader(PolicyScope.PRODUCT, product))
                 for i, product in enumerate(products)
             ]
-            if reads.failed():  # the API list is not reached one read at a time either
-                _collect(head)
+            listed = reads.submit((0, 1 + len(products)), scope.apis())
             try:
-                with listing("list_policies", service_id, name):
-                    apis = [a.name or "" for a in client.api.list_by_service(rg, name)]
+                apis: list[str] = listed.result()
             except Exception:
                 _collect(head)  # an earlier failure wins
                 raise
@@ -325,6 +326,15 @@ class _Scope:
         def read(client: ApiManagementClient) -> PolicyDocument | None:
             get = getattr(client, group).get
             return _read(self.service_id, scope, parent, get, self.rg, self.name, *ids)
+
+        return read
+
+    def apis(self) -> _Read:
+        """The API list (a 404: the service is gone, ``ConfigError``)."""
+
+        def read(client: ApiManagementClient) -> list[str]:
+            with listing("list_policies", self.service_id, self.name):
+                return [a.name or "" for a in client.api.list_by_service(self.rg, self.name)]
 
         return read
 

@@ -163,10 +163,10 @@ class TestSameResult:
 class TestOverlap:
     @pytest.mark.parametrize(("concurrency", "low"), [(1, 1), (3, 2), (8, 2)])
     def test_reads_overlap_up_to_the_bound(self, devstack, scene, concurrency, low):
-        """Every policy read waits 50 ms (the LATENCY fault standing in for ARM): the most
-        requests the stand-in had in flight at once is 1 one at a time, and more than one but
-        never more than the bound otherwise."""
-        devstack.faults_arm.delay("*/policies/policy", seconds=0.05, method="GET", probability=1.0)
+        """Every request waits 30 ms (the LATENCY fault standing in for ARM): the most requests
+        the stand-in had in flight at once is 1 one at a time, and more than one but never
+        more than the bound otherwise (the list calls included)."""
+        devstack.faults_arm.delay("*", seconds=0.03, probability=1.0)
         devstack.request_log.clear()
 
         documents = _adapter(devstack, concurrency).list_policies(scene)
