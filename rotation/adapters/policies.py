@@ -273,11 +273,10 @@ class _Reads:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def failed(self, before: _Key | None = None) -> bool:
-        """True when a read failed (one that comes before ``before`` in the listing order)."""
+    def failed_before(self, key: _Key) -> bool:
+        """True when a read that comes before ``key`` in the listing order failed."""
         with self._lock:
-            first = self._first_failure
-        return first is not None and (before is None or first < before)
+            return self._first_failure is not None and self._first_failure < key
 
     def submit(self, key: _Key, read: _Read) -> Future[Any]:
         """Run ``read`` (inline, or queued on the pool) and return its future."""
@@ -291,7 +290,7 @@ class _Reads:
         return future
 
     def _run(self, key: _Key, read: _Read) -> Any:
-        if self.failed(before=key):
+        if self.failed_before(key):
             raise _SkippedError
         client = self._client if self._pool is None else self._lease()
         try:
