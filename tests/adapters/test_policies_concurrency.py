@@ -285,6 +285,7 @@ class TestSetting:
         adapter = bootstrap._inbound(settings, StaticTokenCredential("t"))
 
         assert settings.arm_concurrency == 3
+        assert isinstance(adapter, ArmInboundPolicies)
         assert adapter.concurrency == 3
 
     @pytest.mark.parametrize(
