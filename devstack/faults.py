@@ -226,11 +226,32 @@ class LoggedRequest:
 
 
 class RequestLog:
-    """Thread-safe, clearable log of the requests one stand-in served (for call-count tests)."""
+    """Thread-safe, clearable log of the requests one stand-in served (for call-count tests),
+    and how many of them were being handled at once (``in_flight``, ``peak_in_flight``): a
+    request counts from when its body is read to just before its answer is sent, fault latency
+    included, so a client with at most N requests outstanding is never seen above N."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[LoggedRequest] = []
+        self._in_flight = 0
+        self._peak = 0
+
+    def started(self) -> None:
+        """A logged request is being handled."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+
+    def finished(self) -> None:
+        """A logged request's answer is about to be sent (or its connection reset)."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def peak_in_flight(self) -> int:
+        """The most requests handled at once since the log was created or cleared."""
+        with self._lock:
+            return self._peak
 
     def append(self, entry: LoggedRequest) -> None:
         """Record one request."""
@@ -243,9 +264,10 @@ class RequestLog:
             return list(self._entries)
 
     def clear(self) -> None:
-        """Forget every entry."""
+        """Forget every entry, and the peak (to the requests in flight now)."""
         with self._lock:
             self._entries.clear()
+            self._peak = self._in_flight
 
     def count(self, method: str = "*", path: str = "*") -> int:
         """How many logged requests match ``method`` and the path glob."""

@@ -101,11 +101,21 @@ class _Handler(BaseHTTPRequestHandler):
             base_url=f"https://{host}",
         )
         app = self.server.app
-        rule = self.server.faults.take(request.method, request.path, _PRE_DISPATCH)
-        if rule is not None and rule.kind is FaultKind.RESET:
+        counted = app.logged(request)
+        if counted:
+            self.server.log.started()
+        try:
+            rule = self.server.faults.take(request.method, request.path, _PRE_DISPATCH)
+            if rule is not None and rule.kind is FaultKind.RESET:
+                response = None
+            else:
+                response = self._apply(app, rule, request)
+        finally:
+            if counted:
+                self.server.log.finished()
+        if response is None:
             self._reset(request)
             return
-        response = self._apply(app, rule, request)
         self._write(request, response)
 
     def _apply(self, app: App, rule: FaultRule | None, request: Request) -> Response:

@@ -373,6 +373,7 @@ def _inbound(settings: Settings, credential: Any) -> InboundPolicies:
 
     return ArmInboundPolicies(  # type: ignore[no-any-return, unused-ignore]
         credential,
+        concurrency=settings.arm_concurrency,
         base_url=settings.arm_endpoint,
         credential_scope=settings.cloud.arm_scope,
         connection_verify=_verify(settings),

@@ -73,17 +73,31 @@ class ArmApimClients:
         Raises:
             ValueError: ``service_id`` is not an APIM service ARM id.
         """
+        subscription, rg, name = self._parts(service_id)
+        with self._lock:
+            client = self._clients.get(subscription.lower())
+            if client is None:
+                client = self._new_client(subscription)
+                self._clients[subscription.lower()] = client
+        return client, rg, name
+
+    @staticmethod
+    def _parts(service_id: str) -> tuple[str, str, str]:
+        """The subscription, resource group and service name of an APIM service ARM id.
+
+        Raises:
+            ValueError: ``service_id`` is not an APIM service ARM id.
+        """
         match = _SERVICE_ID.match(service_id.rstrip("/"))
         if match is None:
             raise ValueError(f"not an APIM service ARM id: {service_id!r}")
-        with self._lock:
-            client = self._clients.get(match["sub"].lower())
-            if client is None:
-                client = ApiManagementClient(
-                    self._credential, match["sub"], base_url=self._base_url, **self._options
-                )
-                self._clients[match["sub"].lower()] = client
-        return client, match["rg"], match["name"]
+        return match["sub"], match["rg"], match["name"]
+
+    def _new_client(self, subscription: str) -> ApiManagementClient:
+        """A new client of ``subscription`` with the shared settings (not cached here)."""
+        return ApiManagementClient(
+            self._credential, subscription, base_url=self._base_url, **self._options
+        )
 
 
 @contextmanager

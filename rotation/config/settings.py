@@ -43,6 +43,7 @@ from rotation.domain.model import Strategy
 
 __all__ = [
     "APP_ROOT",
+    "MAX_ARM_CONCURRENCY",
     "Settings",
     "log_level_from_env",
     "normalize_vault_url",
@@ -54,6 +55,11 @@ __all__ = [
 # The app root: the directory holding function_app.py (the deployed package's root, and the
 # repository root in a checkout); relative ROTATION_TRUST_ANCHORS paths are resolved against it.
 APP_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+# ROTATION_ARM_CONCURRENCY's ceiling: ARM throttles reads per subscription and principal (a
+# bucket that refills at a few dozen a second), so more in flight would only queue behind 429s.
+MAX_ARM_CONCURRENCY = 32
 
 
 def read_environment() -> Mapping[str, str]:
@@ -128,6 +134,7 @@ class Settings:
     trust_anchors_pem: bytes | None = field(default=None, repr=False)
     inbound_certificates: tuple[tuple[str, str], ...] = ()  # (vault URL, certificate name)
     inbound_overlap_days: int = 7
+    arm_concurrency: int = 8  # ARM reads in flight at once when listing policy documents
 
     def trust_anchor_pem(self) -> bytes:
         """The trust-anchor bundle's PEM (inline, or read from ``trust_anchors``).
@@ -223,6 +230,9 @@ class Settings:
                 "ROTATION_INBOUND_CERTIFICATES", (), parse.inbound_certificates(vaults)
             ),
             inbound_overlap_days=r.get("ROTATION_INBOUND_OVERLAP_DAYS", 7, parse.int_at_least(1)),
+            arm_concurrency=r.get(
+                "ROTATION_ARM_CONCURRENCY", 8, parse.int_between(1, MAX_ARM_CONCURRENCY)
+            ),
         )
         if r.problems:
             raise ConfigError(r.problems)

@@ -33,6 +33,7 @@ __all__ = [
     "https_url",
     "inbound_certificates",
     "int_at_least",
+    "int_between",
     "lock_wait",
     "log_level",
     "ncrontab",
@@ -140,6 +141,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
             raise ValueError(f"{raw!r} is not an integer") from None
         if value < minimum:
             raise ValueError(f"{value} is below the minimum {minimum}")
+        return value
+
+    return convert
+
+
+def int_between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """A parser of integers from ``minimum`` to ``maximum`` (both included)."""
+    at_least = int_at_least(minimum)
+
+    def convert(raw: str) -> int:
+        value = at_least(raw)
+        if value > maximum:
+            raise ValueError(f"{value} is above the maximum {maximum}")
         return value
 
     return convert
