@@ -446,3 +446,26 @@ def test_a_replay_batch_sends_inbound_events_down_the_inbound_path(inb: Inbound)
 
     assert (first.decision, again.decision) == (Decision.APPLIED, Decision.ALREADY_CURRENT)
     assert len(inb.policies.writes) == 4
+
+
+def test_a_certificate_without_an_enabled_version_is_ignored(world: World):
+    """Every version disabled: nothing to pin, nothing listed or written."""
+    policies = FakeInboundPolicies()
+    world.add_version("v1", V1, name=CALLER, enabled=False)
+    service = world.service(inbound=policies, inbound_certificates=[(VAULT, CALLER)])
+
+    record = service.handle(make_event(V1, name=CALLER), trigger=EG)
+
+    assert record.decision is Decision.IGNORED
+    assert record.message == f"{CALLER} has no enabled version"
+    assert policies.writes == []
+    assert policies.calls["list_policies"] == 0
+
+
+def test_a_service_refuses_inbound_certificates_without_a_policy_adapter(inb: Inbound):
+    """Wiring inbound certificates without ``InboundPolicies`` (or with a zero overlap) is
+    refused when the service is built, before any event."""
+    with pytest.raises(ValueError, match="no InboundPolicies given"):
+        inb.service(inbound=None)
+    with pytest.raises(ValueError, match="inbound_overlap_days must be >= 1"):
+        inb.service(inbound_overlap_days=0)
