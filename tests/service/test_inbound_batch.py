@@ -27,10 +27,10 @@ def _inbound(world: World) -> Inbound:
     return Inbound(world)
 
 
-def _kept(inb: Inbound, **options: object) -> BatchHandler:
+def _kept(inb: Inbound) -> BatchHandler:
     """A batch whose first event added v2 everywhere (a write: not kept) and whose second
     listed afresh and found it current (kept); the policy counts start from zero."""
-    batch = inb.service(**options).batch()
+    batch = inb.service().batch()
     assert batch.handle(make_event(V2, name=CALLER), trigger=EG).decision is Decision.APPLIED
     assert inb.policies.calls["list_policies"] == SERVICES
     again = batch.handle(make_event(V2, name=CALLER, event_id="evt-2"), trigger=EG)
@@ -108,7 +108,7 @@ def test_a_failed_run_makes_the_next_event_list_again(inb: Inbound, world: World
 def test_the_listing_expires_by_the_service_clock(inb: Inbound, world: World) -> None:
     """Kept for max_age_seconds from when it was listed (reuse does not make it younger); a
     clock that went back expires it too."""
-    batch = _kept(inb, max_attempts=3)  # kept at t0
+    batch = _kept(inb)  # kept at t0
     for _ in range(2):
         world.clock.advance(seconds=14)
         batch.handle(make_event(V2, name=CALLER), trigger=EG)
@@ -161,9 +161,10 @@ def test_a_stale_kept_listing_is_refused_re_listed_and_converged(
 
         assert record.decision is Decision.APPLIED
         assert comment in inb.policies.value(global_id)
-        t3 = inb.world.source.lookup(VAULT, CALLER, V3)
-        assert t3 is not None
-        assert all(t3.thumbprint_sha1 in inb.policies.value(r) for r in pinned_docs(inb))
+        v3 = inb.world.source.lookup(VAULT, CALLER, V3)
+        assert v3 is not None
+        assert v3.thumbprint_sha1 is not None
+        assert all(v3.thumbprint_sha1 in inb.policies.value(r) for r in pinned_docs(inb))
         if batched:
             assert _lists(inb) == SERVICES  # only the re-listing after the refusal
             assert inb.policies.calls["write_policy"] == len(pinned_docs(inb))  # none refused
