@@ -6,10 +6,9 @@ a ``rotation.rollout.Rollout``; this module decides what to run, and turns each 
 one canonical audit record plus one ``rotation.target`` record per target. ``batch`` gives the
 ``EventHandler`` a replay uses: the same ``handle``, but consecutive events of one certificate
 share its APIM listing (an inbound certificate's: its policy documents) while nothing changed it
-(``ListingCache``). A certificate named in
-``ROTATION_INBOUND_CERTIFICATES`` is an inbound identity: ``handle``, ``reconcile`` and ``plan``
-converge the policy documents that pin it (``rotation.rollout.inbound.InboundRollout``), and
-only those. See ``docs/rotation.md`` for the semantics.
+(``ListingCache``). A certificate named in ``ROTATION_INBOUND_CERTIFICATES`` is an inbound
+identity: ``handle``, ``reconcile`` and ``plan`` converge the policy documents that pin it
+(``rotation.rollout.inbound.InboundRollout``), and only those. See ``docs/rotation.md`` for the semantics.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the candidate with the outbound ``validate`` step when some document would learn
 candidate that is not admitted changes nothing), and makes one compare-and-swap write per
 changed document. A 412 drops the listing and re-plans, at most ``max_attempts`` times (one
 more when the listing was borrowed from an earlier run, as a batch's is); the versions, the
-trail's answer and the validation report are kept. It never writes audit
-records: the service turns the ``Outcome`` into records, as for outbound.
+trail's answer and the validation report are kept. It never writes audit records: the
+service turns the ``Outcome`` into records, as for outbound.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ class ListingCache:
     same certificate. An inbound rollout's listing (every service's policy documents) is kept
     the same way, per certificate. It is kept only after a run that neither wrote to APIM (a
     target ``updated``, ``created``, ``retired`` or ``failed``), nor failed, nor re-planned
-    after a compare-and-swap refusal; it expires ``max_age`` after it was listed (by ``clock``; a clock
-    that went back expires it too); and only the ``max_certificates`` most recently used
-    certificates are kept, so memory stays bounded however long the batch.
+    after a compare-and-swap refusal; it expires ``max_age`` after it was listed (by
+    ``clock``; a clock that went back expires it too); and only the ``max_certificates`` most
+    recently used certificates are kept, so memory stays bounded however long the batch.
 
     Sharing is safe for the same reason reconcile's single listing is: every write is the
     gateway's compare-and-swap against what the plan saw, so a plan made from a listing that
