@@ -5,10 +5,10 @@ sweep) and ``plan`` (what a rotation would do now, no writes). Each certificate 
 a ``rotation.rollout.Rollout``; this module decides what to run, and turns each outcome into
 one canonical audit record plus one ``rotation.target`` record per target. ``batch`` gives the
 ``EventHandler`` a replay uses: the same ``handle``, but consecutive events of one certificate
-share its APIM listing while nothing changed it (``ListingCache``). A certificate named in
-``ROTATION_INBOUND_CERTIFICATES`` is an inbound identity: ``handle``, ``reconcile`` and ``plan``
-converge the policy documents that pin it (``rotation.rollout.inbound.InboundRollout``), and
-only those. See ``docs/rotation.md`` for the semantics.
+share its APIM listing (an inbound certificate's: its policy documents) while nothing changed it
+(``ListingCache``). A certificate named in ``ROTATION_INBOUND_CERTIFICATES`` is an inbound
+identity: ``handle``, ``reconcile`` and ``plan`` converge the policy documents that pin it
+(``rotation.rollout.inbound.InboundRollout``), and only those. See ``docs/rotation.md`` for the semantics.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ class RotationService:
     def batch(self, *, max_age_seconds: float = 30.0, max_certificates: int = 64) -> BatchHandler:
         """An ``EventHandler`` for many events in a row (``certrotate replay``): ``handle`` as
         above, except that an event plans from the APIM listing the previous run of the same
-        certificate ended with, while that listing is younger than ``max_age_seconds`` (by this
-        service's clock) and no run since changed APIM or failed. Listings of the
+        certificate ended with (an inbound certificate's: every service's policy documents),
+        while that listing is younger than ``max_age_seconds`` (by this service's clock) and
+        that run neither changed APIM, failed nor had a compare-and-swap refused. Listings of the
         ``max_certificates`` most recently handled certificates are kept.
 
         Raises:
@@ -181,21 +182,25 @@ class RotationService:
         if reason is not None:
             outcome = Outcome(vault=event.vault_url, certificate=event.object_name, message=reason)
         else:
-            vault = self._vaults[vault_key(event.vault_url)]
-            if self.is_inbound(vault, event.object_name):
-                outcome = self._converge(
-                    InboundRollout(self._context, vault, event.object_name, event=event)
+            vault, name = self._vaults[vault_key(event.vault_url)], event.object_name
+            shared = listings.take(vault, name) if listings is not None else None
+            rollout: Rollout | InboundRollout
+            if self.is_inbound(vault, name):
+                policies = shared.policies if shared else None
+                borrowed = policies is not None
+                rollout = InboundRollout(
+                    self._context, vault, name, event=event, listing=policies, borrowed=borrowed
                 )
-            elif listings is None:
-                rollout = Rollout(self._context, vault, event.object_name, event=event)
-                outcome = self._converge(rollout)
             else:
-                shared = listings.take(vault, event.object_name)
+                inventory = shared.inventory if shared else None
+                borrowed = inventory is not None
                 rollout = Rollout(
-                    self._context, vault, event.object_name, event=event,
-                    inventory=shared.inventory if shared else None, borrowed=shared is not None,
-                )  # fmt: skip
-                listed_at = shared.listed_at if shared else self._clock.now()
+                    self._context, vault, name, event=event, inventory=inventory, borrowed=borrowed
+                )
+            if listings is None:
+                outcome = self._converge(rollout)
+            else:  # the kept listing's age, or a time taken before this rollout lists
+                listed_at = shared.listed_at if shared and borrowed else self._clock.now()
                 outcome = self._converge(rollout)
                 listings.settle(rollout, listed_at=listed_at)
         record = self._record(
@@ -482,7 +487,8 @@ class BatchHandler:
     """The ``EventHandler`` a replay hands its events to (``RotationService.batch``).
 
     ``handle`` decides and records exactly as ``RotationService.handle`` does; it only plans
-    from a certificate's kept APIM listing (``ListingCache``) instead of listing again.
+    from a certificate's kept APIM listing or, for an inbound certificate, its kept policy
+    listing (``ListingCache``) instead of listing again.
     """
 
     def __init__(self, service: RotationService, listings: ListingCache) -> None:

@@ -7,9 +7,10 @@ with ``rotation.domain.inbound.plan_inbound`` (add the candidate next to the ide
 renews; retire old identities after the overlap or their expiry, never the last), validates
 the candidate with the outbound ``validate`` step when some document would learn it (a
 candidate that is not admitted changes nothing), and makes one compare-and-swap write per
-changed document. A 412 drops the listing and re-plans, at most ``max_attempts`` times; the
-versions, the trail's answer and the validation report are kept. It never writes audit
-records: the service turns the ``Outcome`` into records, as for outbound.
+changed document. A 412 drops the listing and re-plans, at most ``max_attempts`` times (one
+more when the listing was borrowed from an earlier run, as a batch's is); the versions, the
+trail's answer and the validation report are kept. It never writes audit records: the
+service turns the ``Outcome`` into records, as for outbound.
 """
 
 from __future__ import annotations
@@ -62,12 +63,18 @@ class InboundRollout(RolloutBase):
         *,
         event: KeyVaultEvent | None = None,
         listing: PolicyListing | None = None,
+        borrowed: bool = False,
     ) -> None:
         """``listing``: policy documents to plan from instead of listing (the reconcile sweep
-        lists once for every inbound certificate); a refused compare-and-swap re-lists."""
+        lists once for every inbound certificate; a batch keeps a certificate's between its
+        events); a refused compare-and-swap re-lists. ``borrowed``: ``listing`` is one an
+        earlier rollout of this certificate ended with (a batch's kept one), so a plan refused
+        on it is one more attempt, not one of ``max_attempts``, as for ``Rollout``."""
         super().__init__(context, vault_url, certificate_name, event)
         self._listing = listing
+        self._extra_attempts = 1 if borrowed and listing is not None else 0
         self._added: object = _UNREAD
+        self.replanned = False  # a compare-and-swap refused a plan: the listing was re-read
 
     def run(self, *, write: bool) -> Outcome:
         """As ``RolloutBase.run``; then ``Outcome.in_use`` holds the versions the policy
@@ -96,8 +103,9 @@ class InboundRollout(RolloutBase):
             out.decision = Decision.IGNORED
             out.message = f"{self.name} has no enabled version"
             return
-        for attempt in range(1, self.ctx.max_attempts + 1):
-            final = attempt >= self.ctx.max_attempts
+        attempts = self.ctx.max_attempts + self._extra_attempts
+        for attempt in range(1, attempts + 1):
+            final = attempt >= attempts
             plan = self._plan(inbound, candidate)
             if not self._admitted(plan, write=write):
                 return
@@ -107,6 +115,7 @@ class InboundRollout(RolloutBase):
                 if final:
                     raise
                 self._listing = None  # someone else wrote: re-read and re-plan
+                self.replanned = True
             else:
                 return
 

@@ -2,7 +2,8 @@
 
 ``RotationService.batch`` hands a replay (and the Functions app's worker, ``bootstrap.get_handler``)
 an ``EventHandler`` whose events plan from the listing the previous run of the same certificate
-ended with (see ``docs/rotation.md``, "Replays: shared APIM listings").
+ended with: the certificate entities (and backends) for an outbound certificate, every service's
+policy documents for an inbound one (see ``docs/rotation.md``, "Replays: shared APIM listings").
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from datetime import datetime, timedelta
 from rotation.domain.planning import vault_key
 from rotation.ports import Clock
 from rotation.rollout.converge import Rollout
+from rotation.rollout.inbound import InboundRollout, PolicyListing
 from rotation.rollout.state import Inventory
 
 __all__ = ["ListingCache"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Listing:
-    """One certificate's kept APIM listing and when it was made (by the service's clock)."""
+    """One certificate's kept APIM listing and when it was made (by the service's clock): the
+    ``inventory`` a ``Rollout`` planned from, or the ``policies`` an ``InboundRollout`` did
+    (exactly one is set; a certificate is handled by one path only)."""
 
-    inventory: Inventory
     listed_at: datetime
+    inventory: Inventory | None = None
+    policies: PolicyListing | None = None
 
 
 class ListingCache:
@@ -33,11 +38,12 @@ class ListingCache:
 
     A rollout for an event lists every service's certificate entities, but backends only where
     *that* certificate is bound, so a listing is only ever handed to the next rollout of the
-    same certificate. It is kept only after a run that neither wrote to APIM (a target
-    ``updated``, ``created``, ``retired`` or ``failed``), nor failed, nor re-planned after a
-    compare-and-swap refusal; it expires ``max_age`` after it was listed (by ``clock``; a clock
-    that went back expires it too); and only the ``max_certificates`` most recently used
-    certificates are kept, so memory stays bounded however long the batch.
+    same certificate. An inbound rollout's listing (every service's policy documents) is kept
+    the same way, per certificate. It is kept only after a run that neither wrote to APIM (a
+    target ``updated``, ``created``, ``retired`` or ``failed``), nor failed, nor re-planned
+    after a compare-and-swap refusal; it expires ``max_age`` after it was listed (by
+    ``clock``; a clock that went back expires it too); and only the ``max_certificates`` most
+    recently used certificates are kept, so memory stays bounded however long the batch.
 
     Sharing is safe for the same reason reconcile's single listing is: every write is the
     gateway's compare-and-swap against what the plan saw, so a plan made from a listing that
@@ -75,7 +81,7 @@ class ListingCache:
             self._kept.move_to_end(key)
             return kept
 
-    def settle(self, rollout: Rollout, *, listed_at: datetime) -> None:
+    def settle(self, rollout: Rollout | InboundRollout, *, listed_at: datetime) -> None:
         """After ``rollout`` ran: keep the listing it ended with, or drop the certificate's.
 
         ``listed_at`` is when that listing was made: the kept one's time when the rollout
@@ -83,12 +89,17 @@ class ListingCache:
         """
         key = _listing_key(rollout.vault_url, rollout.name)
         out = rollout.outcome
-        inventory = rollout.inventory
+        kept: _Listing | None = None
+        if isinstance(rollout, InboundRollout):
+            if rollout.listing is not None:
+                kept = _Listing(listed_at=listed_at, policies=rollout.listing)
+        elif rollout.inventory is not None:
+            kept = _Listing(listed_at=listed_at, inventory=rollout.inventory)
         with self._lock:
-            if out.error is not None or rollout.replanned or out.wrote or inventory is None:
+            if out.error is not None or rollout.replanned or out.wrote or kept is None:
                 self._kept.pop(key, None)
                 return
-            self._kept[key] = _Listing(inventory, listed_at)
+            self._kept[key] = kept
             self._kept.move_to_end(key)
             while len(self._kept) > self._max:
                 self._kept.popitem(last=False)
