@@ -10,7 +10,10 @@ certificate it does not trust with HTTP 400 after the handshake. The canary test
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -19,9 +22,18 @@ from pathlib import Path
 
 from devstack.tls import ServerTls
 
-__all__ = ["Nginx", "NginxError", "find_nginx", "free_port", "nginx_config", "start_nginx"]
+__all__ = [
+    "Nginx",
+    "NginxError",
+    "find_nginx",
+    "free_port",
+    "nginx_config",
+    "start_nginx",
+    "stop_stale",
+]
 
 STARTUP_DEADLINE_SECONDS = 10.0
+STALE_STOP_SECONDS = 5.0
 
 
 class NginxError(RuntimeError):
@@ -117,6 +129,40 @@ http {{
 """
 
 
+def stop_stale(prefix: Path) -> int | None:
+    """Stop an nginx left running under ``prefix`` by an owner that was killed (``SIGKILL``
+    leaves no chance to stop it): the pid in ``prefix/nginx.pid`` when that process is an
+    nginx started with this prefix. Returns the pid it stopped, or None (no pid file, a pid
+    that is gone or reused by another program). Waits up to ``STALE_STOP_SECONDS``.
+    """
+    try:
+        pid = int((prefix / "nginx.pid").read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    # nginx rewrites its title ("nginx: master process /usr/sbin/nginx -p PREFIX ..."), so the
+    # arguments may be NUL- or space-separated.
+    ours = re.compile(rb"-p[\0 ]" + re.escape(os.fsencode(str(prefix))) + rb"(?:[\0 ]|$)")
+    if not command.startswith(b"nginx") and b"/nginx\0" not in command:
+        return None
+    if ours.search(command) is None or not _running(pid):
+        return None
+    os.kill(pid, signal.SIGTERM)  # nginx: fast shutdown
+    deadline = time.monotonic() + STALE_STOP_SECONDS
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting for its parent has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def start_nginx(
     prefix: Path, server: ServerTls, client_ca: Path, *, port: int | None = None
 ) -> Nginx:
@@ -130,6 +176,7 @@ def start_nginx(
         raise NginxError("nginx is not installed (apt-get install -y nginx)")
     for name in ("logs", "temp"):
         (prefix / name).mkdir(parents=True, exist_ok=True)
+    stop_stale(prefix)  # a killed devstack's nginx would hold the port and the pid file
     port = free_port() if port is None else port
     config = prefix / "nginx.conf"
     config.write_text(nginx_config(prefix, port, server, client_ca))
