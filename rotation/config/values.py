@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from rotation.domain.clouds import Cloud, cloud_for_arm_endpoint
 from rotation.domain.model import Strategy
@@ -105,16 +105,26 @@ def normalize_vault_url(value: str) -> str:
         ValueError: not an https URL with a host and no path, query or fragment.
     """
     text = value.strip()
+    parts, origin = _https_origin(text, "an https URL with a host")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{text!r} must be a bare vault URL (no path, query or credentials)")
+    return origin
+
+
+def _https_origin(text: str, what: str) -> tuple[SplitResult, str]:
+    """``text`` split, and its origin ``https://host[:port]`` (lower-case host).
+
+    Raises:
+        ValueError: not a URL, or not https with a host (``what`` says what it must be).
+    """
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
         raise ValueError(f"{text!r} is not a URL") from None
     if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ValueError(f"{text!r} must be an https URL with a host")
-    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"{text!r} must be a bare vault URL (no path, query or credentials)")
-    return f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
+        raise ValueError(f"{text!r} must be {what}")
+    return parts, f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
 
 
 def csv_items(raw: str) -> list[str]:
@@ -383,13 +393,7 @@ def inbound_certificates(vaults: tuple[str, ...]) -> Callable[[str], tuple[tuple
 
 def _certificate_url(item: str) -> tuple[str, str]:
     """(vault URL, name) of ``https://{vault}/certificates/{name}``."""
-    try:
-        parts = urlsplit(item)
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{item!r} is not a URL") from None
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ValueError(f"{item!r} must be an https Key Vault URL")
+    parts, vault = _https_origin(item, "an https Key Vault URL")
     if parts.query or parts.fragment or parts.username:
         raise ValueError(f"{item!r} must have no query, fragment or credentials")
     if _VERSIONED_PATH.match(parts.path):
@@ -402,5 +406,4 @@ def _certificate_url(item: str) -> tuple[str, str]:
         raise ValueError(f"{item!r} is not https://{{vault}}/certificates/{{name}}")
     if not _CERTIFICATE_NAME.match(path.group(1)):
         raise ValueError(f"{item!r}: a certificate name is 1-127 letters, digits and dashes")
-    vault = f"https://{parts.hostname.lower()}" + (f":{port}" if port else "")
     return vault, path.group(1)
