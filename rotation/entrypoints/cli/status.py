@@ -142,13 +142,22 @@ def _last_decisions(
     return out
 
 
-def _table(rows: Sequence[BindingStatus], *, alert_days: int) -> Table:
-    table = Table(title=f"certrotate status (alert within {alert_days} days)")
+def _status_table(title: str, *where: str) -> Table:
+    """A status table: the service, the columns that say where (``where``), then what is
+    pinned there and how it stands."""
+    table = Table(title=title)
     for name in (
-        "service", "entity", "backends", "certificate", "version", "thumbprint", "not_after",
-        "days left", "newest", "in sync", "last decision",
+        "service", *where, "certificate", "version", "thumbprint", "not_after", "days left",
+        "newest", "in sync", "last decision",
     ):  # fmt: skip
         table.add_column(name, overflow="fold")
+    return table
+
+
+def _table(rows: Sequence[BindingStatus], *, alert_days: int) -> Table:
+    table = _status_table(
+        f"certrotate status (alert within {alert_days} days)", "entity", "backends"
+    )
     for r in rows:
         version = (r.version or "-")[:8] + (" (versionless)" if r.versionless else "")
         table.add_row(
@@ -162,12 +171,9 @@ def _table(rows: Sequence[BindingStatus], *, alert_days: int) -> Table:
 
 
 def _identities_table(rows: Sequence[IdentityStatus], *, alert_days: int) -> Table:
-    table = Table(title=f"inbound identities (alert within {alert_days} days)")
-    for name in (
-        "service", "scope", "policy", "certificate", "version", "thumbprint", "not_after",
-        "days left", "newest", "in sync", "last decision",
-    ):  # fmt: skip
-        table.add_column(name, overflow="fold")
+    table = _status_table(
+        f"inbound identities (alert within {alert_days} days)", "scope", "policy"
+    )
     for r in rows:
         days = "-" if r.days_left is None else str(r.days_left)
         if r.expiring:
