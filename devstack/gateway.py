@@ -78,6 +78,7 @@ from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL, crypto
 
 from devstack.pki import Issued
+from devstack.server import LoopbackListener
 from rotation.domain.policies import find_thumbprints
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class _GatewayServer(socketserver.ThreadingTCPServer):
         """Client hang-ups and TLS failures are not worth a traceback on stderr."""
 
 
-class Gateway:
+class Gateway(LoopbackListener):
     """The gateway stand-in (see the module docstring); a context manager that serves until exit.
 
     ``thumbprints`` is asked on every request; ``tls`` is the devstack's server TLS (its
@@ -164,16 +165,6 @@ class Gateway:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="devstack-gateway", daemon=True
         )
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``https://127.0.0.1:PORT``."""
-        return f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -209,7 +210,23 @@ class _TlsServer(ThreadingHTTPServer):
         """Client hang-ups and TLS failures are not worth a traceback on stderr."""
 
 
-class StandInServer:
+class LoopbackListener:
+    """A server of this package on loopback: ``port`` and ``url`` from its socket server."""
+
+    _server: socketserver.TCPServer
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:PORT``."""
+        return f"https://127.0.0.1:{self.port}"
+
+
+class StandInServer(LoopbackListener):
     """One stand-in listening on ``127.0.0.1:port`` (0 picks a free port) in a daemon thread."""
 
     def __init__(
@@ -227,16 +244,6 @@ class StandInServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.01,), name="devstack", daemon=True
         )
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``https://127.0.0.1:PORT``."""
-        return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start serving in the background."""
