@@ -60,6 +60,7 @@ from rotation.rollout.status import survey
 
 if TYPE_CHECKING:
     from rotation.domain.status import StatusRow
+    from rotation.rollout.listings import KeptListing
 
 __all__ = ["BatchHandler", "RotationPlan", "RotationService", "UnexpectedError"]
 
@@ -184,24 +185,11 @@ class RotationService:
         else:
             vault, name = self._vaults[vault_key(event.vault_url)], event.object_name
             shared = listings.take(vault, name) if listings is not None else None
-            rollout: Rollout | InboundRollout
-            if self.is_inbound(vault, name):
-                policies = shared.policies if shared else None
-                borrowed = policies is not None
-                rollout = InboundRollout(
-                    self._context, vault, name, event=event, listing=policies, borrowed=borrowed
-                )
-            else:
-                inventory = shared.inventory if shared else None
-                borrowed = inventory is not None
-                rollout = Rollout(
-                    self._context, vault, name, event=event, inventory=inventory, borrowed=borrowed
-                )
-            if listings is None:
-                outcome = self._converge(rollout)
-            else:  # the kept listing's age, or a time taken before this rollout lists
-                listed_at = shared.listed_at if shared and borrowed else self._clock.now()
-                outcome = self._converge(rollout)
+            rollout, borrowed = self._rollout(vault, name, event=event, shared=shared)
+            # The kept listing's age, or a time taken before this rollout lists.
+            listed_at = shared.listed_at if shared and borrowed else self._clock.now()
+            outcome = self._converge(rollout)
+            if listings is not None:
                 listings.settle(rollout, listed_at=listed_at)
         record = self._record(
             outcome, event=event, trigger=trigger, started=started, correlation=correlation
@@ -229,11 +217,7 @@ class RotationService:
             if self.is_inbound(vault, name):
                 continue  # the inbound sweep below handles it
             rollout = Rollout(self._context, vault, name, inventory=inventory)
-            outcome = self._sweep_one(rollout, trigger, correlation, records, failures)
-            alert = self._expiry_alert(outcome, trigger=trigger, correlation=correlation)
-            if alert is not None:
-                self._audit.write(alert)
-                records.append(alert)
+            self._sweep_one(rollout, trigger, correlation, records, failures)
         self._sweep_inbound(trigger, correlation, records, failures)
         if any(f.retryable for f in failures):
             raise BackendUpdateError(
@@ -256,11 +240,7 @@ class RotationService:
                 candidate=None, previous_version=None, actions=(),
                 message=f"vault {vault_url} is not in ROTATION_VAULTS",
             )  # fmt: skip
-        rollout: Rollout | InboundRollout
-        if self.is_inbound(vault, certificate_name):
-            rollout = InboundRollout(self._context, vault, certificate_name)
-        else:
-            rollout = Rollout(self._context, vault, certificate_name)
+        rollout, _ = self._rollout(vault, certificate_name)
         out = rollout.run(write=False)
         if out.error is not None:
             raise out.error
@@ -305,27 +285,16 @@ class RotationService:
         try:
             listing: PolicyListing | None = list_policies(inbound, self._context.apim_services)
         except Exception as exc:  # noqa: BLE001 - recorded; the next sweep lists again
-            error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
-            failures.append(error)
-            record = AuditRecord(
-                event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
-                correlation_id=correlation, error=error_text(error), strategy=self._strategy,
-                message="could not list the APIM policy documents",
+            self._listing_failed(
+                exc, "could not list the APIM policy documents",
+                trigger=trigger, correlation=correlation, records=records, failures=failures,
             )  # fmt: skip
-            self._audit.write(record)
-            records.append(record)
             return
         for vault, name in self._inbound.values():
             if vault_key(vault) not in self._vaults:
                 continue  # settings check it; a service built by hand may not
             rollout = InboundRollout(self._context, vault, name, listing=listing)
             outcome = self._sweep_one(rollout, trigger, correlation, records, failures)
-            alert = self._expiry_alert(
-                outcome, trigger=trigger, correlation=correlation, inbound=True
-            )
-            if alert is not None:
-                self._audit.write(alert)
-                records.append(alert)
             # What a run wrote is not in the listing it planned from: the next one lists afresh.
             listing = None if outcome.wrote else rollout.listing
 
@@ -337,8 +306,9 @@ class RotationService:
         records: list[AuditRecord],
         failures: list[RotationError],
     ) -> Outcome:
-        """One certificate of a sweep: converge it and record the outcome; an unexpected
-        exception ends only this run (recorded ``failed``)."""
+        """One certificate of a sweep: converge it, record the outcome and, when what it
+        presents after the run expires soon, the expiry alert; an unexpected exception ends
+        only this run (recorded ``failed``)."""
         started = time.perf_counter()
         try:
             outcome = self._converge(rollout)
@@ -352,7 +322,60 @@ class RotationService:
         )
         if outcome.error is not None:
             failures.append(outcome.error)
+        inbound = isinstance(rollout, InboundRollout)
+        alert = self._expiry_alert(
+            outcome, trigger=trigger, correlation=correlation, inbound=inbound
+        )
+        if alert is not None:
+            self._audit.write(alert)
+            records.append(alert)
         return outcome
+
+    def _rollout(
+        self,
+        vault: str,
+        name: str,
+        *,
+        event: KeyVaultEvent | None = None,
+        shared: KeptListing | None = None,
+    ) -> tuple[Rollout | InboundRollout, bool]:
+        """The rollout of ``name`` (inbound or outbound), planning from ``shared``'s listing of
+        its kind when there is one; and whether it does (a borrowed listing)."""
+        if self.is_inbound(vault, name):
+            policies = shared.policies if shared else None
+            inbound = InboundRollout(
+                self._context, vault, name, event=event, listing=policies,
+                borrowed=policies is not None,
+            )  # fmt: skip
+            return inbound, policies is not None
+        inventory = shared.inventory if shared else None
+        outbound = Rollout(
+            self._context, vault, name, event=event, inventory=inventory,
+            borrowed=inventory is not None,
+        )  # fmt: skip
+        return outbound, inventory is not None
+
+    def _listing_failed(
+        self,
+        exc: Exception,
+        message: str,
+        *,
+        trigger: Trigger,
+        correlation: str,
+        records: list[AuditRecord],
+        failures: list[RotationError],
+    ) -> None:
+        """A sweep's listing failed: record ``reconcile.failed`` with ``message``; the sweep
+        goes on without it."""
+        error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
+        failures.append(error)
+        record = AuditRecord(
+            event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
+            correlation_id=correlation, error=error_text(error), strategy=self._strategy,
+            message=message,
+        )  # fmt: skip
+        self._audit.write(record)
+        records.append(record)
 
     def _converge(self, rollout: Rollout | InboundRollout) -> Outcome:
         """Run ``rollout``; a writing run holds the certificate's lock (dry runs take none).
@@ -392,15 +415,10 @@ class RotationService:
                     tuple(gateway.list_backends(service_id)) if ours else ()
                 )
             except Exception as exc:  # noqa: BLE001 - unexpected ones too: the sweep goes on
-                error = exc if isinstance(exc, RotationError) else UnexpectedError.wrap(exc)
-                failures.append(error)
-                record = AuditRecord(
-                    event="reconcile.failed", decision=Decision.FAILED, trigger=trigger,
-                    correlation_id=correlation, error=error_text(error), strategy=self._strategy,
-                    message=f"could not list APIM service {service_id}",
+                self._listing_failed(
+                    exc, f"could not list APIM service {service_id}",
+                    trigger=trigger, correlation=correlation, records=records, failures=failures,
                 )  # fmt: skip
-                self._audit.write(record)
-                records.append(record)
                 continue
             inventory[service_id] = (certs, backends)
         return inventory

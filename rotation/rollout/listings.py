@@ -19,11 +19,11 @@ from rotation.rollout.converge import Rollout
 from rotation.rollout.inbound import InboundRollout, PolicyListing
 from rotation.rollout.state import Inventory
 
-__all__ = ["ListingCache"]
+__all__ = ["KeptListing", "ListingCache"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Listing:
+class KeptListing:
     """One certificate's kept APIM listing and when it was made (by the service's clock): the
     ``inventory`` a ``Rollout`` planned from, or the ``policies`` an ``InboundRollout`` did
     (exactly one is set; a certificate is handled by one path only)."""
@@ -58,14 +58,14 @@ class ListingCache:
         self._clock = clock
         self._max_age = max_age
         self._max = max_certificates
-        self._kept: OrderedDict[tuple[str, str], _Listing] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, str], KeptListing] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._kept)
 
-    def take(self, vault_url: str, certificate: str) -> _Listing | None:
+    def take(self, vault_url: str, certificate: str) -> KeptListing | None:
         """The kept listing of ``certificate`` if it is still young enough, else None (an
         expired one is dropped)."""
         key = _listing_key(vault_url, certificate)
@@ -89,12 +89,12 @@ class ListingCache:
         """
         key = _listing_key(rollout.vault_url, rollout.name)
         out = rollout.outcome
-        kept: _Listing | None = None
+        kept: KeptListing | None = None
         if isinstance(rollout, InboundRollout):
             if rollout.listing is not None:
-                kept = _Listing(listed_at=listed_at, policies=rollout.listing)
+                kept = KeptListing(listed_at=listed_at, policies=rollout.listing)
         elif rollout.inventory is not None:
-            kept = _Listing(listed_at=listed_at, inventory=rollout.inventory)
+            kept = KeptListing(listed_at=listed_at, inventory=rollout.inventory)
         with self._lock:
             if out.error is not None or rollout.replanned or out.wrote or kept is None:
                 self._kept.pop(key, None)
