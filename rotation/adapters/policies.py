@@ -70,12 +70,7 @@ class _Scoped:
             )
         self.args = parents
         self.suffix = "/".join(tail)
-        operations: Any = {
-            PolicyScope.GLOBAL: client.policy,
-            PolicyScope.PRODUCT: client.product_policy,
-            PolicyScope.API: client.api_policy,
-            PolicyScope.OPERATION: client.api_operation_policy,
-        }[document.scope]
+        operations: Any = getattr(client, _GROUPS[document.scope])
         self.get: Callable[..., Any] = operations.get
         self.put: Callable[..., Any] = operations.create_or_update
 
