@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from rotation.domain.bindings import parse_secret_identifier
-from rotation.domain.model import AuditTarget, CertificateVersion, TargetKind, TargetResult
+from rotation.domain.model import (
+    AuditTarget,
+    CertificateVersion,
+    TargetKind,
+    TargetResult,
+    by_thumbprint,
+    version_order,
+)
 
 __all__ = [
     "AlertMemo",
@@ -138,16 +145,12 @@ def pinned_after(target: AuditTarget) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip().upper() for t in (pins or "").split(",") if t.strip()))
 
 
-def _order(version: CertificateVersion) -> tuple[object, ...]:
-    return (version.created, version.version.lower())
-
-
 def _newest(
     thumbprints: Iterable[str], versions: Iterable[CertificateVersion]
 ) -> CertificateVersion | None:
-    index = {(v.thumbprint_sha1 or "").upper(): v for v in versions if v.thumbprint_sha1}
+    index = by_thumbprint(versions)
     found = [index[t] for t in thumbprints if t in index]
-    return max(found, key=_order, default=None)
+    return max(found, key=version_order, default=None)
 
 
 def pinned_versions(
@@ -155,7 +158,7 @@ def pinned_versions(
 ) -> tuple[CertificateVersion, ...]:
     """The ``versions`` some policy target pins after the run (``pinned_after``), oldest first:
     what an inbound run leaves in use."""
-    index = {(v.thumbprint_sha1 or "").upper(): v for v in versions if v.thumbprint_sha1}
+    index = by_thumbprint(versions)
     pinned = {
         index[t].version.lower(): index[t]
         for target in targets
@@ -163,7 +166,7 @@ def pinned_versions(
         for t in pinned_after(target)
         if t in index
     }
-    return tuple(sorted(pinned.values(), key=_order))
+    return tuple(sorted(pinned.values(), key=version_order))
 
 
 def callers_use(
@@ -179,7 +182,7 @@ def callers_use(
         if target.kind is TargetKind.POLICY
         and (found := _newest(pinned_after(target), known)) is not None
     }
-    return tuple(sorted(newest.values(), key=_order))
+    return tuple(sorted(newest.values(), key=version_order))
 
 
 def days_left(not_after: datetime, now: datetime) -> int:

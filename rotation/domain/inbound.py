@@ -31,7 +31,14 @@ from enum import StrEnum
 
 from rotation.domain.actions import EditPolicy
 from rotation.domain.bindings import vault_key
-from rotation.domain.model import CertificateVersion, Decision, TargetKind, TargetResult
+from rotation.domain.model import (
+    CertificateVersion,
+    Decision,
+    TargetKind,
+    TargetResult,
+    by_thumbprint,
+    version_order,
+)
 from rotation.domain.policies import (
     PolicyDocumentError,
     add_thumbprint,
@@ -158,14 +165,6 @@ class InboundPlan:
         return any(e.added for e in self.edits)
 
 
-def _order(version: CertificateVersion) -> tuple[object, ...]:
-    return (version.created, version.version.lower())
-
-
-def _thumbprints(versions: Iterable[CertificateVersion]) -> dict[str, CertificateVersion]:
-    return {v.thumbprint_sha1.upper(): v for v in versions if v.thumbprint_sha1}
-
-
 def _blocks(value: str, index: Mapping[str, CertificateVersion]) -> dict[int, list[str]]:
     """Per ``validate-client-certificate`` block (by offset): the certificate's thumbprints it
     pins, in document order."""
@@ -240,7 +239,7 @@ def plan_document(
     Raises:
         PolicyDocumentError: the document cannot be parsed (naming its resource id).
     """
-    index = _thumbprints(versions)
+    index = by_thumbprint(versions)
     upper = document.value.upper()
     if not any(t in upper for t in index):  # cheap: most documents pin nothing of ours
         return None, ()
@@ -270,11 +269,13 @@ def _plan_document(
     new = (candidate.thumbprint_sha1 or "").upper()
     if new:
         anchors = {
-            max((index[t] for t in pins), key=_order)
+            max((index[t] for t in pins), key=version_order)
             for pins in blocks.values()
             if new not in pins
         }
-        for anchor in sorted(anchors, key=_order, reverse=True):  # newest first: see docstring
+        for anchor in sorted(
+            anchors, key=version_order, reverse=True
+        ):  # newest first: see docstring
             value = add_thumbprint(value, anchor.thumbprint_sha1 or "", new)
     # A block that learns the candidate starts its overlap now, in the whole document (as the
     # trail keys "added at" per document): conservative, never early.
@@ -287,7 +288,7 @@ def _plan_document(
         verdicts = [
             retirable(
                 old,
-                [index[t] for t in pins if _order(index[t]) > _order(old)],
+                [index[t] for t in pins if version_order(index[t]) > version_order(old)],
                 resource_id=document.resource_id,
                 now=now,
                 overlap=overlap,
@@ -337,8 +338,8 @@ def plan_inbound(
         if edit is not None:
             edits.append(edit)
             notes.extend(n for n in why if n not in notes)
-    index = _thumbprints(versions)
-    pinned = sorted({index[t] for e in edits for t in e.before}, key=_order)
+    index = by_thumbprint(versions)
+    pinned = sorted({index[t] for e in edits for t in e.before}, key=version_order)
     return InboundPlan(edits=tuple(edits), pinned=tuple(pinned), notes=tuple(notes))
 
 

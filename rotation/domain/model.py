@@ -6,6 +6,7 @@ tuples. Secret material never appears in a ``repr``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +33,8 @@ __all__ = [
     "TargetResult",
     "Trigger",
     "ValidationReport",
+    "by_thumbprint",
+    "version_order",
 ]
 
 
@@ -217,6 +220,16 @@ class CertificateVersion:
     def secret_id(self) -> str:
         """The versioned secret URL APIM references (``…/secrets/{name}/{version}``)."""
         return f"{self.vault_url}/secrets/{self.name}/{self.version}"
+
+
+def version_order(version: CertificateVersion) -> tuple[object, ...]:
+    """The sort key of versions, oldest first: ``created``, then the version id."""
+    return (version.created, version.version.lower())
+
+
+def by_thumbprint(versions: Iterable[CertificateVersion]) -> dict[str, CertificateVersion]:
+    """``versions`` by upper-case SHA-1 thumbprint (versions without one are left out)."""
+    return {v.thumbprint_sha1.upper(): v for v in versions if v.thumbprint_sha1}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,6 +39,7 @@ from rotation.domain.model import (
     CertificateVersion,
     Strategy,
     TargetKind,
+    version_order,
 )
 
 __all__ = [
@@ -71,10 +72,6 @@ _SUFFIX = re.compile(r"^(?P<base>.+?)--[0-9A-Za-z]{8}$")
 # --- ordering ---------------------------------------------------------------------------------
 
 
-def _order(version: CertificateVersion) -> tuple[object, ...]:
-    return (version.created, version.version.lower())
-
-
 def _index(versions: Iterable[CertificateVersion]) -> dict[str, CertificateVersion]:
     return {v.version.lower(): v for v in versions}
 
@@ -82,7 +79,7 @@ def _index(versions: Iterable[CertificateVersion]) -> dict[str, CertificateVersi
 def choose_candidate(versions: Iterable[CertificateVersion]) -> CertificateVersion | None:
     """The newest ENABLED version by ``created`` (ties by version id); None if none is enabled."""
     enabled = [v for v in versions if v.enabled]
-    return max(enabled, key=_order, default=None)
+    return max(enabled, key=version_order, default=None)
 
 
 def _compare(
@@ -92,7 +89,7 @@ def _compare(
     if version is not None and version.lower() == candidate.version.lower():
         return "current"
     known = index.get(version.lower()) if version else None
-    if known is not None and _order(known) > _order(candidate):
+    if known is not None and version_order(known) > version_order(candidate):
         return "newer"
     return "older"
 
@@ -110,7 +107,7 @@ def is_superseded(
         return False
     for binding in live:
         in_use = index.get(binding.version.lower()) if binding.version else None
-        if in_use is None or _order(in_use) <= _order(event):
+        if in_use is None or version_order(in_use) <= version_order(event):
             return False
     return True
 
@@ -307,7 +304,7 @@ def _plan_group(
 
 def _rank(b: Binding, index: dict[str, CertificateVersion]) -> tuple[object, ...]:
     known = index.get(b.version.lower()) if b.version else None
-    return (1, *_order(known)) if known else (0,)
+    return (1, *version_order(known)) if known else (0,)
 
 
 def _plan_backend(

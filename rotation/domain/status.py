@@ -24,7 +24,7 @@ from rotation.domain.actions import policy_name
 from rotation.domain.bindings import Binding
 from rotation.domain.expiry import days_left
 from rotation.domain.inbound import PolicyDocument
-from rotation.domain.model import CertificateVersion, TargetKind
+from rotation.domain.model import CertificateVersion, TargetKind, by_thumbprint, version_order
 from rotation.domain.planning import choose_candidate
 from rotation.domain.policies import PolicyDocumentError, find_thumbprints
 
@@ -165,10 +165,6 @@ def binding_status(
     )
 
 
-def _order(version: CertificateVersion) -> tuple[object, ...]:
-    return (version.created, version.version.lower())
-
-
 def identity_status(
     document: PolicyDocument,
     versions: Iterable[CertificateVersion],
@@ -187,7 +183,7 @@ def identity_status(
             parsed (naming its resource id).
     """
     all_versions = tuple(versions)
-    index = {(v.thumbprint_sha1 or "").upper(): v for v in all_versions if v.thumbprint_sha1}
+    index = by_thumbprint(all_versions)
     upper = document.value.upper()
     if not any(t in upper for t in index):  # cheap: most documents pin nothing of ours
         return ()
@@ -199,7 +195,8 @@ def identity_status(
             line=exc.line, column=exc.column, offset=exc.offset,
         ) from None  # fmt: skip
     pinned = sorted(
-        {index[p.thumbprint.upper()] for p in pins if p.thumbprint.upper() in index}, key=_order
+        {index[p.thumbprint.upper()] for p in pins if p.thumbprint.upper() in index},
+        key=version_order,
     )
     if not pinned:
         return ()
