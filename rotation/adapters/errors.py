@@ -99,30 +99,21 @@ APIM = Service(
         HTTPStatus.FORBIDDEN: "the identity needs write access to the APIM service",
     },
 )
-AUDIT_TABLE = Service(
-    name="audit-table",
-    hints={
-        HTTPStatus.NOT_FOUND: "the table does not exist",
+
+
+def _storage(name: str, missing: str) -> Service:
+    """A storage service: ``missing`` says what a 404 means; 401/403 are the access hint."""
+    hints: dict[int, str] = {
+        HTTPStatus.NOT_FOUND: missing,
         HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
         HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
-    },
-)
-DEAD_LETTERS = Service(
-    name="blob storage",
-    hints={
-        HTTPStatus.NOT_FOUND: "the dead-letter container or blob does not exist",
-        HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
-        HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
-    },
-)
-LOCKS = Service(
-    name="blob-lease",
-    hints={
-        HTTPStatus.NOT_FOUND: "the lock container or blob does not exist",
-        HTTPStatus.UNAUTHORIZED: _STORAGE_ACCESS,
-        HTTPStatus.FORBIDDEN: _STORAGE_ACCESS,
-    },
-)
+    }
+    return Service(name=name, hints=hints)
+
+
+AUDIT_TABLE = _storage("audit-table", "the table does not exist")
+DEAD_LETTERS = _storage("blob storage", "the dead-letter container or blob does not exist")
+LOCKS = _storage("blob-lease", "the lock container or blob does not exist")
 
 EVENT_GRID = Service(
     name="eventgrid",
