@@ -445,27 +445,6 @@ def validate_with_crls(
     not clean (no path, a refused path, a revoked or unknown status, a leaf outside its
     dates): the caller then runs ``build_path`` and ``check_revocation``, which name the reason.
     """
-    result = _one_pass(leaf, others, anchors, at=at, skew=skew, max_depth=max_depth, hard=hard, crls=crls, fetch=fetch)  # fmt: skip
-    if result is None:
-        # pyhanko leaves state on the asn1crypto objects of a refused run (seen with PKITS
-        # 4.3.6: the next, otherwise clean run then fails a signature): forget them all.
-        anchors.forget()
-    return result
-
-
-def _one_pass(
-    leaf: x509.Certificate,
-    others: Sequence[x509.Certificate],
-    anchors: TrustAnchors,
-    *,
-    at: datetime,
-    skew: timedelta,
-    max_depth: int,
-    hard: bool,
-    crls: Sequence[x509.CertificateRevocationList],
-    fetch: Any = None,
-) -> PathResult | None:
-    """``validate_with_crls`` without the clean-up."""
     if not leaf.not_valid_before_utc - skew <= at <= leaf.not_valid_after_utc:
         return None
     path = _walk(leaf, others, anchors, max_depth)
@@ -479,6 +458,7 @@ def _one_pass(
         uncovered = _without_crl(path, collected)
         rules = _rules(path, uncovered)
         if rules is None:
+            anchors.forget()  # what was prepared for this path is not validated: start clean
             return None
         candidate = ValidationPath(
             CertTrustAnchor(anchors.prepared_anchor(path[-1])),
@@ -488,6 +468,9 @@ def _one_pass(
         ctx = _context(anchors, others_a, at=at, skew=skew, revinfo=rules, crls=collected.usable)  # fmt: skip
         _run(async_validate_path(ctx, candidate))
     except (pv_errors.PathError, pv_errors.ValidationError, ValueError, TypeError, OverflowError, LookupError):  # fmt: skip
+        # pyhanko leaves state on the asn1crypto objects of a refused run (seen with PKITS
+        # 4.3.6: the next, otherwise clean run then fails a signature): forget them all.
+        anchors.forget()
         return None
     unknown = [_unavailable(c, collected, hard=hard) for c in path[:-1] if c in uncovered]
     return PathResult(path=path, findings=unknown, validated=candidate)
