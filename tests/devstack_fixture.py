@@ -7,9 +7,15 @@ caches are cleared around every test that uses a stack.
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +27,39 @@ from devstack.stack import Devstack
 from rotation.adapters.apim import ArmApimGateway
 from rotation.adapters.credentials import StaticTokenCredential
 from rotation.adapters.keyvault import KeyVaultCertificateSource
+
+
+@contextmanager
+def running_devstack(
+    state: Path, *args: str, sig: int = signal.SIGTERM
+) -> Iterator[tuple[list[str], list[str], subprocess.Popen[str]]]:
+    """`certrotate devstack --state STATE ARGS` in a process of its own until it listens; on
+    exit ``sig`` stops it. Yields its stdout lines so far, a list that receives its stderr
+    once stopped (the rest of stdout is appended to the lines), and the process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rotation", "devstack", "--state", str(state), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    errors: list[str] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening" in line:
+                break
+        yield lines, errors, proc
+        proc.send_signal(sig)
+        rest, err = proc.communicate(timeout=20)
+        lines.append(rest)
+        errors.append(err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 from devstack.backend import NGINX_DIR, serve_scene
 from devstack.seed import EVENT_FILES, OTHER_BACKEND, SEED_BACKENDS, scene_backend_url, seed_scene
 from devstack.stack import Devstack
+from tests.devstack_fixture import running_devstack
 
 NOW = datetime.now(UTC)
 BACKENDS = (*SEED_BACKENDS, OTHER_BACKEND)
@@ -154,37 +152,6 @@ class TestServeScene:
             assert any("--no-seed" in note for note in served.notes)
 
 
-@contextmanager
-def _running(
-    state: Path, *args: str
-) -> Iterator[tuple[list[str], list[str], subprocess.Popen[str]]]:
-    """`certrotate devstack --state STATE ARGS` until it listens; SIGTERM on exit."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rotation", "devstack", "--state", str(state), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    errors: list[str] = []
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "listening" in line:
-                break
-        yield lines, errors, proc
-        proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=20)
-        lines.append(rest)
-        errors.append(err)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
 def _env_file(state: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in (state / "env").read_text().splitlines())
 
@@ -193,7 +160,7 @@ class TestCli:
     def test_replay_of_v2_passes_the_canary_against_nginx(self, tmp_path):
         """`set -a; . DIR/env; certrotate replay DIR/events/v2...` probes the real nginx:
         applied with canary.passed; Ctrl-C/SIGTERM leaves nothing listening."""
-        with _running(tmp_path) as (lines, errors, proc):
+        with running_devstack(tmp_path) as (lines, errors, proc):
             env = _env_file(tmp_path)
             port = int((tmp_path / NGINX_DIR / "port").read_text())
             assert f"nginx https://localhost:{port}/" in "".join(lines)
@@ -217,7 +184,7 @@ class TestCli:
 
     def test_no_nginx_flag_says_why_the_canary_is_off(self, tmp_path):
         """--no-nginx: made-up URLs, ROTATION_CANARY=off in env, the reason on stderr."""
-        with _running(tmp_path, "--no-nginx") as (lines, errors, proc):
+        with running_devstack(tmp_path, "--no-nginx") as (lines, errors, proc):
             env = _env_file(tmp_path)
         assert proc.returncode == 0, errors
         assert env["ROTATION_CANARY"] == "off"

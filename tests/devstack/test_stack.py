@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from devstack.seed import EVENT_FILES, seed_scene
 from devstack.stack import Devstack
 from devstack.state import DATABASE_FILE, DevstackState
 from rotation.entrypoints.cli import cli
+from tests.devstack_fixture import running_devstack
 
 
 class TestDescription:
@@ -107,61 +105,26 @@ class TestSeeding:
             devstack.put_backend("nope", "b", url="https://x.test", certificate_ids=[])
 
 
-def _run_devstack(state: Path, *args: str) -> tuple[list[str], dict[str, Any], str]:
-    """Run `certrotate devstack --state STATE ARGS` until it listens, then SIGTERM it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rotation", "devstack", "--state", str(state), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "listening" in line:
-                break
+def _run_devstack(
+    state: Path, *args: str, sig: int = signal.SIGTERM
+) -> tuple[list[str], dict[str, Any], str]:
+    """Run `certrotate devstack --state STATE ARGS` until it listens, then stop it with ``sig``:
+    its stdout lines (the part after the signal last), devstack.json, and its stderr."""
+    with running_devstack(state, *args, sig=sig) as (lines, errors, proc):
         described = json.loads((state / "devstack.json").read_text())
-        proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = "".join(errors)
     assert proc.returncode == 0, err
-    return [*lines, rest], described, err
+    return lines, described, err
 
 
 class TestCli:
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_runs_in_foreground_writes_files_and_stops_cleanly(self, tmp_path, sig):
         """`certrotate devstack --state DIR` prints where it listens, writes files, stops on a signal."""
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rotation", "devstack", "--state", str(tmp_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        lines = []
-        assert proc.stdout is not None
-        try:
-            for line in proc.stdout:
-                lines.append(line)
-                if "listening" in line:
-                    break
-            described = json.loads((tmp_path / "devstack.json").read_text())
-            proc.send_signal(sig)
-            rest, err = proc.communicate(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        lines, described, err = _run_devstack(tmp_path, sig=sig)
+        rest = lines[-1]
 
         env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
-        assert proc.returncode == 0, err
         assert any(described["vault_url"] in line for line in lines)
         assert any(described["arm_endpoint"] in line for line in lines)
         assert described["token"] not in "".join(lines) + rest + err
