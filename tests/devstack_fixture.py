@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from azure.keyvault.certificates._shared import http_challenge_cache as certific
 from azure.keyvault.secrets._shared import http_challenge_cache as secrets_cache
 
 from devstack.pki import Issued, mint_chain, to_pem_bundle, to_pkcs12
+from devstack.seed import ScenePki, SeededScene, mint_scene_pki, seed_scene
 from devstack.stack import Devstack
 from rotation.adapters.apim import ArmApimGateway
 from rotation.adapters.credentials import StaticTokenCredential
@@ -140,3 +142,15 @@ def _apim_gateway(
         retry_total=1,
         retry_backoff_factor=0,
     )
+
+
+@pytest.fixture(name="scene_pki", scope="session")
+def _scene_pki() -> ScenePki:
+    """The sample scene's certificates, minted once (valid for a quarter year from now)."""
+    return mint_scene_pki(datetime.now(UTC))
+
+
+@pytest.fixture(name="scene")
+def _scene(devstack: Devstack, scene_pki: ScenePki) -> SeededScene:
+    """``devstack`` seeded with the sample scene (``devstack.seed.seed_scene``)."""
+    return seed_scene(devstack, now=datetime.now(UTC), pki=scene_pki)

@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from devstack.seed import EVENT_FILES, ScenePki, SeededScene, mint_scene_pki, seed_scene
-from devstack.stack import Devstack
+from devstack.seed import EVENT_FILES
 
 _IKEY = "00000000-0000-4000-8000-000000000001"
 _WARNING = 2  # App Insights severityLevel
@@ -65,16 +63,6 @@ def _ingestion() -> Iterator[Ingestion]:
     ingestion.server.shutdown()
     ingestion.server.server_close()
     thread.join()
-
-
-@pytest.fixture(name="scene_pki", scope="module")
-def _scene_pki() -> ScenePki:
-    return mint_scene_pki(datetime.now(UTC))
-
-
-@pytest.fixture(name="scene")
-def _scene(devstack: Devstack, scene_pki: ScenePki) -> SeededScene:
-    return seed_scene(devstack, now=datetime.now(UTC), pki=scene_pki)
 
 
 def test_audit_records_reach_app_insights_as_traces_with_custom_dimensions(

@@ -115,13 +115,6 @@ def _anchors(devstack) -> Path:
     return path
 
 
-@pytest.fixture(name="scene")
-def _scene(devstack):
-    from devstack.seed import seed_scene  # noqa: PLC0415
-
-    return seed_scene(devstack, now=datetime.now(UTC))
-
-
 def _replay(devstack, *args: str):
     env = {k: None for k in os.environ if k.startswith("ROTATION_")} | devstack.env()
     return CliRunner(env=env).invoke(cli, ["replay", *args])

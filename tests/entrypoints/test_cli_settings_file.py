@@ -7,7 +7,6 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,6 @@ from click.testing import CliRunner, Result
 from devstack.seed import (
     CERTIFICATE,
     EVENT_FILES,
-    ScenePki,
-    SeededScene,
-    mint_scene_pki,
-    seed_scene,
 )
 from devstack.stack import Devstack
 from rotation.adapters.tables import TableAuditSink
@@ -27,16 +22,6 @@ from rotation.domain.model import AuditRecord, Decision, Trigger
 from rotation.entrypoints.cli import cli
 
 SETTINGS_COMMANDS = ("audit", "plan", "reconcile", "replay", "status")
-
-
-@pytest.fixture(name="scene_pki", scope="module")
-def _scene_pki() -> ScenePki:
-    return mint_scene_pki(datetime.now(UTC))
-
-
-@pytest.fixture(name="scene")
-def _scene(devstack: Devstack, scene_pki: ScenePki) -> SeededScene:
-    return seed_scene(devstack, now=datetime.now(UTC), pki=scene_pki)
 
 
 def _write(path: Path, values: Mapping[str, object], **top: object) -> Path:

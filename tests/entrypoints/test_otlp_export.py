@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,10 +21,6 @@ from devstack.seed import (
     CERTIFICATE,
     EVENT_FILES,
     INBOUND_API,
-    ScenePki,
-    SeededScene,
-    mint_scene_pki,
-    seed_scene,
 )
 from devstack.stack import Devstack
 
@@ -83,16 +78,6 @@ def _receiver() -> Iterator[Receiver]:
     receiver.server.shutdown()
     receiver.server.server_close()
     thread.join()
-
-
-@pytest.fixture(name="scene_pki", scope="module")
-def _scene_pki() -> ScenePki:
-    return mint_scene_pki(datetime.now(UTC))
-
-
-@pytest.fixture(name="scene")
-def _scene(devstack: Devstack, scene_pki: ScenePki) -> SeededScene:
-    return seed_scene(devstack, now=datetime.now(UTC), pki=scene_pki)
 
 
 def _run(devstack: Devstack, receiver: Receiver, *args: str) -> subprocess.CompletedProcess[str]:
