@@ -215,8 +215,7 @@ def _play(run: _Run, step: DemoStep) -> bool:
     after = run.snapshot()
     moved = _moved_correctly(before, after, version) if step.changes else after == before
     ok = decision is step.expected and moved and (not step.finding or step.finding in findings)
-    mark = "[green]✓[/]" if ok else "[bold red]✗[/]"
-    console.print(f"{mark} decision: [bold]{decision}[/] (expected {step.expected})")
+    _verdict(run, ok, decision, step.expected)
     if findings:
         console.print(f"  findings: {', '.join(findings)}", markup=False)
     if error:
@@ -277,6 +276,7 @@ def _at_gateway(run: _Run, gateway: Gateway, when: str) -> tuple[int, int]:
 
 
 def _verdict(run: _Run, ok: bool, decision: Decision, expected: Decision) -> bool:
+    """Show a chapter's decision against the expected one, ticked when ``ok``; return ``ok``."""
     mark = "[green]✓[/]" if ok else "[bold red]✗[/]"
     run.console.print(f"{mark} decision: [bold]{decision}[/] (expected {expected})")
     return ok
